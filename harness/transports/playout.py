@@ -1,0 +1,287 @@
+"""vlh's playout emulator: what a browser-like receiver would play, and when (design.md §1, §4).
+
+aiortc's own receiver hides ≈80 ms behind a fixed JitterBuffer(capacity=16, prefetch=4) and stalls after a loss, so
+vlh bypasses it: every RTP packet is stamped on arrival (host monotonic) and handed here. The emulator runs a playout
+clock that ticks every 20 ms like a sound card (tick n at `t_start + n·20 ms`, no scheduler noise) and, at each
+tick, plays the next packet in sequence order if it has arrived by then:
+
+- arrived           → decode and play ("play");
+- missing, but a later packet is already here → the packet is treated as lost: packet-loss concealment for one
+  frame ("conceal"), the sequence moves on (a late arrival is then discarded and counted);
+- missing, nothing later here → an underrun: concealment without moving on ("expand"), the delay grows by 20 ms.
+
+Adaptive mode (default, like NetEq in spirit): the target delay follows the measured arrival jitter — the 95th
+percentile, over the last `window` packets, of each packet's transit relative to the fastest one — with a floor of
+20 ms. When the buffer holds more than the target plus one frame for `settle` ticks in a row it drops a frame
+(preferably a silent one) to come back down. `fixed:N` mode starts at N ms and never drops.
+
+Everything is deterministic given the arrival stamps, so the ear channel is reproducible and its timing exact; it is
+driven live (`advance(now)` from a 20 ms task) so the ear signal also exists while the call runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FRAME = 960  # samples per 20 ms at 48 kHz
+FRAME_S = 0.02
+SR = 48000
+
+
+@dataclass
+class Packet:
+    seq: int  # unwrapped sequence number
+    rtp_ts: int  # unwrapped RTP timestamp
+    arrival: float  # host monotonic
+    payload: bytes
+
+
+@dataclass
+class Tick:
+    """One 20 ms output frame of the ear channel."""
+
+    t: float  # host monotonic playout instant of the frame's first sample
+    kind: str  # play | conceal (loss) | expand (underrun) | stretch (delay grown in silence)
+    seq: int | None = None
+    rtp_ts: int | None = None
+    arrival: float | None = None
+    level: float = 0.0  # RMS of the frame played
+
+
+def parse_jitter_mode(mode: str) -> tuple[str, float]:
+    """'adaptive' | 'fixed:<ms>' → (kind, initial delay s)."""
+    mode = (mode or "adaptive").strip().lower()
+    if mode == "adaptive":
+        return "adaptive", 0.02
+    if mode.startswith("fixed:"):
+        try:
+            ms = float(mode.split(":", 1)[1])
+        except ValueError:
+            ms = -1
+        if ms >= 0:
+            return "fixed", ms / 1000.0
+    from harness.errors import VlhError
+
+    raise VlhError(f"--jitter-buffer {mode!r}: use 'adaptive' or 'fixed:<ms>' (e.g. fixed:60)")
+
+
+class Unwrapper:
+    """Unwraps 16-bit sequence numbers / 32-bit timestamps into monotonic integers."""
+
+    def __init__(self, bits: int):
+        self.mod = 1 << bits
+        self.last: int | None = None
+        self.base = 0
+
+    def __call__(self, v: int) -> int:
+        if self.last is None:
+            self.last = v
+            return v
+        d = (v - self.last) % self.mod
+        if d > self.mod // 2:  # older (reordered) value
+            d -= self.mod
+        out = self._unwrapped_last() + d
+        if d > 0:
+            self.base, self.last = out - v, v
+        return out
+
+    def _unwrapped_last(self) -> int:
+        return self.base + self.last
+
+
+class PlayoutEmulator:
+    def __init__(self, mode: str = "adaptive", floor_s: float = 0.02, window: int = 100, settle: int = 25,
+                 decoder=None):
+        self.kind, self.initial_delay = parse_jitter_mode(mode)
+        self.floor = floor_s
+        self.window = window
+        self.settle = settle
+        self._decoder = decoder if decoder is not None else _OpusDecoder()
+        self._seq_unwrap = Unwrapper(16)
+        self._ts_unwrap = Unwrapper(32)
+        self.packets: dict[int, Packet] = {}
+        self.arrivals: list[Packet] = []  # every packet in arrival order (payload dropped after playout)
+        self.ticks: list[Tick] = []
+        self.t_start: float | None = None
+        self.next_seq: int | None = None
+        self.max_seq_seen: int | None = None
+        self._transit = deque(maxlen=window)
+        self._excess_ticks = 0
+        self._last_pcm = np.zeros(FRAME, np.float32)
+        self._conceal_run = 0
+        self.target_delay = self.initial_delay
+        self.counts = {"play": 0, "conceal": 0, "expand": 0, "drop": 0, "stretch": 0, "late": 0, "duplicate": 0}
+        self.on_frame = None  # callback(t, pcm) for each output frame
+
+    # ---- input ---------------------------------------------------------------------------------------------
+    def push(self, seq16: int, ts32: int, arrival: float, payload: bytes) -> None:
+        seq, ts = self._seq_unwrap(seq16), self._ts_unwrap(ts32)
+        pkt = Packet(seq, ts, arrival, payload)
+        self.arrivals.append(pkt)
+        if self.t_start is None:  # first packet: start the playout clock after the initial delay
+            self.t_start = arrival + self.initial_delay
+            self.next_seq = seq
+            self._ts0 = ts
+            self._min_transit = math.inf
+        if seq in self.packets:
+            self.counts["duplicate"] += 1
+            return
+        if seq < self.next_seq:
+            self.counts["late"] += 1
+            return
+        self.packets[seq] = pkt
+        self.max_seq_seen = seq if self.max_seq_seen is None else max(self.max_seq_seen, seq)
+        transit = arrival - (ts - self._ts0) / SR
+        self._transit.append(transit)
+        if self.kind == "adaptive":
+            self._update_target()
+
+    def _update_target(self) -> None:
+        tr = np.fromiter(self._transit, float)
+        rel = tr - tr.min()
+        jitter = float(np.quantile(rel, 0.95)) if len(rel) > 1 else 0.0
+        self.target_delay = max(self.floor, jitter + 0.005)
+
+    # ---- output --------------------------------------------------------------------------------------------
+    def buffered_delay(self, t: float) -> float:
+        """How long the next packet has been waiting, if it is here (the current jitter-buffer delay)."""
+        pkt = self.packets.get(self.next_seq)
+        return t - pkt.arrival if pkt is not None and pkt.arrival <= t else 0.0
+
+    def advance(self, now: float) -> None:
+        """Produce every output frame whose tick is ≤ now."""
+        if self.t_start is None:
+            return
+        while True:
+            t = self.t_start + len(self.ticks) * FRAME_S
+            if t > now:
+                return
+            self._tick(t)
+
+    def _tick(self, t: float) -> None:
+        seq = self.next_seq
+        pkt = self.packets.get(seq)
+        if pkt is not None and pkt.arrival <= t:
+            # adaptive shrink: buffer holds more than target + one frame for `settle` ticks → drop one frame
+            if self.kind == "adaptive" and t - pkt.arrival > self.target_delay + FRAME_S:
+                self._excess_ticks += 1
+            else:
+                self._excess_ticks = 0
+            nxt = self.packets.get(seq + 1)
+            if (self._excess_ticks >= self.settle and nxt is not None and nxt.arrival <= t):
+                pcm_drop = self._decode(pkt)
+                if _rms(pcm_drop) < 0.01 or self._excess_ticks >= 4 * self.settle:
+                    self.counts["drop"] += 1
+                    self._excess_ticks = 0
+                    self._release(seq)
+                    seq += 1
+                    pkt = nxt
+                    self.next_seq = seq
+                    pcm = self._decode(pkt)
+                    self._emit(Tick(t, "play", pkt.seq, pkt.rtp_ts, pkt.arrival), pcm)
+                    self._release(seq)
+                    self.next_seq = seq + 1
+                    return
+                pcm = pcm_drop
+            else:
+                if (self.kind == "adaptive" and t - pkt.arrival + FRAME_S <= self.target_delay
+                        and _rms(self._last_pcm) < 0.003):
+                    # preemptive expand in silence: grow the delay towards the target before an underrun
+                    self.counts["stretch"] += 1
+                    self._emit(Tick(t, "stretch", seq), np.zeros(FRAME, np.float32))
+                    return
+                pcm = self._decode(pkt)
+            self._emit(Tick(t, "play", pkt.seq, pkt.rtp_ts, pkt.arrival), pcm)
+            self._release(seq)
+            self.next_seq = seq + 1
+            self._conceal_run = 0
+            return
+        later_here = self.max_seq_seen is not None and self.max_seq_seen > seq and any(
+            p.arrival <= t for s, p in self.packets.items() if s > seq)
+        pcm = self._conceal()
+        if later_here:  # lost (or hopelessly late): conceal one frame and move on
+            self.counts["conceal"] += 1
+            self._emit(Tick(t, "conceal", seq), pcm)
+            self.next_seq = seq + 1
+        else:  # underrun: wait for it, the delay grows by one frame
+            self.counts["expand"] += 1
+            self._emit(Tick(t, "expand", seq), pcm)
+
+    def _release(self, seq: int) -> None:
+        pkt = self.packets.pop(seq, None)
+        if pkt is not None:
+            pkt.payload = b""
+
+    def _decode(self, pkt: Packet) -> np.ndarray:
+        pcm = self._decoder.decode(pkt.payload, pkt.rtp_ts)
+        self._last_pcm = pcm
+        return pcm
+
+    def _conceal(self) -> np.ndarray:
+        """Simple PLC: the last frame, faded, then silence."""
+        self._conceal_run += 1
+        if self._conceal_run > 3:
+            return np.zeros(FRAME, np.float32)
+        g = 0.5 ** self._conceal_run
+        return (self._last_pcm[::-1] * g).astype(np.float32)
+
+    def _emit(self, tick: Tick, pcm: np.ndarray) -> None:
+        if tick.kind == "play":
+            self.counts["play"] += 1
+        tick.level = _rms(pcm)
+        self.ticks.append(tick)
+        if self.on_frame is not None:
+            self.on_frame(tick.t, pcm)
+
+    # ---- queries for attribution ----------------------------------------------------------------------------
+    def tick_at(self, t: float) -> Tick | None:
+        """The output frame playing at host time t."""
+        if self.t_start is None:
+            return None
+        i = int(math.floor((t - self.t_start) / FRAME_S))
+        if 0 <= i < len(self.ticks):
+            return self.ticks[i]
+        return None
+
+    def stats_between(self, t_a: float, t_b: float) -> dict:
+        """Concealment / underrun figures for the frames in [t_a, t_b)."""
+        out = {"conceal": 0, "expand": 0}
+        for tk in self.ticks:
+            if t_a <= tk.t < t_b and tk.kind in out:
+                out[tk.kind] += 1
+        return out
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+
+
+class _OpusDecoder:
+    """aiortc's Opus decoder (libopus via PyAV), mono float32 out."""
+
+    def __init__(self):
+        from aiortc.codecs.opus import OpusDecoder
+
+        self._dec = OpusDecoder()
+
+    def decode(self, payload: bytes, ts: int) -> np.ndarray:
+        from aiortc.jitterbuffer import JitterFrame
+
+        out = []
+        try:
+            for fr in self._dec.decode(JitterFrame(data=payload, timestamp=ts & 0xFFFFFFFF)):
+                a = fr.to_ndarray().reshape(-1, 2)[:, 0]
+                out.append(a.astype(np.float32) / 32768.0)
+        except Exception:  # a corrupt packet: treat as silence (counted by the caller as played)
+            return np.zeros(FRAME, np.float32)
+        if not out:
+            return np.zeros(FRAME, np.float32)
+        pcm = np.concatenate(out)
+        if len(pcm) != FRAME:
+            pcm = np.resize(pcm, FRAME) if len(pcm) > FRAME else np.concatenate(
+                [pcm, np.zeros(FRAME - len(pcm), np.float32)])
+        return pcm

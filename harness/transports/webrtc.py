@@ -1,0 +1,326 @@
+"""The WebRTC transport: an aiortc client that calls a voice agent the way a browser would, and records both
+directions on the host clock (design.md §1).
+
+- Signalling: `POST <agent URL>` with `{"sdp", "type": "offer"}` → `{"sdp", "type": "answer", "pc_id"}`
+  (pipecat SmallWebRTC's `/api/offer` and aiortc-example servers). An ordered data channel labelled `chat` is opened
+  before the offer; vlh speaks RTVI politely (`client-ready`, `ping: <ms>` keep-alives) and sends `vlh.ping`.
+- Mic: a paced track hands 20 ms frames to aiortc at `t_start + n·20 ms`; each frame is written to ch0 at that instant.
+- Ear: aiortc's receiver (and its hidden 80 ms jitter buffer) is bypassed: every RTP packet is stamped on arrival
+  and fed to vlh's playout emulator, whose 20 ms output frames are written to ch1 at their playout instants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from fractions import Fraction
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from harness import __version__
+from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
+from harness.errors import VlhError
+from harness.telemetry.collector import TelemetryLog
+from harness.transports.playout import FRAME, PlayoutEmulator
+from harness.urls import redact_url
+
+log = logging.getLogger(__name__)
+FRAME_S = FRAME / SAMPLE_RATE
+
+
+class MicTrack:
+    """An outgoing audio track paced by the host clock. Built lazily on aiortc's MediaStreamTrack."""
+
+    def __new__(cls, *a, **k):
+        from aiortc import MediaStreamTrack
+
+        class _MicTrack(MediaStreamTrack):
+            kind = "audio"
+
+            def __init__(self, timeline: Timeline | None):
+                super().__init__()
+                self.timeline = timeline
+                self.t_start: float | None = None
+                self.frames_sent = 0
+                self.started = asyncio.Event()
+                self._segments: deque = deque()  # (start_sample_abs, samples)
+                self._sched_end = 0
+                self.lateness: list[float] = []
+
+            def next_frame_sample(self) -> int:
+                return (self.frames_sent + 1) * FRAME  # a frame boundary safely after the one being sent
+
+            def schedule(self, samples: np.ndarray, at: float | None = None) -> float:
+                """Queue speech; returns the host instant its first sample will be sent."""
+                if self.t_start is None:
+                    raise RuntimeError("mic track has not started")
+                earliest = self.next_frame_sample()
+                if at is None:
+                    start = max(earliest, self._sched_end)
+                else:
+                    start = max(earliest, int(round((at - self.t_start) * SAMPLE_RATE)))
+                self._segments.append((start, np.asarray(samples, np.float32)))
+                self._sched_end = max(self._sched_end, start + len(samples))
+                return self.t_start + start / SAMPLE_RATE
+
+            def busy_until(self) -> float:
+                return self.t_start + self._sched_end / SAMPLE_RATE if self.t_start else 0.0
+
+            async def recv(self):
+                import av
+
+                if self.t_start is None:
+                    self.t_start = time.monotonic()
+                    if self.timeline is not None:
+                        self.timeline.t0_mono = self.t_start
+                    self.started.set()
+                n = self.frames_sent
+                target = self.t_start + n * FRAME_S
+                wait = target - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self.lateness.append(time.monotonic() - target)
+                a, b = n * FRAME, (n + 1) * FRAME
+                buf = np.zeros(FRAME, np.float32)
+                while self._segments and self._segments[0][0] + len(self._segments[0][1]) <= a:
+                    self._segments.popleft()
+                for start, seg in self._segments:
+                    if start >= b:
+                        break
+                    lo, hi = max(a, start), min(b, start + len(seg))
+                    if hi > lo:
+                        buf[lo - a:hi - a] += seg[lo - start:hi - start]
+                if self.timeline is not None:
+                    self.timeline.write_at(MIC, a, buf)
+                pcm = np.clip(buf * 32768.0, -32768, 32767).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = SAMPLE_RATE
+                frame.pts = a
+                frame.time_base = Fraction(1, SAMPLE_RATE)
+                self.frames_sent = n + 1
+                return frame
+
+        return _MicTrack(*a, **k)
+
+
+def parse_headers(pairs: list[str] | None) -> dict[str, str]:
+    """'Name: value' strings → dict. A value of '$VAR' / 'env:VAR' is read from the environment."""
+    import os
+
+    out = {}
+    for raw in pairs or []:
+        if ":" not in raw:
+            raise VlhError(f"--header {raw.split(':')[0]!r}: expected 'Name: value' (e.g. 'Authorization: Bearer $TOKEN')")
+        name, value = raw.split(":", 1)
+        value = value.strip()
+        for prefix in ("env:", "$"):
+            if value.startswith(prefix) and value[len(prefix):].replace("_", "").isalnum():
+                var = value[len(prefix):]
+                if var not in os.environ:
+                    raise VlhError(f"--header {name.strip()}: environment variable {var} is not set")
+                value = os.environ[var]
+        out[name.strip()] = value
+    return out
+
+
+def offer_url(url: str) -> str:
+    """Accept a base URL (http://host:port) and add pipecat's `/api/offer`; keep any explicit path."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise VlhError(f"--agent {redact_url(url)}: expected an http(s) URL such as http://127.0.0.1:7860/api/offer")
+    if parts.path in ("", "/"):
+        return url.rstrip("/") + "/api/offer"
+    return url
+
+
+class WebRTCCall:
+    """One call to a voice agent over WebRTC."""
+
+    def __init__(self, url: str, headers: dict[str, str] | None = None, jitter_buffer: str = "adaptive",
+                 processor_map: dict[str, str] | None = None, connect_timeout: float = 15.0,
+                 ping_interval: float = 0.2, stall_timeout: float = 3.0):
+        self.url = offer_url(url)
+        self.headers = dict(headers or {})
+        self.connect_timeout = connect_timeout
+        self.ping_interval = ping_interval
+        self.stall_timeout = stall_timeout
+        self.timeline = Timeline(t0_mono=time.monotonic())
+        self.telemetry = TelemetryLog(processor_map)
+        self.playout = PlayoutEmulator(jitter_buffer)
+        self.playout.on_frame = self._on_ear_frame
+        self.ear_levels: list[tuple[float, float]] = []  # (playout instant, frame RMS), live
+        self.mic = None
+        self.pc = None
+        self.channel = None
+        self.pc_id = None
+        self.disconnected = False
+        self.disconnect_reason = ""
+        self.last_packet = None
+        self.rtp_packets = 0
+        self._tasks: list[asyncio.Task] = []
+        self._opus_pt: set[int] = set()
+
+    # ---- set-up ------------------------------------------------------------------------------------------------
+    async def connect(self) -> None:
+        import aiohttp
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        self.pc = pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.mic = MicTrack(self.timeline)
+        pc.addTransceiver(self.mic, direction="sendrecv")
+        self.channel = pc.createDataChannel("chat", ordered=True)
+        self.channel.on("message", self._on_message)
+        self.channel.on("open", self._on_open)
+
+        @pc.on("connectionstatechange")
+        def _state():
+            if pc.connectionState in ("failed", "closed") and not self.disconnected:
+                self._mark_disconnected(f"peer connection {pc.connectionState}")
+
+        await pc.setLocalDescription(await pc.createOffer())
+        body = {"sdp": pc.localDescription.sdp, "type": "offer"}
+        shown = redact_url(self.url)
+        try:
+            timeout = aiohttp.ClientTimeout(total=self.connect_timeout)
+            async with aiohttp.ClientSession(timeout=timeout) as http:
+                async with http.post(self.url, json=body, headers=self.headers) as resp:
+                    text = await resp.text()
+                    if resp.status >= 400:
+                        raise VlhError(f"agent {shown} answered HTTP {resp.status}: {_snippet(text)}")
+        except VlhError:
+            await pc.close()
+            raise
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            await pc.close()
+            raise VlhError(f"agent {shown} unreachable: {exc.__class__.__name__} {_snippet(str(exc))}; "
+                           "is it running, and is --agent the offer URL?") from None
+        try:
+            answer = json.loads(text)
+            sdp, typ = answer["sdp"], answer.get("type", "answer")
+        except (ValueError, KeyError, TypeError):
+            await pc.close()
+            raise VlhError(f"agent {shown} did not answer with JSON {{'sdp', 'type'}}: {_snippet(text)}") from None
+        if "m=audio" not in sdp or "m=audio 0 " in sdp:
+            await pc.close()
+            raise VlhError(f"agent {shown} answered without an audio track; vlh needs two-way audio")
+        self.pc_id = answer.get("pc_id")
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=typ))
+        except Exception as exc:  # aiortc raises ValueError & co on a bad SDP
+            await pc.close()
+            raise VlhError(f"agent {shown} sent an SDP answer vlh cannot use: {_snippet(str(exc))}") from None
+        self._hook_receiver()
+        try:
+            await asyncio.wait_for(self.mic.started.wait(), self.connect_timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise VlhError(f"agent {shown}: the WebRTC connection did not come up within "
+                           f"{self.connect_timeout:.0f} s (ICE/DTLS)") from None
+        self._tasks.append(asyncio.ensure_future(self._playout_loop()))
+        self._tasks.append(asyncio.ensure_future(self._ping_loop()))
+
+    def _hook_receiver(self) -> None:
+        """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator."""
+        for tr in self.pc.getTransceivers():
+            if tr.kind != "audio":
+                continue
+            for codec in (tr.receiver._RTCRtpReceiver__codecs or {}).values() if hasattr(
+                    tr.receiver, "_RTCRtpReceiver__codecs") else []:
+                if codec.mimeType.lower() == "audio/opus":
+                    self._opus_pt.add(codec.payloadType)
+            tr.receiver._handle_rtp_packet = self._on_rtp
+
+    async def _on_rtp(self, packet, arrival_time_ms: int) -> None:
+        now = time.monotonic()
+        if self._opus_pt and packet.payload_type not in self._opus_pt:
+            return
+        self.rtp_packets += 1
+        self.last_packet = now
+        self.playout.push(packet.sequence_number, packet.timestamp, now, bytes(packet.payload))
+
+    def _on_ear_frame(self, t: float, pcm: np.ndarray) -> None:
+        self.timeline.place(EAR, t, pcm)
+        self.ear_levels.append((t, float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))))
+
+    def _on_open(self) -> None:
+        self._send({"label": "rtvi-ai", "type": "client-ready", "id": uuid.uuid4().hex[:8],
+                    "data": {"version": "1.0.0", "about": {"library": "vlh", "library_version": __version__}}})
+
+    def _on_message(self, message) -> None:
+        self.telemetry.feed(message, time.monotonic())
+
+    def _send(self, obj) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            try:
+                self.channel.send(obj if isinstance(obj, str) else json.dumps(obj))
+            except Exception as exc:  # closing channel
+                log.debug("data channel send failed: %s", exc)
+
+    async def _ping_loop(self) -> None:
+        n = 0
+        while not self.disconnected:
+            await asyncio.sleep(self.ping_interval)
+            if self.channel is not None and self.channel.readyState == "open":
+                self._send(self.telemetry.make_ping(time.monotonic()))
+                n += 1
+                if n % max(1, int(1.0 / self.ping_interval)) == 0:
+                    self._send(f"ping: {int(time.time() * 1000)}")
+
+    async def _playout_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            self.playout.advance(now - 0.002)
+            if (not self.disconnected and self.last_packet is not None
+                    and now - self.last_packet > self.stall_timeout):
+                self._mark_disconnected(f"no audio from the agent for {self.stall_timeout:.0f} s")
+            if self.pc is not None and self.pc.connectionState in ("failed", "closed") and not self.disconnected:
+                self._mark_disconnected(f"peer connection {self.pc.connectionState}")
+
+    def _mark_disconnected(self, reason: str) -> None:
+        self.disconnected = True
+        self.disconnect_reason = reason
+        log.warning("call %s disconnected: %s", self.pc_id, reason)
+
+    # ---- use ---------------------------------------------------------------------------------------------------
+    def schedule(self, samples: np.ndarray, at: float | None = None) -> float:
+        return self.mic.schedule(samples, at)
+
+    def ear_frames_since(self, t: float) -> list[tuple[float, float]]:
+        lv = self.ear_levels
+        i = len(lv)
+        while i > 0 and lv[i - 1][0] >= t:
+            i -= 1
+        return lv[i:]
+
+    def capture(self):
+        meta = {"transport": "webrtc", "pc_id": self.pc_id, "playout": dict(self.playout.counts),
+                "mic_lateness_max_ms": 1e3 * max(self.mic.lateness, default=0.0) if self.mic else None}
+        return self.timeline.capture(meta)
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        if self.playout.t_start is not None and self.last_packet is not None:
+            self.playout.advance(min(time.monotonic(), self.last_packet + self.playout.target_delay + 0.2))
+        if self.pc is not None:
+            try:
+                await asyncio.wait_for(self.pc.close(), 5)
+            except (asyncio.TimeoutError, Exception):
+                pass
+
+
+def _snippet(text: str, n: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n] + "…"
