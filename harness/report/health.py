@@ -1,0 +1,111 @@
+"""Anomalies and health of one run: clocks per call, flagged orderings, invisible TTFTs, stutter, errors, telemetry.
+
+Everything here is agent- or run-provided text that the page shows escaped; nothing is dropped — long lists are
+cut to `limit` entries with the number left out said.
+"""
+
+from __future__ import annotations
+
+import math
+
+from harness.report.load import Run
+from harness.report.schema import status_kind
+
+CLOCK_COLS = ["clock_offset_ms", "clock_drift_ppm", "clock_uncertainty_ms", "rtt_ms"]
+
+
+def clocks(run: Run) -> list[dict]:
+    """Per call: the clock reconciliation (from the turns; run.json "clock" is shown beside it)."""
+    t = run.turns
+    out = []
+    for call, g in t.groupby("call", sort=True):
+        row = {"call": int(call), "turns": int(len(g))}
+        for c in CLOCK_COLS:
+            v = g[c].dropna()
+            row[c] = float(v.iloc[-1]) if len(v) else None
+            row[c + "_max"] = float(v.abs().max()) if len(v) else None
+        row["varies"] = bool(any(g[c].dropna().nunique() > 1 for c in CLOCK_COLS))
+        out.append(row)
+    return out
+
+
+def anomalies(run: Run, limit: int = 200) -> dict:
+    t = run.turns
+    items = []
+    for call, turn, text in zip(t["call"], t["turn"], t["anomalies"]):
+        for a in str(text).split(";"):
+            if a.strip():
+                items.append({"call": int(call), "turn": int(turn), "text": a.strip()})
+    return {"count": len(items), "turns": len({(i["call"], i["turn"]) for i in items}), "items": items[:limit],
+            "left_off": max(0, len(items) - limit)}
+
+
+def invisible_ttft(run: Run, limit: int = 200) -> dict:
+    t = run.turns
+    flagged = t[t["provider_ttft_invisible"]]
+    items = [{"call": int(r.call), "turn": int(r.turn), "provider_ttft_ms": _f(r.provider_ttft_ms),
+              "reasoning_ms": _f(r.reasoning_ms)} for r in flagged.itertuples()]
+    return {"count": len(items), "items": items[:limit], "left_off": max(0, len(items) - limit)}
+
+
+def stutter(run: Run, limit: int = 200) -> dict:
+    t = run.turns[run.turns["status"] == "ok"]
+    gaps = t["stutter_gaps"].fillna(0)
+    under = t["underruns"].fillna(0)
+    conc = t["concealed_ms"].fillna(0)
+    hit = t[(gaps > 0) | (under > 0) | (conc > 0)]
+    reply_min = t["reply_duration_ms"].sum(skipna=True) / 60000.0
+    items = [{"call": int(r.call), "turn": int(r.turn), "stutter_gaps": _f(r.stutter_gaps),
+              "stutter_gap_ms": _f(r.stutter_gap_ms), "underruns": _f(r.underruns), "concealed_ms": _f(r.concealed_ms)}
+             for r in hit.itertuples()]
+    return {"turns": int(len(hit)), "gaps": int(gaps.sum()), "underruns": int(under.sum()),
+            "concealed_ms": float(conc.sum()), "gap_ms_max": _f(t["stutter_gap_ms"].max()),
+            "gaps_per_min": (float(gaps.sum()) / reply_min) if reply_min > 0 else None,
+            "items": items[:limit], "left_off": max(0, len(items) - limit)}
+
+
+def failures(run: Run, limit: int = 200) -> dict:
+    t = run.turns
+    bad = t[t["status"].map(status_kind) != "ok"]
+    items = [{"call": int(r.call), "turn": int(r.turn), "status": r.status, "error": r.error} for r in bad.itertuples()]
+    return {"count": len(items), "items": items[:limit], "left_off": max(0, len(items) - limit)}
+
+
+def telemetry(run: Run) -> list[tuple[str, str]]:
+    """run.json "telemetry" flattened to (key, value) rows, e.g. ("unparsed", "3")."""
+    return _flatten(run.meta.get("telemetry"))
+
+
+def clock_meta(run: Run) -> list[tuple[str, str]]:
+    return _flatten(run.meta.get("clock"))
+
+
+def _flatten(obj, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(obj, dict):
+        out = []
+        for k, v in obj.items():
+            out.extend(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(obj, list) and obj and all(isinstance(x, dict) for x in obj):
+        out = []
+        for i, v in enumerate(obj):
+            out.extend(_flatten(v, f"{prefix}[{i}]"))
+        return out
+    if obj is None:
+        return [] if not prefix else [(prefix, "")]
+    return [(prefix or "value", _text(obj))]
+
+
+def _text(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def _f(v):
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+

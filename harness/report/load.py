@@ -1,0 +1,239 @@
+"""Reading and checking a run folder (README "The result schema") for the report.
+
+`load_run(path)` returns a `Run`: run.json as a dict, the turns as a DataFrame (with each turn's parsed
+`stages_json` in a `spans` column), the reconciled events (or None) and a list of `problems` — things that do not
+stop a report but that a reader must see (missing columns, stages that do not sum to the TTFA, unreadable events).
+What makes a report impossible (not a run folder, unreadable run.json or turns) raises `VlhError` with one line
+naming the file and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import VlhError
+from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS
+
+SUM_TOLERANCE_MS = 0.5  # stages + unattributed + residual must equal ttfa_ms; float rounding only
+MAX_LISTED = 20  # problems of one kind listed one by one; the rest are counted
+
+
+@dataclass
+class Run:
+    path: Path
+    meta: dict
+    turns: pd.DataFrame
+    events: pd.DataFrame | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.path.name)
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.meta.get("partial"))
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """The turns that got an answer (status `ok`) and have a TTFA."""
+        t = self.turns
+        return t[(t["status"] == "ok") & t["ttfa_ms"].notna()]
+
+    def recording(self, call: int) -> Path:
+        return self.path / "recordings" / f"call-{int(call)}.wav"
+
+
+def is_run_dir(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "run.json").is_file()
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not path.exists():
+        raise VlhError(f"{path}: no such folder; pass a run folder written by `vlh run` (reports/<timestamp>/)")
+    if not path.is_dir():
+        raise VlhError(f"{path}: not a folder; pass a run folder written by `vlh run` (reports/<timestamp>/)")
+    meta = _read_meta(path / "run.json")
+    problems: list[str] = []
+    turns = _read_turns(path, meta, problems)
+    events = _read_events(path / "events.parquet", problems)
+    _check_sums(turns, problems)
+    return Run(path, meta, turns, events, problems)
+
+
+def _read_meta(p: Path) -> dict:
+    if not p.is_file():
+        raise VlhError(f"{p.parent}: not a vlh run folder (no run.json); pass a folder written by `vlh run`")
+    try:
+        meta = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise VlhError(f"{p}: not UTF-8 text; restore the file or re-run `vlh run`") from None
+    except json.JSONDecodeError as exc:
+        raise VlhError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); restore the file or re-run `vlh run`") from None
+    if not isinstance(meta, dict):
+        raise VlhError(f"{p}: expected a JSON object with run metadata, found {type(meta).__name__}")
+    return meta
+
+
+def _read_turns(path: Path, meta: dict, problems: list[str]) -> pd.DataFrame:
+    pq, csv = path / "turns.parquet", path / "turns.csv"
+    if pq.is_file():
+        try:
+            turns = pd.read_parquet(pq)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            raise VlhError(f"{pq}: unreadable Parquet ({_short(exc)}); restore it or re-run `vlh run`") from None
+    elif csv.is_file():
+        problems.append(f"{pq.name} is missing; read {csv.name} instead")
+        try:
+            turns = pd.read_csv(csv, keep_default_na=False, na_values=[""])
+        except Exception as exc:
+            raise VlhError(f"{csv}: unreadable CSV ({_short(exc)}); restore it or re-run `vlh run`") from None
+    elif meta.get("partial"):
+        problems.append("the run was interrupted before any turn was written (no turns.parquet)")
+        turns = pd.DataFrame({c: pd.Series(dtype="float64") for c in TURN_COLUMNS})
+        turns["status"] = turns["status"].astype(str)
+    else:
+        raise VlhError(f"{path}: run.json is there but turns.parquet is missing; re-run `vlh run` into a new folder")
+    missing_core = [c for c in CORE_COLUMNS if c not in turns.columns]
+    if missing_core:
+        raise VlhError(f"{pq if pq.is_file() else csv}: missing column(s) {', '.join(missing_core)}; "
+                       "this is not a vlh turns table (see README, 'The result schema')")
+    missing = [c for c in TURN_COLUMNS if c not in turns.columns]
+    if missing:
+        problems.append(f"turns table lacks column(s) {', '.join(missing)}; the report shows what is there")
+    return _normalise(turns, problems)
+
+
+def _normalise(turns: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
+    t = turns.copy()
+    text_cols = ["run_id", "scenario", "status", "error", "text", "anomalies", "stages_json"] + [
+        f"{s}_source" for s in STAGES]
+    for c in text_cols:
+        if c in t.columns:
+            t[c] = t[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+        else:
+            t[c] = "missing" if c.endswith("_source") else ""
+    num_cols = [c for c in TURN_COLUMNS if c not in text_cols and c not in ("provider_ttft_invisible",)]
+    for c in num_cols:
+        t[c] = pd.to_numeric(t[c], errors="coerce") if c in t.columns else float("nan")
+    if "provider_ttft_invisible" in t.columns:
+        t["provider_ttft_invisible"] = t["provider_ttft_invisible"].map(_truthy)
+    else:
+        t["provider_ttft_invisible"] = False
+    bad_id = t["call"].isna() | t["turn"].isna()
+    if bad_id.any():
+        problems.append(f"{int(bad_id.sum())} row(s) without a call/turn number were left out")
+        t = t[~bad_id]
+    t["call"] = t["call"].astype(int)
+    t["turn"] = t["turn"].astype(int)
+    t = t.sort_values(["call", "turn"], kind="stable").reset_index(drop=True)
+    t["spans"] = _parse_spans(t, problems)
+    return t
+
+
+def _truthy(v) -> bool:
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "yes")
+    try:
+        return bool(v) and not (isinstance(v, float) and math.isnan(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _parse_spans(t: pd.DataFrame, problems: list[str]) -> list[list[dict]]:
+    """Each turn's ordered spans [{name, start_mono, ms, source, covers, kind}] from stages_json."""
+    out: list[list[dict]] = []
+    bad: list[str] = []
+    for call, turn, raw in zip(t["call"], t["turn"], t["stages_json"]):
+        if not raw:
+            out.append([])
+            continue
+        try:
+            items = json.loads(raw)
+            spans = [_span(x) for x in items]
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            bad.append(f"call {call} turn {turn}: stages_json unreadable ({_short(exc)})")
+            spans = []
+        out.append(spans)
+    _listed(problems, bad)
+    return out
+
+
+def _span(x: dict) -> dict:
+    covers = x.get("covers") or []
+    if isinstance(covers, str):
+        covers = [covers]
+    start = x.get("start_mono")
+    name = str(x["name"])
+    kind = x.get("kind") or ("residual" if name == "residual"
+                             else "unattributed" if "unattributed" in name else "stage")
+    return {
+        "name": name,
+        "start_mono": float(start) if start is not None else float("nan"),
+        "ms": float(x["ms"]),
+        "source": str(x.get("source") or "missing"),
+        "covers": [str(c) for c in covers],
+        "kind": str(kind),
+    }
+
+
+def _check_sums(t: pd.DataFrame, problems: list[str]) -> None:
+    """Stages + unattributed + residual = ttfa_ms (README); and the spans of stages_json too."""
+    ok = t[(t["status"] == "ok") & t["ttfa_ms"].notna()]
+    if ok.empty:
+        return
+    bad: list[str] = []
+    span_sum = ok["spans"].map(lambda ss: sum(s["ms"] for s in ss) if ss else float("nan"))
+    off = (span_sum - ok["ttfa_ms"]).abs() > SUM_TOLERANCE_MS
+    for (_, r), total in zip(ok[off].iterrows(), span_sum[off]):
+        bad.append(f"call {r['call']} turn {r['turn']}: stages_json spans sum to {total:.1f} ms "
+                   f"but ttfa_ms is {r['ttfa_ms']:.1f}")
+    cols = [f"{s}_ms" for s in STAGES] + ["unattributed_ms", "residual_ms"]
+    col_sum = ok[cols].fillna(0.0).sum(axis=1)
+    off = ((col_sum - ok["ttfa_ms"]).abs() > SUM_TOLERANCE_MS) & ok[cols].notna().any(axis=1)
+    for (_, r), total in zip(ok[off].iterrows(), col_sum[off]):
+        bad.append(f"call {r['call']} turn {r['turn']}: stage columns + unattributed + residual sum to "
+                   f"{total:.1f} ms but ttfa_ms is {r['ttfa_ms']:.1f}")
+    _listed(problems, bad)
+
+
+def _read_events(p: Path, problems: list[str]) -> pd.DataFrame | None:
+    if not p.is_file():
+        problems.append("no events.parquet: the reconciled telemetry events are not shown")
+        return None
+    try:
+        ev = pd.read_parquet(p)
+    except Exception as exc:
+        problems.append(f"{p.name} unreadable ({_short(exc)}): the telemetry events are not shown")
+        return None
+    missing = [c for c in EVENT_COLUMNS if c not in ev.columns]
+    if missing:
+        problems.append(f"{p.name} lacks column(s) {', '.join(missing)}: the telemetry events are not shown")
+        return None
+    ev = ev.copy()
+    for c in ("call", "turn", "t_mono", "uncertainty_ms"):
+        ev[c] = pd.to_numeric(ev[c], errors="coerce")
+    for c in ("name", "source", "raw"):
+        ev[c] = ev[c].map(lambda v: "" if v is None else str(v))
+    ev = ev.dropna(subset=["call", "turn", "t_mono"])
+    ev["call"] = ev["call"].astype(int)
+    ev["turn"] = ev["turn"].astype(int)
+    return ev.reset_index(drop=True)
+
+
+def _listed(problems: list[str], items: list[str]) -> None:
+    problems.extend(items[:MAX_LISTED])
+    if len(items) > MAX_LISTED:
+        problems.append(f"… and {len(items) - MAX_LISTED} more like these")
+
+
+def _short(exc: BaseException) -> str:
+    s = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return s[:200]
