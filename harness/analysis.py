@@ -1,0 +1,212 @@
+"""One finished call → one row per turn: ear-level instants found in the capture, telemetry placed on the host
+clock, and the attribution of the gap (design.md §2–4)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.attribution import STAGES, Boundary, attribute
+from harness.audio import boundaries as bnd
+from harness.audio.capture import Capture
+from harness.telemetry.collector import TelemetryLog
+from harness.telemetry.events import EVENT_NAMES
+
+SNAP_S = 0.002  # an onset this close to the next packet's start is credited to that packet (see first_packet)
+
+
+@dataclass
+class TurnPlan:
+    """What the harness did in one turn, on the host clock."""
+
+    turn: int
+    text: str
+    mic_start: float  # first sample of the utterance left the harness
+    mic_end: float  # last sample left
+    next_start: float | None = None  # where this turn's window ends (next utterance, or end of call)
+    status: str = "ok"  # a runner-level failure overrides: error:disconnected, error:...
+    error: str = ""
+    barge_in_at: float | None = None  # barge-in turns: when the interrupting speech started
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class MeasureOptions:
+    vad_mode: int = 2
+    min_pause_ms: float = 300.0
+    min_speech_ms: float = 80.0
+    stutter_gap_ms: float = 250.0
+    codec_delay_s: float = 312 / 48000
+
+
+def _ear_regions(x: np.ndarray, sr: int, opts: MeasureOptions, min_pause_ms: float | None = None):
+    return bnd.speech_regions(x, sr, vad_mode=opts.vad_mode,
+                              min_pause_ms=opts.min_pause_ms if min_pause_ms is None else min_pause_ms,
+                              min_speech_ms=opts.min_speech_ms)
+
+
+def first_packet(playout, t_onset: float, codec_s: float):
+    """The played packet whose audio holds the ear onset (codec delay removed), or None."""
+    if playout is None:
+        return None
+    tick = playout.tick_at(t_onset - codec_s + SNAP_S)
+    if tick is None or tick.kind != "play":
+        return None
+    return tick
+
+
+def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLog | None = None, playout=None,
+                 opts: MeasureOptions | None = None, call: int = 1) -> tuple[list[dict], list[dict]]:
+    """Returns (turn rows, event rows)."""
+    opts = opts or MeasureOptions()
+    sr = capture.sample_rate
+    fit = telemetry.reconcile() if telemetry is not None else None
+    events = [e for e in (telemetry.events if telemetry else []) if e.t_host is not None]
+    durations = list(telemetry.durations) if telemetry else []
+    rows, event_rows = [], []
+    n = len(capture)
+    for k, plan in enumerate(plans):
+        row = _base_row(plan, call, fit, capture)
+        lo = max(0, capture.sample_of(plan.mic_start) - int(0.05 * sr))
+        hi = min(n, capture.sample_of(plan.mic_end) + int(0.1 * sr))
+        win_end = min(n, capture.sample_of(plan.next_start)) if plan.next_start else n
+        regions = _ear_regions(capture.mic[lo:hi], sr, opts) if hi > lo else []
+        if not regions:
+            row["status"] = row["status"] if row["status"] != "ok" else "error:no_user_speech"
+            row["error"] = row["error"] or "no speech found on the mic channel for this turn"
+            rows.append(row)
+            continue
+        u_start, u_end = lo + regions[0].start, lo + regions[-1].end
+        t_user_end = capture.time_of(u_end)
+        row.update(user_speech_start_mono=capture.time_of(u_start), user_speech_end_mono=t_user_end,
+                   user_speech_end_s=u_end / sr)
+        # the agent's reply: first speech on the ear after the user's end, before the next utterance
+        ear_from = u_end if plan.barge_in_at is None else u_end
+        reply = bnd.first_speech_after(capture.ear[:win_end], sr, ear_from, vad_mode=opts.vad_mode,
+                                       min_pause_ms=opts.min_pause_ms, min_speech_ms=opts.min_speech_ms)
+        if reply is None:
+            if row["status"] == "ok":
+                row["status"] = "no_response"
+            rows.append(row)
+            _add_events(event_rows, events, plan, call, k, plans)
+            continue
+        t_on = capture.time_of(reply.start)
+        # the whole reply: ear speech regions (pauses up to 600 ms joined) from its onset to the window's end
+        reply_regions = _ear_regions(capture.ear[reply.start:win_end], sr, opts, min_pause_ms=600.0)
+        r_end = reply.start + (reply_regions[0].end if reply_regions else reply.end - reply.start)
+        row.update(agent_audio_start_mono=t_on, agent_audio_end_mono=capture.time_of(r_end),
+                   agent_audio_start_s=reply.start / sr, reply_duration_ms=(r_end - reply.start) / sr * 1e3)
+        row.update(_stutter(capture, reply.start, r_end, opts, playout))
+        # telemetry of this turn
+        turn_events = _add_events(event_rows, events, plan, call, k, plans)
+        b = {"user_speech_end": Boundary(t_user_end, "measured"),
+             "agent_audio_start": Boundary(t_on, "measured")}
+        for name, ev in turn_events.items():
+            b[name] = Boundary(ev.t_host, ev.source, ev.uncertainty_s)
+        tick = first_packet(playout, t_on, opts.codec_delay_s)
+        if tick is not None:
+            b["first_audio_arrival"] = Boundary(tick.arrival, "measured")
+            b["first_audio_playout"] = Boundary(tick.t, "measured")
+            b["first_audio_decoded"] = Boundary(tick.t + opts.codec_delay_s, "measured")
+            row["first_audio_seq"] = tick.seq
+            if "audio_first_sent" not in b and fit is not None:
+                b["audio_first_sent"] = Boundary(tick.arrival - fit.one_way_s, "estimated", fit.one_way_s)
+        turn_durs = _turn_durations(durations, t_user_end, plan, plans, k, capture)
+        attr = attribute(b, {s: d.value_s for s, d in turn_durs.items()})
+        row.update(attr.columns())
+        row["stages_json"] = json.dumps([s.as_dict() for s in attr.spans])
+        for name in EVENT_NAMES:
+            row[f"{name}_mono"] = b[name].t if name in b else None
+        row["first_audio_arrival_mono"] = b["first_audio_arrival"].t if "first_audio_arrival" in b else None
+        row["first_audio_playout_mono"] = b["first_audio_playout"].t if "first_audio_playout" in b else None
+        # provider TTFT as the provider reports it (RTVI metrics), else from vlh events
+        if "llm_ttft" in turn_durs:
+            row["provider_ttft_ms"] = turn_durs["llm_ttft"].value_s * 1e3
+            row["provider_ttft_source"] = "rtvi-metrics"
+        elif "llm_request" in turn_events and "llm_first_token" in turn_events:
+            row["provider_ttft_ms"] = (turn_events["llm_first_token"].t_host
+                                       - turn_events["llm_request"].t_host) * 1e3
+            row["provider_ttft_source"] = "vlh-events"
+        if row.get("provider_ttft_ms") is not None:
+            row["gap_ms"] = row["ttfa_ms"] - row["provider_ttft_ms"]
+        if "llm_first_token" in turn_events and "llm_first_visible_token" in turn_events:
+            invisible = (turn_events["llm_first_visible_token"].t_host
+                         - turn_events["llm_first_token"].t_host) * 1e3
+            row["reasoning_hidden_ms"] = invisible
+            row["provider_ttft_invisible"] = bool(invisible > 1.0)
+        anomalies = list(attr.anomalies)
+        if row.get("provider_ttft_invisible"):
+            anomalies.append(f"provider TTFT measured at an invisible (reasoning) token; the first audible token "
+                             f"came {row['reasoning_hidden_ms']:.0f} ms later")
+        row["anomalies"] = ";".join(filter(None, [row.get("anomalies", "")] + anomalies))
+        rows.append(row)
+    return rows, event_rows
+
+
+def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
+    row = {"call": call, "turn": plan.turn, "status": plan.status, "error": plan.error, "text": plan.text,
+           "user_speech_start_mono": None, "user_speech_end_mono": None, "agent_audio_start_mono": None,
+           "agent_audio_end_mono": None, "user_speech_end_s": None, "agent_audio_start_s": None,
+           "ttfa_ms": None, "provider_ttft_ms": None, "provider_ttft_source": "missing",
+           "provider_ttft_invisible": False, "gap_ms": None, "unattributed_ms": None, "residual_ms": None,
+           "stages_json": "[]", "mic_start_mono": plan.mic_start, "mic_end_mono": plan.mic_end,
+           "reply_duration_ms": None, "stutter_gaps": 0, "stutter_gap_ms": 0.0, "underruns": 0,
+           "concealed_ms": 0.0, "interruption_ms": None, "anomalies": ""}
+    for s in STAGES:
+        row[f"{s}_ms"] = None
+        row[f"{s}_source"] = "missing"
+    if fit is not None:
+        row.update({"clock_offset_ms": fit.offset_at(capture.t0_mono) * 1e3, "clock_drift_ppm": fit.drift * 1e6,
+                    "clock_uncertainty_ms": fit.uncertainty_s * 1e3, "rtt_ms": fit.rtt_s * 1e3})
+    else:
+        row.update({"clock_offset_ms": None, "clock_drift_ppm": None, "clock_uncertainty_ms": None, "rtt_ms": None})
+    row.update(plan.extra)
+    return row
+
+
+def _window(plan: TurnPlan, plans: list[TurnPlan], k: int) -> tuple[float, float]:
+    lo = plan.mic_start
+    hi = plans[k + 1].mic_start if k + 1 < len(plans) else math.inf
+    return lo, hi
+
+
+def _add_events(event_rows: list, events, plan: TurnPlan, call: int, k: int, plans) -> dict:
+    """The first event of each name inside this turn's window (its utterance start → the next one's)."""
+    lo, hi = _window(plan, plans, k)
+    chosen = {}
+    for ev in sorted(events, key=lambda e: e.t_host):
+        if lo <= ev.t_host < hi:
+            event_rows.append({"call": call, "turn": plan.turn, "name": ev.name, "t_mono": ev.t_host,
+                               "uncertainty_ms": ev.uncertainty_s * 1e3, "source": ev.source,
+                               "origin": ev.origin, "raw": json.dumps(ev.raw)[:500]})
+            if ev.name in EVENT_NAMES and ev.name not in chosen:
+                chosen[ev.name] = ev
+    return chosen
+
+
+def _turn_durations(durations, t_user_end: float, plan, plans, k, capture) -> dict:
+    lo, hi = t_user_end, (plans[k + 1].mic_start if k + 1 < len(plans) else math.inf)
+    out = {}
+    for d in durations:
+        if lo <= d.arrival < hi and d.stage not in out:
+            out[d.stage] = d
+    return out
+
+
+def _stutter(capture: Capture, start: int, end: int, opts: MeasureOptions, playout) -> dict:
+    """Gaps inside the reply longer than the threshold, and the playout's underruns/concealment in it."""
+    sr = capture.sample_rate
+    seg = capture.ear[start:end]
+    regs = bnd.speech_regions(seg, sr, vad_mode=opts.vad_mode, min_pause_ms=30.0, min_speech_ms=20.0) \
+        if len(seg) > sr // 50 else []
+    gaps = [(b.start - a.end) / sr * 1e3 for a, b in zip(regs, regs[1:])]
+    big = [g for g in gaps if g >= opts.stutter_gap_ms]
+    out = {"stutter_gaps": len(big), "stutter_gap_ms": float(sum(big))}
+    if playout is not None:
+        st = playout.stats_between(capture.time_of(start), capture.time_of(end))
+        out["underruns"] = st["expand"]
+        out["concealed_ms"] = 20.0 * st["conceal"]
+    return out

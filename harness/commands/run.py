@@ -1,0 +1,128 @@
+"""`vlh run`: measure a voice agent (default: the embedded reference agent) and write a run folder."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import VlhError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="measure an agent turn by turn and write a run folder",
+        description="Speak scripted turns to a voice agent over WebRTC, record both directions on one clock, "
+                    "find the end of user speech and the first agent audio in the sound, and attribute the time "
+                    "between them stage by stage. With no --agent, vlh starts its reference agent and measures it.")
+    p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL (pipecat SmallWebRTC: "
+                   "http://host:port/api/offer; a bare http://host:port gets /api/offer). Default: start the "
+                   "reference agent on a free local port")
+    p.add_argument("--profile", default="typical", help="reference-agent profile when no --agent is given "
+                   "(fast, typical, reasoning, bad-network, skewed-clock, or a YAML file) [typical]")
+    p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a reference-agent setting, e.g. --agent-set tts_ttfb_ms=300 (repeatable)")
+    p.add_argument("--scenario", metavar="FILE", help="a scenario YAML file (see README 'Scenario files')")
+    p.add_argument("--turns", type=int, metavar="N", help="number of turns per call (default: the scenario's, "
+                   "or 5 built-in short questions)")
+    p.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls [1]")
+    p.add_argument("--out", metavar="DIR", help="run folder [reports/<timestamp>/]")
+    p.add_argument("--force", action="store_true", help="write into an --out folder that already holds a run")
+    p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for a reply before the turn is "
+                   "no_response [scenario's, else 10]")
+    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="extra HTTP header for signalling (repeatable); VALUE '$VAR' or 'env:VAR' reads the "
+                   "environment. Header values never reach any output file")
+    p.add_argument("--jitter-buffer", default="adaptive", metavar="MODE",
+                   help="playout emulator: 'adaptive' (browser-like, 20 ms floor) or 'fixed:<ms>' [adaptive]")
+    p.add_argument("--map-processor", action="append", default=[], metavar="NAME=STAGE",
+                   help="RTVI metrics: count processor NAME (substring) as stage stt|llm_ttft|tts_ttfb")
+    p.add_argument("--transport", choices=["webrtc", "loopback"], default="webrtc", help="[webrtc]")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
+    p.set_defaults(func=main)
+
+
+def _kv(pairs: list[str], flag: str) -> dict:
+    out = {}
+    for raw in pairs:
+        if "=" not in raw:
+            raise VlhError(f"{flag} {raw!r}: expected KEY=VALUE")
+        k, v = raw.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def main(args) -> int:
+    from harness.run import RunConfig, run_measurement
+    from harness.transports.playout import parse_jitter_mode
+    from harness.transports.webrtc import offer_url, parse_headers
+
+    parse_jitter_mode(args.jitter_buffer)
+    if args.calls < 1 or args.calls > 200:
+        raise VlhError("--calls: give a number from 1 to 200")
+    if args.turns is not None and args.turns < 1:
+        raise VlhError("--turns: give a number ≥ 1")
+    if args.transport == "loopback":
+        raise VlhError("--transport loopback: not available yet in this build; use webrtc")
+    scenario = None
+    if args.scenario:
+        from harness.scenario import load_scenario
+
+        scenario = load_scenario(args.scenario)
+    pmap = _kv(args.map_processor, "--map-processor")
+    for k, v in pmap.items():
+        if v not in ("stt", "llm_ttft", "tts_ttfb"):
+            raise VlhError(f"--map-processor {k}={v}: the stage must be stt, llm_ttft or tts_ttfb")
+    profile, overrides = args.profile, _kv(args.agent_set, "--agent-set")
+    if scenario is not None and not args.agent:
+        profile = args.profile if args.profile != "typical" else scenario.agent.profile
+        overrides = {**scenario.agent.overrides(), **overrides}
+    cfg = RunConfig(agent_url=offer_url(args.agent) if args.agent else None, agent_profile=profile,
+                    agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
+                    out_dir=Path(args.out) if args.out else None, timeout_s=args.timeout,
+                    headers=parse_headers(args.header), jitter_buffer=args.jitter_buffer, processor_map=pmap,
+                    transport=args.transport, report=not args.no_report, force=args.force)
+    try:
+        out = run_measurement(cfg)
+        partial = False
+    except KeyboardInterrupt:
+        out, partial = cfg.out_dir, True
+        print("vlh: interrupted — finished turns are kept", file=sys.stderr)
+    if out is None:
+        return 130
+    meta = json.loads((Path(out) / "run.json").read_text())
+    if args.json:
+        print(json.dumps({"run_dir": str(out), "partial": partial, "summary": meta.get("summary")}, indent=1))
+    else:
+        print_summary(meta, Path(out))
+    return 130 if partial else 0
+
+
+def print_summary(meta: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = meta.get("summary", {})
+    con = Console()
+    t = Table(title=f"vlh run {meta.get('run_id')} — {s.get('turns', 0)} turns "
+                    f"{s.get('status_counts', {})}")
+    t.add_column("ms")
+    for p in ("p50", "p90", "p95", "p99", "max"):
+        t.add_column(p, justify="right")
+    for key, label in (("ttfa_ms", "TTFA at the ear"), ("provider_ttft_ms", "provider TTFT"),
+                       ("gap_ms", "the gap")):
+        q = s.get(key)
+        t.add_row(label, *([f"{q[p]:.0f}" for p in ("p50", "p90", "p95", "p99", "max")] if q else ["–"] * 5))
+    con.print(t)
+    stages = s.get("stages_p50_ms") or {}
+    if stages:
+        st = Table(title="median stage breakdown")
+        st.add_column("stage")
+        st.add_column("p50 ms", justify="right")
+        for k, v in stages.items():
+            st.add_row(k, f"{v:.1f}")
+        con.print(st)
+    con.print(f"run folder: {out}")
+    if (out / "report.html").exists():
+        con.print(f"report: {out / 'report.html'}")

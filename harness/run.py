@@ -1,0 +1,377 @@
+"""`vlh run`: measure a voice agent turn by turn and write a run folder.
+
+With no agent URL, vlh starts its reference agent (harness/agent) as a subprocess on a free local port — the embedded
+default target — and measures that. The measuring side never imports the agent: it talks to it over WebRTC.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from harness.analysis import MeasureOptions, TurnPlan, measure_call
+from harness.audio.synth import load_utterance, sharpen, synthesize
+from harness.errors import VlhError
+from harness.store import RunStore, default_out_dir
+from harness.urls import redact_url
+
+log = logging.getLogger(__name__)
+
+BUILTIN_QUESTIONS = [
+    "What time does the pharmacy open tomorrow?",
+    "Can you book a table for two at eight?",
+    "How far is the airport from here?",
+    "What is the weather like this weekend?",
+    "Please remind me to call my sister.",
+    "Which train goes to the city centre?",
+    "How much is a ticket to Boston?",
+    "Is the museum open on Mondays?",
+    "Can I change my delivery address?",
+    "What was the score of the game last night?",
+]
+
+
+@dataclass
+class Utterance:
+    text: str
+    samples: np.ndarray
+    pause_after_s: float = 0.6
+    timeout_s: float = 10.0
+    barge_in_after_ms: float | None = None
+
+
+@dataclass
+class RunConfig:
+    agent_url: str | None = None
+    agent_profile: str = "typical"
+    agent_overrides: dict = field(default_factory=dict)
+    agent_args: list[str] = field(default_factory=list)  # extra `vlh agent` flags for the embedded agent
+    scenario: object | None = None  # harness.scenario.Scenario
+    turns: int | None = None
+    calls: int = 1
+    out_dir: Path | None = None
+    timeout_s: float | None = None
+    headers: dict = field(default_factory=dict)
+    jitter_buffer: str = "adaptive"
+    processor_map: dict = field(default_factory=dict)
+    transport: str = "webrtc"
+    lead_in_s: float = 0.8
+    reply_end_silence_s: float = 0.8
+    report: bool = True
+    progress: bool = True
+    force: bool = False
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
+
+
+# ---- what to say ---------------------------------------------------------------------------------------------
+def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
+    """The turns of one call and the scenario name."""
+    sc = cfg.scenario
+    if sc is None:
+        n = cfg.turns or 5
+        out = []
+        for i in range(n):
+            text = BUILTIN_QUESTIONS[i % len(BUILTIN_QUESTIONS)]
+            out.append(Utterance(text, crisp(synthesize(text)), 0.6, cfg.timeout_s or 10.0))
+        return out, "builtin"
+    out = []
+    turns = list(sc.turns)
+    if cfg.turns:
+        turns = [turns[i % len(turns)] for i in range(cfg.turns)]
+    for i, t in enumerate(turns):
+        if t.say:
+            samples = crisp(synthesize(t.say, voice=t.voice, rate=t.rate))
+            text = t.say
+        else:
+            samples = load_utterance(t.wav)
+            text = f"wav:{Path(t.wav).name}"
+        samples = shape_level(samples, t.level_dbfs, t.noise, seed=i)
+        out.append(Utterance(text, samples, t.pause_after_ms / 1000.0, cfg.timeout_s or t.timeout_s or sc.timeout_s,
+                             t.barge_in_after_ms))
+    return out, sc.name
+
+
+def crisp(samples: np.ndarray) -> np.ndarray:
+    """Scripted speech ends inside a voiced region with a 2 ms fade, so its true end is known to the sample."""
+    out, _ = sharpen(samples)
+    return out
+
+
+def shape_level(x: np.ndarray, level_dbfs: float | None, noise, seed: int = 0) -> np.ndarray:
+    """Set the speech RMS level and add noise at a given SNR (noise spans the utterance plus 0.3 s around it:
+    a noisy microphone is noisy before and after speech too)."""
+    x = np.asarray(x, np.float32)
+    if level_dbfs is not None:
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        if rms > 0:
+            x = x * (10 ** (level_dbfs / 20) / rms)
+    if noise is not None:
+        rng = np.random.default_rng(seed)
+        pad = int(0.3 * 48000)
+        x = np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)])
+        n = rng.standard_normal(len(x))
+        if getattr(noise, "type", "white") == "pink":
+            f = np.fft.rfftfreq(len(n))
+            spec = np.fft.rfft(n) / np.sqrt(np.maximum(f, f[1]))
+            n = np.fft.irfft(spec, len(n))
+        speech_rms = float(np.sqrt(np.mean(x[pad:-pad].astype(np.float64) ** 2)))
+        n = n / np.sqrt(np.mean(n ** 2)) * speech_rms / (10 ** (noise.snr_db / 20))
+        x = (x + n).astype(np.float32)
+    return np.clip(x, -1, 1).astype(np.float32)
+
+
+# ---- the embedded reference agent ------------------------------------------------------------------------------
+class ReferenceAgent:
+    """`vlh agent` in a subprocess on a free local port; its truth log goes into the run folder."""
+
+    def __init__(self, profile: str, overrides: dict, extra_args: list[str], truth_log: Path):
+        self.profile, self.overrides, self.extra_args, self.truth_log = profile, overrides, extra_args, truth_log
+        self.proc: subprocess.Popen | None = None
+        self.url: str | None = None
+
+    def start(self, timeout: float = 30.0) -> str:
+        port_file = Path(tempfile.mkstemp(prefix="vlh-agent-port-")[1])
+        port_file.unlink()
+        cmd = [sys.executable, "-m", "harness", "agent", "--host", "127.0.0.1", "--port", "0",
+               "--port-file", str(port_file), "--profile", self.profile, "--truth-log", str(self.truth_log)]
+        for k, v in self.overrides.items():
+            cmd += ["--set", f"{k}={v}"]
+        cmd += list(self.extra_args)
+        self.log_path = self.truth_log.with_name("agent.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                self._log.flush()
+                tail = self.log_path.read_text()[-600:]
+                raise VlhError(f"the reference agent exited at start-up (code {self.proc.returncode}): {tail}")
+            if port_file.exists() and port_file.read_text().strip():
+                port = int(port_file.read_text().strip())
+                port_file.unlink()
+                self.url = f"http://127.0.0.1:{port}/api/offer"
+                return self.url
+            time.sleep(0.05)
+        self.stop()
+        raise VlhError(f"the reference agent did not start within {timeout:.0f} s; see {self.log_path}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "_log", None):
+            self._log.close()
+
+
+# ---- one call ---------------------------------------------------------------------------------------------------
+async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utterance], store: RunStore,
+                   on_turn=None) -> list[dict]:
+    from harness.transports.webrtc import WebRTCCall
+
+    call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map)
+    plans: list[TurnPlan] = []
+    try:
+        await call.connect()
+    except VlhError as exc:
+        rows = [_failed_row(call_no, i + 1, u.text, "error:connect", str(exc)) for i, u in enumerate(utterances)]
+        store.add_call(call_no, None, rows, [])
+        for r in rows:
+            on_turn and on_turn(r)
+        if call_no == 1:
+            raise
+        return rows
+    interrupted = False
+    try:
+        await asyncio.sleep(cfg.lead_in_s)
+        for i, utt in enumerate(utterances):
+            if call.disconnected:
+                plans.append(TurnPlan(i + 1, utt.text, time.monotonic(), time.monotonic(), status="error:disconnected",
+                                      error=call.disconnect_reason))
+                continue
+            at = None
+            if utt.barge_in_after_ms is not None and plans and plans[-1].extra.get("_reply_start"):
+                at = plans[-1].extra["_reply_start"] + utt.barge_in_after_ms / 1000.0
+            start = call.schedule(utt.samples, at=at)
+            end = start + len(utt.samples) / 48000.0
+            plan = TurnPlan(i + 1, utt.text, start, end, barge_in_at=start if at is not None else None)
+            if plans:
+                plans[-1].next_start = start
+            plans.append(plan)
+            await _sleep_until(end)
+            status = await _await_reply(call, plan, utt, cfg)
+            if status != "ok":
+                plan.status = status
+                if status == "error:disconnected":
+                    plan.error = call.disconnect_reason
+            # barge-in: the next turn starts inside this reply, don't wait for its end
+            nxt = utterances[i + 1] if i + 1 < len(utterances) else None
+            if nxt is None or nxt.barge_in_after_ms is None:
+                await _await_reply_end(call, plan, cfg)
+                await asyncio.sleep(utt.pause_after_s)
+            if on_turn:
+                on_turn({"call": call_no, "turn": plan.turn, "status": plan.status})
+        await asyncio.sleep(0.3)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        interrupted = True
+    finally:
+        await call.close()
+        capture = call.capture()
+        for p in plans:
+            p.extra.pop("_reply_start", None)
+            p.extra.pop("_reply_end", None)
+        rows, events = measure_call(capture, plans, call.telemetry, call.playout, cfg.measure, call_no)
+        capture.meta.update(call=call_no, turns=len(plans))
+        clock = call.telemetry.fit.as_dict(capture.t0_mono) if call.telemetry.fit else None
+        store.add_call(call_no, capture, rows, events, clock, dict(call.telemetry.counts))
+        if call.telemetry.anomalies:
+            for r in rows:
+                r["anomalies"] = ";".join(filter(None, [r.get("anomalies", "")] + call.telemetry.anomalies))
+    if interrupted:
+        raise asyncio.CancelledError
+    return rows
+
+
+async def _sleep_until(t: float) -> None:
+    d = t - time.monotonic()
+    if d > 0:
+        await asyncio.sleep(d)
+
+
+SPEECH_RMS = 0.004  # live gate on the ear (≈ −48 dBFS); the exact instants come from the capture afterwards
+
+
+async def _await_reply(call, plan: TurnPlan, utt: Utterance, cfg: RunConfig) -> str:
+    """Wait for agent audio at the ear after the utterance; 'ok', 'no_response' or 'error:disconnected'."""
+    deadline = plan.mic_end + utt.timeout_s
+    while time.monotonic() < deadline:
+        if call.disconnected:
+            return "error:disconnected"
+        for t, level in call.ear_frames_since(plan.mic_end):
+            if level > SPEECH_RMS:
+                plan.extra["_reply_start"] = t
+                return "ok"
+        await asyncio.sleep(0.02)
+    return "no_response"
+
+
+async def _await_reply_end(call, plan: TurnPlan, cfg: RunConfig, max_reply_s: float = 60.0) -> None:
+    if plan.status != "ok":
+        return
+    start = plan.extra.get("_reply_start", plan.mic_end)
+    deadline = start + max_reply_s
+    while time.monotonic() < deadline and not call.disconnected:
+        frames = call.ear_frames_since(start)
+        loud = [t for t, lv in frames if lv > SPEECH_RMS]
+        last = loud[-1] if loud else start
+        if frames and frames[-1][0] - last >= cfg.reply_end_silence_s:
+            plan.extra["_reply_end"] = last
+            return
+        await asyncio.sleep(0.05)
+
+
+def _failed_row(call: int, turn: int, text: str, status: str, error: str) -> dict:
+    return {"call": call, "turn": turn, "status": status, "error": error, "text": text}
+
+
+# ---- the whole run ---------------------------------------------------------------------------------------------
+def run_measurement(cfg: RunConfig) -> Path:
+    """Run every call, write the run folder, return its path. Ctrl-C keeps every finished turn (partial: true)."""
+    out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir()
+    utterances, scenario_name = build_utterances(cfg)
+    agent = None
+    meta = {"transport": cfg.transport, "scenario": {"name": scenario_name,
+                                                     "file": str(getattr(cfg.scenario, "source", "") or "")},
+            "config": {"calls": cfg.calls, "turns": len(utterances), "jitter_buffer": cfg.jitter_buffer,
+                       "timeout_s": cfg.timeout_s, "processor_map": cfg.processor_map,
+                       "header_names": sorted(cfg.headers)},
+            "calls": cfg.calls, "codec_delay_ms": cfg.measure.codec_delay_s * 1e3}
+    store = RunStore(out, meta, force=cfg.force)
+    if cfg.agent_url is None:
+        agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl")
+        url = agent.start()
+        store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
+                          agent_overrides=cfg.agent_overrides)
+    else:
+        url = cfg.agent_url
+        store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+    partial = False
+    progress = _Progress(cfg.calls * len(utterances), enabled=cfg.progress)
+    try:
+        asyncio.run(_run_calls(cfg, url, utterances, store, progress))
+    except KeyboardInterrupt:
+        partial = True
+    finally:
+        progress.close()
+        if agent:
+            agent.stop()
+        store.flush(partial=partial)
+    if cfg.report and not partial or (cfg.report and store.rows):
+        _write_report(out)
+    if partial:
+        raise KeyboardInterrupt
+    return out
+
+
+async def _run_calls(cfg: RunConfig, url: str, utterances, store: RunStore, progress) -> None:
+    async def one(n: int):
+        await run_call(cfg, url, n, utterances, store, on_turn=progress.advance)
+        store.flush(partial=True)
+
+    tasks = [asyncio.ensure_future(one(n)) for n in range(1, cfg.calls + 1)]
+    try:
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise KeyboardInterrupt
+    for r in results:
+        if isinstance(r, KeyboardInterrupt):
+            raise r
+        if isinstance(r, VlhError):
+            raise r
+        if isinstance(r, BaseException):
+            raise r
+
+
+def _write_report(out: Path) -> None:
+    try:
+        from harness.report.render import write_report
+    except ImportError:
+        return
+    try:
+        write_report([out], out / "report.html")
+    except VlhError as exc:
+        log.warning("report not written: %s", exc)
+
+
+class _Progress:
+    def __init__(self, total: int, enabled: bool):
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("turns", total=total)
+
+    def advance(self, row: dict) -> None:
+        if self.bar:
+            self.bar.advance(self.task)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()

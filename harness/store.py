@@ -1,0 +1,157 @@
+"""Run folders (README "The result schema"): turns (Parquet + CSV), events, run.json, recordings.
+
+Everything is rewritten after every finished call, so an interrupted run keeps each finished turn on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness import __version__
+from harness.attribution import STAGES
+from harness.audio.capture import Capture
+from harness.errors import VlhError
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def default_out_dir(root: str | Path = "reports") -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / stamp
+    out, i = base, 1
+    while out.exists():
+        i += 1
+        out = Path(f"{base}-{i}")
+    return out
+
+
+def host_info() -> dict:
+    return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count()}
+
+
+def versions() -> dict:
+    out = {"vlh": __version__}
+    for mod in ("aiortc", "av", "numpy", "scipy", "pandas", "webrtcvad"):
+        try:
+            m = __import__(mod)
+            out[mod] = getattr(m, "__version__", "?")
+        except ImportError:
+            pass
+    return out
+
+
+def quantiles(values) -> dict | None:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
+    if not len(v):
+        return None
+    out = {f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES}
+    out.update(max=float(v.max()), min=float(v.min()), mean=float(v.mean()), n=int(len(v)))
+    return out
+
+
+def summarize(df: pd.DataFrame) -> dict:
+    ok = df[df["status"] == "ok"] if len(df) else df
+    summary = {"turns": int(len(df)), "status_counts": {k: int(v) for k, v in df["status"].value_counts().items()}
+               if len(df) else {}}
+    for col in ("ttfa_ms", "provider_ttft_ms", "gap_ms"):
+        summary[col] = quantiles(ok[col]) if col in ok else None
+    summary["stages_p50_ms"] = {s: float(ok[f"{s}_ms"].dropna().median()) for s in STAGES
+                                if f"{s}_ms" in ok and ok[f"{s}_ms"].notna().any()}
+    for col in ("unattributed_ms", "residual_ms"):
+        if col in ok and ok[col].notna().any():
+            summary["stages_p50_ms"][col[:-3]] = float(ok[col].dropna().median())
+    return summary
+
+
+class RunStore:
+    def __init__(self, out_dir: str | Path, meta: dict, force: bool = False):
+        self.dir = Path(out_dir)
+        if (self.dir / "run.json").exists() and not force:
+            raise VlhError(f"{self.dir}: already holds a run (run.json); choose another --out or pass --force")
+        (self.dir / "recordings").mkdir(parents=True, exist_ok=True)
+        self.meta = dict(meta)
+        self.meta.setdefault("run_id", self.dir.name)
+        self.meta.update(vlh_version=__version__, versions=versions(), host=host_info(),
+                         created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.rows: list[dict] = []
+        self.events: list[dict] = []
+        self.clock: list[dict] = []
+        self.telemetry_counts: dict = {}
+        self.started = time.time()
+
+    @property
+    def run_id(self) -> str:
+        return self.meta["run_id"]
+
+    def add_call(self, call: int, capture: Capture | None, rows: list[dict], events: list[dict],
+                 clock: dict | None = None, telemetry_counts: dict | None = None) -> None:
+        if capture is not None and len(capture):
+            capture.write(self.dir / "recordings" / f"call-{call}.wav", force=True)
+        for r in rows:
+            r.setdefault("run_id", self.run_id)
+            r.setdefault("scenario", self.meta.get("scenario", {}).get("name") if isinstance(
+                self.meta.get("scenario"), dict) else self.meta.get("scenario"))
+            r["recording"] = f"recordings/call-{call}.wav" if capture is not None else None
+        self.rows.extend(rows)
+        self.events.extend(events)
+        if clock:
+            self.clock.append({"call": call, **clock})
+        for k, v in (telemetry_counts or {}).items():
+            self.telemetry_counts[k] = self.telemetry_counts.get(k, 0) + v
+
+    def dataframe(self) -> pd.DataFrame:
+        df = pd.DataFrame(self.rows)
+        if len(df):
+            df = df.sort_values(["call", "turn"], kind="stable").reset_index(drop=True)
+        return df
+
+    def flush(self, partial: bool = False, extra: dict | None = None) -> dict:
+        df = self.dataframe()
+        tmp = self.dir / ".turns.parquet.tmp"
+        if len(df):
+            df.to_parquet(tmp, index=False)
+            os.replace(tmp, self.dir / "turns.parquet")
+            df.to_csv(self.dir / "turns.csv", index=False)
+            pd.DataFrame(self.events or [], columns=["call", "turn", "name", "t_mono", "uncertainty_ms", "source",
+                                                     "origin", "raw"]).to_parquet(self.dir / "events.parquet",
+                                                                                  index=False)
+        meta = dict(self.meta)
+        meta.update(partial=partial, clock=self.clock, telemetry=self.telemetry_counts,
+                    duration_s=round(time.time() - self.started, 3))
+        meta["summary"] = summarize(df) if len(df) else {"turns": 0, "status_counts": {}}
+        if extra:
+            meta.update(extra)
+        tmpj = self.dir / ".run.json.tmp"
+        tmpj.write_text(json.dumps(meta, indent=1, default=_json_default))
+        os.replace(tmpj, self.dir / "run.json")
+        return meta
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise VlhError(f"{run_dir}: not a vlh run folder (no run.json)")
+    meta = json.loads((run_dir / "run.json").read_text())
+    p = run_dir / "turns.parquet"
+    df = pd.read_parquet(p) if p.exists() else pd.DataFrame()
+    return meta, df

@@ -1,0 +1,68 @@
+"""Attribution: stages sum exactly to the ear TTFA; missing boundaries merge; durations fill merged spans."""
+
+import math
+
+from harness.attribution import STAGES, Boundary, attribute
+
+
+def _full(t0=100.0):
+    steps = [0.31, 0.1, 0.005, 0.35, 0.0, 0.02, 0.12, 0.004, 0.012, 0.025, 312 / 48000, 0.007]
+    names = ["user_speech_end", "user_speech_end_detected", "stt_final", "llm_request", "llm_first_token",
+             "llm_first_visible_token", "tts_request", "tts_first_audio", "audio_first_sent",
+             "first_audio_arrival", "first_audio_playout", "first_audio_decoded", "agent_audio_start"]
+    b, t = {}, t0
+    for i, name in enumerate(names):
+        b[name] = Boundary(t, "measured" if i == 0 or i >= 9 else "reconciled", 0.0005)
+        if i < len(steps):
+            t += steps[i]
+    return b, steps
+
+
+def test_full_telemetry_every_stage_exact_and_sum():
+    b, steps = _full()
+    a = attribute(b)
+    assert [s.name for s in a.spans] == list(STAGES)
+    for stage, want in zip(STAGES, steps):
+        assert math.isclose(a.stage_ms[stage], want * 1e3, abs_tol=1e-6)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+    assert a.unattributed_ms == 0 and a.residual_ms == 0 and not a.anomalies
+    assert a.stage_source["endpointing"] == "reconciled" and a.stage_source["jitter_buffer"] == "measured"
+
+
+def test_missing_boundaries_merge_and_never_invent():
+    b, _ = _full()
+    for name in ("stt_final", "llm_request", "llm_first_token", "llm_first_visible_token"):
+        del b[name]
+    a = attribute(b)
+    merged = [s for s in a.spans if s.kind == "unattributed"]
+    assert len(merged) == 1 and merged[0].covers == ["stt", "llm_dispatch", "llm_ttft", "reasoning", "aggregation"]
+    for s in merged[0].covers:
+        assert a.stage_ms[s] is None and a.stage_source[s] == "missing"
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_durations_fill_merged_span_and_residual_is_visible():
+    b = {"user_speech_end": Boundary(10.0, "measured"), "agent_audio_start": Boundary(11.0, "measured"),
+         "first_audio_arrival": Boundary(10.95, "measured")}
+    a = attribute(b, {"stt": 0.1, "llm_ttft": 0.4, "tts_ttfb": 0.2})
+    assert a.stage_ms["llm_ttft"] == 400 and a.stage_source["llm_ttft"] == "estimated"
+    assert math.isclose(a.residual_ms, 950 - 700, abs_tol=1e-6)
+    assert math.isclose(sum(s.ms for s in a.spans), 1000.0, abs_tol=1e-6)
+
+
+def test_duration_pins_end_boundary_when_start_known():
+    b, _ = _full()
+    true_llm = (b["llm_first_token"].t - b["llm_request"].t)
+    del b["llm_first_token"]
+    a = attribute(b, {"llm_ttft": true_llm})
+    assert math.isclose(a.stage_ms["llm_ttft"], true_llm * 1e3, abs_tol=1e-6)
+    assert a.stage_source["llm_ttft"] == "estimated"
+
+
+def test_impossible_order_is_flagged_and_kept():
+    b, _ = _full()
+    b["stt_final"] = Boundary(b["user_speech_end_detected"].t - 0.05, "reconciled", 0.001)
+    a = attribute(b)
+    assert a.stage_ms["stt"] < 0
+    assert any("before user_speech_end_detected" in x for x in a.anomalies)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
