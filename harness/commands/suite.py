@@ -1,0 +1,68 @@
+"""`vlh suite DIR`: run a scenario suite, keep the history, flag regressions, write JUnit (README "Nightly suite")."""
+
+from __future__ import annotations
+
+import sys
+
+from harness.errors import VlhError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "suite", help="run a scenario suite, keep history, flag regressions, write JUnit",
+        description="Run every scenario in DIR (each into its own run folder), append the turns to the history, "
+                    "compare tonight with the last N nights per scenario (Mann–Whitney U per metric and stage, "
+                    "bootstrap CI of the p50/p95 shift) and judge the SLOs. Exit 0: all green; 1: an SLO breach "
+                    "or a regression; 2: a harness or agent error.")
+    p.add_argument("dir", metavar="DIR", help="directory of scenario files (e.g. scenarios/nightly)")
+    p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL; default: the reference agent "
+                   "started per scenario with the scenario's agent: profile")
+    p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                   help="extra HTTP header for signalling (repeatable; '$VAR' or 'env:VAR' reads the environment); "
+                   "never written anywhere")
+    p.add_argument("--history", metavar="PATH", default="reports/history",
+                   help="history directory (Parquet dataset) [reports/history]")
+    p.add_argument("--baseline", metavar="N", type=int, default=7, help="compare with the last N nights [7]")
+    p.add_argument("--junit", metavar="FILE", help="JUnit XML output [<suite folder>/junit.xml]")
+    p.add_argument("--min-effect-ms", metavar="X", type=float, default=50.0,
+                   help="a regression must move the median by at least X ms (0: off) [50]")
+    p.add_argument("--min-effect-pct", metavar="P", type=float, default=10.0,
+                   help="... and by at least P %% of the baseline median (0: off) [10]")
+    p.add_argument("--alpha", metavar="A", type=float, default=0.01,
+                   help="significance level after the Holm correction [0.01]")
+    p.add_argument("--out", metavar="DIR", default="reports/suites",
+                   help="parent of the suite folder <DIR>/<suite-id>/ (run folders, verdicts.json) [reports/suites]")
+    p.add_argument("--night", metavar="YYYY-MM-DD",
+                   help="the night to file this suite under (default: today's UTC date); for back-filling and tests")
+    p.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from harness.regress import Policy
+    from harness.suite import run_suite
+
+    if args.min_effect_ms < 0 or args.min_effect_pct < 0:
+        raise VlhError("--min-effect-ms/--min-effect-pct: give a number ≥ 0 (0 switches that threshold off)")
+    if not 0 < args.alpha < 1:
+        raise VlhError(f"--alpha {args.alpha}: give a number between 0 and 1, e.g. 0.01")
+    if args.baseline < 1:
+        raise VlhError(f"--baseline {args.baseline}: give a number of nights ≥ 1")
+    headers = {}
+    if args.header:
+        from harness.transports.webrtc import parse_headers
+
+        headers = parse_headers(args.header)
+    agent = args.agent
+    if agent:
+        from harness.transports.webrtc import offer_url
+
+        agent = offer_url(agent)
+    policy = Policy(alpha=args.alpha, min_effect_ms=args.min_effect_ms, min_effect_pct=args.min_effect_pct)
+    result = run_suite(args.dir, history=args.history, out_dir=args.out, agent_url=agent, baseline=args.baseline,
+                       policy=policy, junit_path=args.junit, night=args.night, headers=headers,
+                       echo=lambda s: print(s, flush=True))
+    code = result.exit_code
+    word = {0: "green", 1: "RED (SLO breach or regression)", 2: "ERROR (harness or agent)"}[code]
+    print(f"suite {result.suite_id}: {word}; verdicts {result.verdicts_path}; JUnit {result.junit_path}",
+          file=sys.stdout)
+    return code
