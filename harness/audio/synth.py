@@ -218,7 +218,11 @@ def load_utterance(path: str | Path) -> np.ndarray:
 
 
 def envelope(audio: np.ndarray, sr: int, win_ms: float = 10.0) -> np.ndarray:
-    """Centred short-time RMS envelope, one value per sample."""
+    """Centred short-time RMS envelope of the 80–4000 Hz band (where voicing lives), one value per sample."""
+    from scipy.signal import butter, sosfiltfilt
+
+    audio = sosfiltfilt(butter(4, [80.0, min(4000.0, 0.45 * sr)], btype="bandpass", fs=sr, output="sos"),
+                        audio.astype(np.float64))
     w = max(1, int(round(sr * win_ms / 1000)))
     c = np.concatenate([[0.0], np.cumsum(np.square(audio, dtype=np.float64))])
     n = len(audio)
@@ -229,9 +233,11 @@ def envelope(audio: np.ndarray, sr: int, win_ms: float = 10.0) -> np.ndarray:
 
 
 def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
-            threshold_db: float = -20.0) -> tuple[np.ndarray, dict]:
+            threshold_db: float = -20.0, win_ms: float = 10.0) -> tuple[np.ndarray, dict]:
     """Trim so the utterance starts and ends where its envelope is within `threshold_db` of its peak.
 
+    The envelope is the `win_ms` RMS of the 80–4000 Hz band, so the cut falls in voiced sound, not in the hiss
+    of a fricative.
     Returns (audio, info): the trimmed audio begins with a `fade_ms` raised-cosine fade-in and ends with a
     fade-out, so its speech starts at sample 0 and ends at sample len(audio) exactly. info holds
     `start`/`end` (those boundaries in the returned audio), `source_start`/`source_end` (where the cut was made
@@ -240,7 +246,7 @@ def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim != 1 or len(audio) == 0:
         raise VlhError("sharpen: needs non-empty mono audio")
-    env = envelope(audio, sr)
+    env = envelope(audio, sr, win_ms)
     peak = float(env.max())
     if peak <= 0:
         raise VlhError("sharpen: the audio is silent")

@@ -1,0 +1,287 @@
+"""Speech boundaries to the sample: webrtcvad finds speech, the channel's noise floor places its edges.
+
+Method (README, "How boundaries are found"):
+1. The channel is low-passed and decimated to 8 kHz (a 25-tap linear-phase FIR, delay compensated). webrtcvad
+   decimates every input rate to 8 kHz internally before classifying, so this is the band it decides on anyway;
+   doing it once here is cheaper, and it keeps white noise above 4 kHz out of every energy measure.
+2. 10 ms frames. Frame RMS on the 8 kHz copy; the channel's noise floor is the 10th percentile of it.
+3. webrtcvad (mode `vad_mode`) classifies the frames that could be speech (within 300 ms of a frame above the
+   floor + `floor_low_db`; the rest cannot pass step 4, so they are skipped).
+4. Hysteresis: a run of frames that the VAD calls speech and that are above floor + `floor_low_db` is kept if
+   one of its frames clears floor + `floor_margin_db`. Hiss, comfort noise and the VAD's hangover drop out.
+   Runs closer than `min_pause_ms` merge (pauses inside an utterance); runs more than `min_level_db` under the
+   channel's loudest speech are dropped.
+5. Each edge is refined on the samples, low-passed at 4 kHz by a short zero-phase FIR (DC removed). Coarse: the first
+   (last) sample where a 5 ms RMS window crosses max(floor + `floor_margin_db`, run peak + `edge_level_db`).
+   Fine: within 35 ms of it, the one change point that best splits the samples into a quiet and a loud Gaussian
+   segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
+   low-level comfort noise counts as quiet.
+6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
+Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import webrtcvad
+from scipy import signal
+
+from harness.audio.resample import resample
+
+VAD_RATE = 8000
+FRAME_S = 0.010
+ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
+BAND = (80.0, 4000.0)
+CONTEXT_FRAMES = 30  # VAD context before a candidate frame
+
+
+@dataclass(frozen=True)
+class Region:
+    """Speech in samples [start, end) at `sample_rate`."""
+
+    start: int
+    end: int
+    sample_rate: int = 48000
+
+    @property
+    def start_s(self) -> float:
+        return self.start / self.sample_rate
+
+    @property
+    def end_s(self) -> float:
+        return self.end / self.sample_rate
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end - self.start) / self.sample_rate
+
+
+# ---------------------------------------------------------------------------------------------------- 8 kHz copy
+
+@lru_cache(maxsize=8)
+def _decimator(sr: int) -> np.ndarray:
+    d = sr // VAD_RATE
+    return signal.firwin(4 * d + 1, 3600.0, fs=sr).astype(np.float32)  # odd length: integer delay
+
+
+def to_vad_rate(x: np.ndarray, sr: int) -> np.ndarray:
+    """`x` low-passed and decimated to 8 kHz, sample k aligned with input time k / 8000 s."""
+    x = np.asarray(x, dtype=np.float32)
+    if sr == VAD_RATE:
+        return x
+    if sr % VAD_RATE:
+        return resample(x, sr, VAD_RATE)
+    d = sr // VAD_RATE
+    h = _decimator(sr)
+    delay = (len(h) - 1) // 2  # = 2 * d input samples = 2 output samples
+    y = signal.upfirdn(h, x, 1, d)
+    n = -(-len(x) // d)
+    return np.ascontiguousarray(y[delay // d : delay // d + n], dtype=np.float32)
+
+
+def frame_rms(y8: np.ndarray) -> np.ndarray:
+    """RMS of each whole 10 ms frame of an 8 kHz signal."""
+    fl = int(VAD_RATE * FRAME_S)
+    n = len(y8) // fl
+    fr = np.asarray(y8[: n * fl], dtype=np.float32).reshape(n, fl)
+    return np.sqrt(np.einsum("ij,ij->i", fr, fr, dtype=np.float64) / fl)
+
+
+def noise_floor(x: np.ndarray, sr: int, *, rms: np.ndarray | None = None) -> float:
+    """The channel's noise floor in the speech band: 10th percentile of its 10 ms frame RMS (linear, ≥ 1e-5)."""
+    if rms is None:
+        rms = frame_rms(to_vad_rate(x, sr))
+    if len(rms) == 0:
+        return ABS_FLOOR
+    return max(float(np.percentile(rms, 10)), ABS_FLOOR)
+
+
+def vad_frames(y8: np.ndarray, vad_mode: int = 2, only: np.ndarray | None = None) -> np.ndarray:
+    """webrtcvad's decision for each whole 10 ms frame of an 8 kHz signal (bool array).
+
+    With `only` (bool per frame) the VAD runs on those frames alone, in order, one VAD instance throughout;
+    the other frames are reported as non-speech.
+    """
+    if vad_mode not in (0, 1, 2, 3):
+        raise ValueError(f"vad_mode must be 0..3, got {vad_mode}")
+    fl = int(VAD_RATE * FRAME_S)
+    n = len(y8) // fl
+    out = np.zeros(n, bool)
+    idx = np.arange(n) if only is None else np.flatnonzero(only[:n])
+    if len(idx) == 0:
+        return out
+    fr = y8[: n * fl].reshape(n, fl)[idx]
+    pcm = np.clip(np.round(fr * 32767.0), -32768, 32767).astype("<i2").tobytes()
+    step = 2 * fl
+    is_speech = webrtcvad.Vad(vad_mode).is_speech
+    out[idx] = np.fromiter((is_speech(pcm[i : i + step], VAD_RATE) for i in range(0, len(pcm), step)),
+                           dtype=bool, count=len(idx))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- regions
+
+def _runs(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive) indices of the True runs of a bool array."""
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+def _merge(starts: np.ndarray, ends: np.ndarray, min_gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Merge consecutive intervals separated by less than `min_gap`."""
+    if len(starts) == 0:
+        return starts, ends
+    keep = np.concatenate([[True], (starts[1:] - ends[:-1]) >= min_gap])
+    idx = np.flatnonzero(keep)
+    return starts[idx], np.concatenate([ends[idx[1:] - 1], [ends[-1]]])
+
+
+def _dilate(mask: np.ndarray, before: int, after: int) -> np.ndarray:
+    c = np.concatenate([[0], np.cumsum(mask, dtype=np.int64)])
+    i = np.arange(len(mask))
+    lo = np.clip(i - after, 0, len(mask))
+    hi = np.clip(i + before + 1, 0, len(mask))
+    return (c[hi] - c[lo]) > 0
+
+
+def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: float = 300.0,
+                   min_speech_ms: float = 80.0, floor_margin_db: float = 10.0, floor_low_db: float = 3.0,
+                   edge_level_db: float = -30.0, min_level_db: float = -40.0, floor: float | None = None,
+                   refine: bool = True) -> list[Region]:
+    """Speech regions of one channel, boundaries refined to the sample.
+
+    `floor` fixes the noise floor (linear RMS in the 80–4000 Hz band) instead of measuring it;
+    `refine=False` returns the 10 ms frame edges.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"speech_regions: needs one channel, got shape {x.shape}")
+    y8 = to_vad_rate(x, sr)
+    rms = frame_rms(y8)
+    if len(rms) == 0:
+        return []
+    fl_floor = noise_floor(x, sr, rms=rms) if floor is None else max(float(floor), ABS_FLOOR)
+    low = rms >= fl_floor * 10 ** (floor_low_db / 20)
+    active = low & vad_frames(y8, vad_mode, only=_dilate(low, before=CONTEXT_FRAMES, after=2))
+    starts, ends = _runs(active)
+    margin = 10 ** (floor_margin_db / 20)
+    loud = np.concatenate([[0], np.cumsum(rms >= fl_floor * margin)])
+    ok = loud[ends] > loud[starts]
+    starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
+    if len(starts) == 0:
+        return []
+    peaks = np.array([rms[s:e].max() for s, e in zip(starts, ends)])
+    ok = peaks >= peaks.max() * 10 ** (min_level_db / 20)
+    starts, ends, peaks = starts[ok], ends[ok], peaks[ok]
+
+    fl = sr * FRAME_S
+    if not refine:
+        return [Region(int(round(s * fl)), int(round(e * fl)), sr) for s, e in zip(starts, ends)]
+    found: list[tuple[int, int]] = []
+    prev_end = 0
+    for i, (s, e, pk) in enumerate(zip(starts, ends, peaks)):
+        thr = max(fl_floor * margin, pk * 10 ** (edge_level_db / 20))
+        eps = max((0.1 * fl_floor) ** 2, (pk * 10 ** (-45 / 20)) ** 2, 1e-12)
+        nxt = int(round(starts[i + 1] * fl)) if i + 1 < len(starts) else len(x)
+        lo_f = max(0, s - 3)
+        loud_frames = lo_f + np.flatnonzero(rms[lo_f : e + 3] >= thr)
+        if len(loud_frames) == 0:
+            continue
+        f0, f1 = int(loud_frames[0]), int(loud_frames[-1])
+        a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 1) * fl)), thr, eps, prev_end, nxt,
+                         start=True)
+        if a is None:
+            continue
+        b = _refine_edge(x, sr, int(round(f1 * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt, start=False)
+        if b is None or b <= a:
+            continue
+        found.append((a, b))
+        prev_end = b
+    if not found:
+        return []
+    st, en = _merge(np.array([f[0] for f in found]), np.array([f[1] for f in found]), min_pause_ms / 1000 * sr)
+    keep = (en - st) >= min_speech_ms / 1000 * sr
+    return [Region(int(a), int(b), sr) for a, b in zip(st[keep], en[keep])]
+
+
+# ---------------------------------------------------------------------------------------------------- edges
+
+@lru_cache(maxsize=8)
+def _lowpass(sr: int) -> np.ndarray:
+    """Linear-phase FIR low-pass at 4 kHz, ±0.35 ms long: little smearing, no pre-echo worth speaking of."""
+    n = 2 * int(round(sr * 0.00035)) + 1
+    return signal.firwin(n, min(BAND[1], 0.45 * sr), fs=sr, window="blackman")
+
+
+def _band(x: np.ndarray, sr: int, a: int, b: int) -> np.ndarray:
+    """x[a:b] low-passed at 4 kHz (zero phase) with its mean removed (DC)."""
+    h = _lowpass(sr)
+    half = len(h) // 2
+    lo, hi = max(0, a - half), min(len(x), b + half)
+    seg = x[lo:hi].astype(np.float64)
+    y = np.convolve(seg - seg.mean(), h, mode="same")
+    return y[a - lo : a - lo + (b - a)]
+
+
+def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
+    """RMS of y[j : j + w] for j in [0, len(y) - w]."""
+    c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+    return np.sqrt(np.maximum(c[w:] - c[:-w], 0.0) / w)
+
+
+def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
+    """Index k splitting y into y[:k] (quiet) and y[k:] (loud) with maximum Gaussian likelihood."""
+    n = len(y)
+    c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+    k = np.arange(min_seg, n - min_seg + 1)
+    v1 = c[k] / k + eps
+    v2 = (c[n] - c[k]) / (n - k) + eps
+    ll = -k * np.log(v1) - (n - k) * np.log(v2)
+    return int(k[np.argmax(ll)])
+
+
+def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool):
+    """Sample position of the onset (start=True) or end (exclusive) of speech whose coarse crossing of `thr`
+    lies in samples [z0, z1). The search stays within [lo, hi). None if nothing crosses `thr` there.
+    """
+    w = max(8, int(round(sr * 0.005)))  # coarse window 5 ms
+    reach = int(round(sr * 0.030))  # fine search: 30 ms (+ one window) to the quiet side
+    over = int(round(sr * 0.003))  # and 3 ms to the loud side of the coarse crossing
+    min_seg = max(4, int(round(sr * 0.0005)))
+    z0, z1 = max(lo, z0), min(hi, z1)
+    if z1 - z0 < w:
+        return None
+    yb = _band(x, sr, z0, z1)
+    hit = np.flatnonzero(_win_rms(yb, w) >= thr)  # window j covers [z0 + j, z0 + j + w)
+    if len(hit) == 0:
+        return None
+    if start:
+        ic = z0 + int(hit[0]) + w - 1  # last sample of the first loud window
+        a, b = max(lo, ic - w - reach), min(hi, ic + over)
+        if b - a < 3 * min_seg:
+            return ic - w + 1
+        return a + _change_point(_band(x, sr, a, b), eps, min_seg)
+    ic = z0 + int(hit[-1])  # first sample of the last loud window
+    a, b = max(lo, ic - over), min(hi, ic + w + reach)
+    if b - a < 3 * min_seg:
+        return ic + w
+    return b - _change_point(_band(x, sr, a, b)[::-1], eps, min_seg)
+
+
+def first_speech_after(x: np.ndarray, sr: int, start_index: int, **opts) -> Region | None:
+    """The first speech region that starts at or after `start_index`, or None.
+
+    The noise floor is measured on all of `x` unless `floor=` is given; the analysis starts one second before
+    `start_index` so the VAD has settled; a region already under way at `start_index` does not count.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if opts.get("floor") is None:
+        opts["floor"] = noise_floor(x, sr)
+    off = max(0, int(start_index) - sr)
+    for r in speech_regions(x[off:], sr, **opts):
+        if r.start + off >= start_index:
+            return Region(r.start + off, r.end + off, sr)
+    return None
