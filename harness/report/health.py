@@ -36,7 +36,7 @@ def anomalies(run: Run, limit: int = 200) -> dict:
         for a in str(text).split(";"):
             if a.strip():
                 items.append({"call": int(call), "turn": int(turn), "text": a.strip()})
-    return {"count": len(items), "turns": len({(i["call"], i["turn"]) for i in items}), "items": items[:limit],
+    return {"count": len(items), "turns": len({(i["call"], i["turn"]) for i in items}), "rows": items[:limit],
             "left_off": max(0, len(items) - limit)}
 
 
@@ -45,7 +45,7 @@ def invisible_ttft(run: Run, limit: int = 200) -> dict:
     flagged = t[t["provider_ttft_invisible"]]
     items = [{"call": int(r.call), "turn": int(r.turn), "provider_ttft_ms": _f(r.provider_ttft_ms),
               "reasoning_ms": _f(r.reasoning_ms)} for r in flagged.itertuples()]
-    return {"count": len(items), "items": items[:limit], "left_off": max(0, len(items) - limit)}
+    return {"count": len(items), "rows": items[:limit], "left_off": max(0, len(items) - limit)}
 
 
 def stutter(run: Run, limit: int = 200) -> dict:
@@ -61,14 +61,14 @@ def stutter(run: Run, limit: int = 200) -> dict:
     return {"turns": int(len(hit)), "gaps": int(gaps.sum()), "underruns": int(under.sum()),
             "concealed_ms": float(conc.sum()), "gap_ms_max": _f(t["stutter_gap_ms"].max()),
             "gaps_per_min": (float(gaps.sum()) / reply_min) if reply_min > 0 else None,
-            "items": items[:limit], "left_off": max(0, len(items) - limit)}
+            "rows": items[:limit], "left_off": max(0, len(items) - limit)}
 
 
 def failures(run: Run, limit: int = 200) -> dict:
     t = run.turns
     bad = t[t["status"].map(status_kind) != "ok"]
     items = [{"call": int(r.call), "turn": int(r.turn), "status": r.status, "error": r.error} for r in bad.itertuples()]
-    return {"count": len(items), "items": items[:limit], "left_off": max(0, len(items) - limit)}
+    return {"count": len(items), "rows": items[:limit], "left_off": max(0, len(items) - limit)}
 
 
 def telemetry(run: Run) -> list[tuple[str, str]]:
