@@ -233,7 +233,7 @@ def envelope(audio: np.ndarray, sr: int, win_ms: float = 10.0) -> np.ndarray:
 
 
 def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
-            threshold_db: float = -20.0, win_ms: float = 10.0) -> tuple[np.ndarray, dict]:
+            threshold_db: float = -20.0, win_ms: float = 2.5) -> tuple[np.ndarray, dict]:
     """Trim so the utterance starts and ends where its envelope is within `threshold_db` of its peak.
 
     The envelope is the `win_ms` RMS of the 80–4000 Hz band, so the cut falls in voiced sound, not in the hiss
@@ -259,3 +259,60 @@ def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
         out[:nf] *= ramp
         out[-nf:] *= ramp[::-1]
     return out, {"start": 0, "end": len(out), "source_start": s, "source_end": e, "fade": nf}
+
+
+def build_conversation(exchanges, *, voices=("gmw/en-us", "gmw/en-gb-x-rp"), gaps_s=(0.5,), between_s=0.6,
+                       lead_s=0.7, noise_db: float | None = None, comfort_noise_db: float | None = None,
+                       comfort_ms: float = 80.0, peak: float = 0.5, threshold_db: float = -20.0, rate=None,
+                       seed: int = 0, sr: int = SAMPLE_RATE, cache_dir=None) -> tuple[np.ndarray, list[dict]]:
+    """A stereo conversation (ch0 user, ch1 agent) with every boundary known to the sample.
+
+    `exchanges`: [(user, agent), ...]; each side is a text, a list of texts and pauses in seconds (floats)
+    joined in order, or None (no reply). Each text is synthesised, `sharpen`ed at `threshold_db` and scaled to
+    `peak`. The agent answers `gaps_s[i % len(gaps_s)]` seconds after the user's end. `noise_db`: white noise on
+    both channels, its RMS that many dB under `peak`; `comfort_noise_db`: `comfort_ms` of white noise that many
+    dB under `peak` on the ear just before each reply. Returns (audio (n, 2) float32, truth), truth one dict per
+    exchange with user_start, user_end, agent_start, agent_end (samples; agent ones None without a reply).
+    """
+    rng = np.random.default_rng(seed)
+
+    def side(spec, voice):
+        if spec is None:
+            return None
+        parts = []
+        for item in ([spec] if isinstance(spec, str) else spec):
+            if isinstance(item, (int, float)):
+                parts.append(np.zeros(int(round(item * sr)), np.float32))
+            else:
+                a, _ = sharpen(synthesize(item, voice, rate, cache_dir), sr, threshold_db=threshold_db)
+                parts.append(a)
+        a = np.concatenate(parts)
+        return (a * (peak / np.abs(a).max())).astype(np.float32)
+
+    placed, truth = [], []
+    t = int(round(lead_s * sr))
+    for i, (u_spec, a_spec) in enumerate(exchanges):
+        u, a = side(u_spec, voices[0]), side(a_spec, voices[1])
+        us, ue = t, t + len(u)
+        rec = {"user_start": us, "user_end": ue, "agent_start": None, "agent_end": None}
+        t = ue
+        if a is not None:
+            as_ = ue + int(round(gaps_s[i % len(gaps_s)] * sr))
+            rec.update(agent_start=as_, agent_end=as_ + len(a))
+            t = as_ + len(a)
+        placed.append((u, a, rec))
+        truth.append(rec)
+        t += int(round(between_s * sr))
+    x = np.zeros((t + int(round(lead_s * sr)), 2), np.float32)
+    cn = int(round(comfort_ms / 1000 * sr))
+    for u, a, rec in placed:
+        x[rec["user_start"] : rec["user_end"], 0] += u
+        if a is not None:
+            x[rec["agent_start"] : rec["agent_end"], 1] += a
+            if comfort_noise_db is not None:
+                s0 = max(0, rec["agent_start"] - cn)
+                x[s0 : rec["agent_start"], 1] += (rng.standard_normal(rec["agent_start"] - s0)
+                                                  * peak * 10 ** (-comfort_noise_db / 20))
+    if noise_db is not None:
+        x += (rng.standard_normal(x.shape) * peak * 10 ** (-noise_db / 20)).astype(np.float32)
+    return x, truth
