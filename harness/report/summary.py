@@ -137,7 +137,8 @@ def seed_sentence(head: dict, table: list[dict]) -> dict:
     ttfa = head["metrics"]["ttfa_ms"]["p50"]
     ttft = head["metrics"]["provider_ttft_ms"]["p50"]
     if ttfa is None:
-        return {"text": "no turn got an answer: there is no time to first audio to attribute", "parts": []}
+        return {"text": "no turn got an answer: there is no time to first audio to attribute", "parts": [],
+                "dashboard_ms": ttft, "ear_ms": None, "gap_ms": None, "rest_ms": None}
     skip = {"llm_ttft"} if ttft is not None else set()
     parts = [(r["label"], r["p50"]) for r in table
              if r["stage"] not in skip and r["p50"] is not None and round(r["p50"]) != 0]

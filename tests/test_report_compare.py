@@ -1,0 +1,72 @@
+"""harness.report.compare: Mann–Whitney U, exact bootstrap quantile CIs, the stage that moved."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from harness.report.compare import bootstrap_quantiles, compare_runs, compare_samples, holm
+from harness.report.load import load_run
+from harness.report.synthetic import make_run
+
+
+@pytest.mark.parametrize("q", [0.5, 0.95])
+def test_exact_bootstrap_matches_brute_force_resampling(q):
+    rng = np.random.default_rng(11)
+    x = np.round(rng.lognormal(6, 0.5, 250))  # with ties
+    exact = bootstrap_quantiles(x, q, 100000, np.random.default_rng(1))
+    idx = rng.integers(0, len(x), size=(20000, len(x)))
+    brute = np.quantile(x[idx], q, axis=1, method="inverted_cdf")
+    for p in (0.025, 0.25, 0.5, 0.75, 0.975):
+        a, b = np.quantile(exact, p), np.quantile(brute, p)
+        # the same order statistic, or a neighbour (Monte-Carlo noise of the brute force)
+        assert abs(np.searchsorted(np.sort(x), a) - np.searchsorted(np.sort(x), b)) <= 2, (p, a, b)
+
+
+def test_compare_samples_uses_scipy_and_covers_the_true_shift():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(600, 60, 300), rng.normal(680, 60, 300)
+    r = compare_samples(a, b)
+    assert r["p_value"] == pytest.approx(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    assert r["significant"]
+    assert r["d_p50"] == pytest.approx(np.median(b) - np.median(a))
+    lo, hi = r["ci_p50"]
+    assert lo < 80 < hi and hi - lo < 40
+    same = compare_samples(a, rng.normal(600, 60, 300))
+    assert not same["significant"] and same["ci_p50"][0] < 0 < same["ci_p50"][1]
+    few = compare_samples([1.0], [2.0, 3.0])
+    assert few["enough"] is False and few["p_value"] is None
+
+
+def test_holm():
+    adj = holm([0.01, 0.04, None, 0.03])  # sorted 0.01, 0.03, 0.04 → ×3, ×2, ×1, kept monotone
+    assert adj[2] is None
+    assert adj[0] == pytest.approx(0.03) and adj[3] == pytest.approx(0.06) and adj[1] == pytest.approx(0.06)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cmp")
+    base = load_run(make_run(d / "a", turns=60, calls=3, recordings="none", seed=21))
+    tts = load_run(make_run(d / "b", turns=60, calls=3, recordings="none", seed=22, shift_ms={"tts_ttfb": 150}))
+    same = load_run(make_run(d / "c", turns=60, calls=3, recordings="none", seed=23))
+    return base, tts, same
+
+
+def test_plus_150_ms_tts_is_significant_and_named(runs):
+    base, tts, _ = runs
+    c = compare_runs(base, tts)
+    t = c["metrics"]["ttfa_ms"]
+    assert t["significant"] and t["p_value"] < 1e-6
+    assert t["ci_p50"][0] > 50
+    assert c["moved"] == ["tts_ttfb"]
+    st = next(r for r in c["stages"] if r["stage"] == "tts_ttfb")
+    assert st["ci_p50"][0] < 150 < st["ci_p50"][1] or abs(st["d_p50"] - 150) < 20
+    assert "significant." in c["sentence"] and "The stage that moved: TTS (+" in c["sentence"]
+
+
+def test_no_change_is_not_significant_and_names_nothing(runs):
+    base, _, same = runs
+    c = compare_runs(base, same)
+    assert not c["metrics"]["ttfa_ms"]["significant"]
+    assert c["moved"] == []
+    assert "not significant. No stage moved significantly." in c["sentence"]

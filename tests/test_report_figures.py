@@ -1,0 +1,66 @@
+"""harness.report.figures: valid plotly figures whose bars add up to the TTFA."""
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from harness.report import figures
+from harness.report.load import load_run
+from harness.report.synthetic import make_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return load_run(make_run(tmp_path_factory.mktemp("fig") / "r", turns=30, calls=3, recordings="none", seed=3,
+                             unattributed_every=4, anomaly_every=7, payload=True))
+
+
+def validate(fig):
+    go.Figure({"data": fig["data"], "layout": fig["layout"]})  # raises on any invalid property
+
+
+def stacked(fig, bar):
+    return sum(t["y"][bar] or 0.0 for t in fig["data"] if t["type"] == "bar")
+
+
+def test_waterfall_one_bar_per_turn_sums_to_ttfa(run):
+    wf = figures.waterfall(run.turns)
+    validate(wf)
+    ok = run.ok.sort_values("ttfa_ms")
+    assert [len(g) for g in wf["groups"]] == [1] * len(ok)
+    for bar, g in enumerate(wf["groups"]):
+        n_spans = len(run.turns.loc[g[0], "spans"])  # each span is rounded to 0.1 ms
+        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g[0], "ttfa_ms"], abs=0.05 * n_spans + 1e-9)
+    names = [t["name"] for t in wf["data"] if t["type"] == "bar"]
+    assert names.index("endpointing") < names.index("TTS") < names.index("jitter buffer")
+    unatt = [n for n in names if "unattributed" in n]
+    assert unatt and all("&lt;img" in n and "<img" not in n for n in unatt)  # agent text escaped for plotly
+    assert any(n.startswith("residual") for n in names)
+    neg = [t for t in wf["data"] if t["type"] == "bar" and any(v is not None and v < 0 for v in t["y"])]
+    assert neg  # the anomaly turns have a negative STT span: drawn, not dropped
+
+
+def test_waterfall_groups_neighbours_above_max_bars(run, monkeypatch):
+    monkeypatch.setattr(figures, "MAX_BARS", 7)
+    wf = figures.waterfall(run.turns)
+    validate(wf)
+    assert len(wf["groups"]) <= 7 and sum(len(g) for g in wf["groups"]) == len(run.ok)
+    for bar, g in enumerate(wf["groups"]):
+        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g, "ttfa_ms"].mean(), abs=1.0)
+
+
+def test_ecdf_uses_every_value_and_exact_quantiles(run):
+    v = run.ok["ttfa_ms"].to_numpy()
+    fig = figures.ecdf([{"name": "TTFA", "values": v, "color": "#123456"}])
+    validate(fig)
+    line, marks = fig["data"]
+    assert len(line["x"]) == len(v) and line["x"] == sorted(line["x"])
+    assert line["y"][-1] == 1.0 and max(line["x"]) == pytest.approx(v.max(), abs=0.05)
+    assert marks["x"] == pytest.approx(list(np.percentile(v, [50, 95, 99])), abs=0.05)
+    assert figures.ecdf([{"name": "x", "values": []}]) is None
+
+
+def test_stage_compare_is_valid():
+    fig = figures.stage_compare([("a <b>", [{"label": "TTS", "p50": 1.0, "p95": 2.0}])])
+    validate(fig)
+    assert fig["data"][0]["name"] == "a &lt;b&gt;"

@@ -1,0 +1,42 @@
+"""harness.report.health: every anomaly, flag and failure is counted and listed, none dropped."""
+
+import pytest
+
+from harness.report import health
+from harness.report.load import load_run
+from harness.report.synthetic import make_run
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return load_run(make_run(tmp_path_factory.mktemp("h") / "r", turns=24, calls=3, recordings="none", seed=5,
+                             anomaly_every=5, reasoning_every=4, stutter_every=6, no_response_every=7,
+                             error_every=11, payload=True))
+
+
+def test_counts_match_the_turns_table(run):
+    t = run.turns
+    a = health.anomalies(run)
+    expected = sum(len([x for x in s.split(";") if x.strip()]) for s in t["anomalies"])
+    assert a["count"] == expected > 0 and len(a["rows"]) == expected
+    assert health.invisible_ttft(run)["count"] == int(t["provider_ttft_invisible"].sum()) > 0
+    st = health.stutter(run)
+    ok = t[t["status"] == "ok"]
+    assert st["gaps"] == int(ok["stutter_gaps"].sum()) > 0 and st["underruns"] == int(ok["underruns"].sum())
+    f = health.failures(run)
+    assert f["count"] == int((t["status"] != "ok").sum()) > 0
+    assert {r["status"] for r in f["rows"]} == {"no_response", "error:disconnected"}
+
+
+def test_clocks_per_call_and_limits(run):
+    c = health.clocks(run)
+    assert [r["call"] for r in c] == [1, 2, 3]
+    assert c[0]["clock_offset_ms"] == pytest.approx(1503.0) and c[0]["clock_drift_ppm"] == pytest.approx(100.0)
+    assert not any(r["varies"] for r in c)
+    a = health.anomalies(run, limit=1)
+    assert len(a["rows"]) == 1 and a["left_off"] == a["count"] - 1
+
+
+def test_telemetry_flattened(run):
+    rows = dict(health.telemetry(run))
+    assert rows["unparsed"] == "3" and rows["by_type.vlh.event"] == rows["messages"]

@@ -1,0 +1,153 @@
+"""harness.report.render: one self-contained, escaped HTML file whose headline equals run.json's."""
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from harness.errors import VlhError
+from harness.report.render import redact_url, write_report
+from harness.report.synthetic import XSS, make_run
+
+
+class Scan(HTMLParser):
+    """Collects data-metric values, tags with external references, and the JSON data block."""
+
+    def __init__(self):
+        super().__init__()
+        self.metrics, self.attrs, self.external, self.tags = {}, [], [], []
+        self._in_data, self.data = False, ""
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        self.attrs.append((tag, a))
+        if "data-metric" in a:
+            self.metrics[a["data-metric"]] = a.get("data-value")
+        for k in ("src", "href"):
+            v = a.get(k)
+            if v and re.match(r"^[a-z]+:", v) and not v.startswith(("data:", "#")):
+                self.external.append((tag, k, v))
+        if tag == "link" or (tag == "script" and "src" in a):
+            self.external.append((tag, "src", a.get("src") or a.get("href")))
+        self._in_data = tag == "script" and a.get("id") == "vlh-data"
+
+    def handle_endtag(self, tag):
+        self._in_data = False
+
+    def handle_data(self, d):
+        if self._in_data:
+            self.data += d
+
+
+def scan(path):
+    s = Scan()
+    s.feed(path.read_text(encoding="utf-8"))
+    return s
+
+
+@pytest.fixture(scope="module")
+def payload_run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("render") / "r", turns=14, calls=2, seed=9, payload=True,
+                    unattributed_every=4, anomaly_every=3, reasoning_every=5, stutter_every=4, no_response_every=7,
+                    error_every=6, slo={"ttfa_p95_ms": 900, "ttfa_p50_ms": 2000})
+
+
+@pytest.fixture(scope="module")
+def payload_report(payload_run):
+    return write_report([payload_run], payload_run / "report.html")
+
+
+def test_headline_in_the_dom_equals_run_json(payload_run, payload_report):
+    meta = json.loads((payload_run / "run.json").read_text())
+    s = scan(payload_report)
+    for metric, key in (("ttfa_ms", "ttfa"), ("provider_ttft_ms", "provider_ttft"), ("gap_ms", "gap")):
+        for p in ("p50", "p90", "p95", "p99", "max"):
+            assert float(s.metrics[f"{key}_{p}_ms"]) == meta["summary"][metric][p]
+    for k in ("ok", "no_response", "error"):
+        assert int(s.metrics[f"turns_{k}"]) == meta["summary"]["status"][k]
+    assert int(s.metrics["anomalies"]) > 0 and int(s.metrics["invisible_ttft"]) > 0
+    verdicts = {a["data-slo"]: a["data-verdict"] for t, a in s.attrs if "data-slo" in a}
+    assert verdicts == {"ttfa_p95_ms": "fail", "ttfa_p50_ms": "pass"}
+
+
+def test_self_contained(payload_report):
+    s = scan(payload_report)
+    assert s.external == []
+    html = payload_report.read_text()
+    assert "Content-Security-Policy" in html and "connect-src 'none'" in html
+    assert html.count("<script") == 3  # data, plotly.js, report.js: nothing loaded from elsewhere
+    assert 'src="http' not in html and "cdn.plot.ly" not in html.split('id="vlh-data"')[0]
+
+
+def test_agent_text_is_escaped_everywhere(payload_report):
+    html = payload_report.read_text()
+    for x in XSS:
+        assert x not in html  # never raw: &lt;… in markup, \u003c… in the JSON block
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    s = scan(payload_report)
+    assert "img" not in s.tags and "iframe" not in s.tags
+    assert all(not k.startswith("on") for _, a in s.attrs for k in a)
+    data = json.loads(s.data)
+    assert XSS[0] in data["turns"]["cols"]["text"][0] or XSS[1] in data["turns"]["cols"]["text"][0]
+    assert any(XSS[1] in n for n in data["turns"]["names"])  # span name from the agent, raw for textContent
+
+
+def test_turn_data_and_featured_sound(payload_run, payload_report):
+    data = json.loads(scan(payload_report).data)
+    T = data["turns"]
+    assert len(T["cols"]["call"]) == 14
+    whys = [w for w, _ in T["featured"]]
+    assert whys[0] == "worst" and "median" in whys and whys[-1] == "best"
+    for _, i in T["featured"]:
+        w = T["waves"][str(i)]
+        assert w["audio"].startswith("data:audio/wav;base64,") and w["recording"].startswith("recordings/call-")
+        assert T["cols"]["ttfa"][i] is not None
+    ok = [i for i, s in enumerate(T["cols"]["status"]) if s == "ok"]
+    assert all(T["spans"][i] for i in ok) and all(T["events"][i] for i in ok)
+    assert data["figures"]["waterfall"]["data"] and data["figures"]["ecdf"]["data"]
+
+
+def test_zero_ok_and_partial_runs_say_so(tmp_path):
+    d = make_run(tmp_path / "z", turns=4, calls=1, zero_ok=True, partial=True, recordings="none")
+    out = write_report([d], tmp_path / "z.html")
+    html = out.read_text()
+    assert 'data-banner="zero-ok"' in html and "No turn got an answer" in html
+    assert 'data-banner="partial"' in html and "partial" in html
+    s = scan(out)
+    assert s.metrics["ttfa_p50_ms"] == "" and s.metrics["turns_no_response"] == "4"
+    assert 'data-figure="waterfall"' not in html
+    assert json.loads(s.data)["figures"] == {}
+
+
+def test_comparison_report_names_the_stage(tmp_path):
+    a = make_run(tmp_path / "a", turns=40, calls=2, seed=31, recordings="none")
+    b = make_run(tmp_path / "b", turns=40, calls=2, seed=32, recordings="none", shift_ms={"tts_ttfb": 150})
+    out = write_report([a, b], tmp_path / "cmp.html")
+    s = scan(out)
+    comp = next(attrs for _, attrs in s.attrs if attrs.get("data-compare") == "1")
+    assert comp["data-significant"] == "true" and comp["data-moved"] == "tts_ttfb"
+    html = out.read_text()
+    assert "significant. The stage that moved: TTS" in html
+    meta_a = json.loads((a / "run.json").read_text())
+    assert float(s.metrics["run0_ttfa_p50_ms"]) == meta_a["summary"]["ttfa_ms"]["p50"]
+    d = float(s.metrics["d_ttfa_p50_ms_1"])
+    assert 100 < d < 200
+
+
+def test_write_report_refuses_a_folder_and_writes_readable_files(tmp_path, payload_run):
+    with pytest.raises(VlhError, match="is a folder"):
+        write_report([payload_run], tmp_path)
+    with pytest.raises(VlhError, match="no run folder given"):
+        write_report([], tmp_path / "x.html")
+    with pytest.raises(VlhError, match="not a vlh run folder"):
+        write_report([tmp_path], tmp_path / "x.html")
+
+
+def test_redact_url():
+    assert redact_url("http://127.0.0.1:7860/api/offer") == "http://127.0.0.1:7860/api/offer"
+    assert redact_url("https://user:pw@agent.example/offer?token=abc&x=1") == \
+        "https://***@agent.example/offer?token=***&x=1"
+    assert redact_url("https://a.example/o?api_key=s3cret") == "https://a.example/o?api_key=***"
+    assert redact_url(None) == "—"
