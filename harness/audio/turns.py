@@ -42,11 +42,11 @@ class Turn:
         r4 = lambda v: None if v is None else round(v, 4)  # noqa: E731
         gap = self.gap_ms
         return {
-            "turn": self.index,
             "user_speech_end_s": r4(self.seconds(self.user_end)),
             "agent_audio_start_s": r4(self.seconds(self.agent_start)),
             "gap_ms": None if gap is None else round(gap, 1),
             "status": self.status,
+            "turn": self.index,
             "user_speech_start_s": r4(self.seconds(self.user_start)),
             "agent_audio_end_s": r4(self.seconds(self.agent_end)),
         }
