@@ -59,8 +59,11 @@ def first_packet(playout, t_onset: float, codec_s: float):
 
 
 def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLog | None = None, playout=None,
-                 opts: MeasureOptions | None = None, call: int = 1) -> tuple[list[dict], list[dict]]:
-    """Returns (turn rows, event rows)."""
+                 opts: MeasureOptions | None = None, call: int = 1,
+                 mic_lateness: list[float] | None = None,
+                 stalls: list[tuple[float, float]] | None = None) -> tuple[list[dict], list[dict]]:
+    """Returns (turn rows, event rows). `mic_lateness[n]`: how late (s) mic frame n (samples n·960…) really left
+    the harness compared with where the capture places it."""
     opts = opts or MeasureOptions()
     sr = capture.sample_rate
     fit = telemetry.reconcile() if telemetry is not None else None
@@ -81,8 +84,19 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
             continue
         u_start, u_end = lo + regions[0].start, lo + regions[-1].end
         t_user_end = capture.time_of(u_end)
+        if mic_lateness is not None and 0 <= (u_end - 1) // 960 < len(mic_lateness):
+            # the last voiced sample really left when its frame was handed over: nominal place + lateness
+            t_user_end += mic_lateness[(u_end - 1) // 960]
         row.update(user_speech_start_mono=capture.time_of(u_start), user_speech_end_mono=t_user_end,
                    user_speech_end_s=u_end / sr)
+        if mic_lateness is not None:
+            # the frames of this utterance must have left on time, or the capture's mic channel is not the truth
+            f0, f1 = u_start // 960, min(len(mic_lateness), u_end // 960 + 1)
+            late = max(mic_lateness[f0:f1], default=0.0)
+            row["mic_late_ms"] = late * 1e3
+            if late > 0.005:
+                row["anomalies"] = (f"mic frames left up to {late * 1e3:.1f} ms late: the harness was starved of "
+                                    "CPU while speaking")
         # the agent's reply: first speech on the ear after the user's end, before the next utterance
         ear_from = u_end if plan.barge_in_at is None else u_end
         reply = bnd.first_speech_after(capture.ear[:win_end], sr, ear_from, vad_mode=opts.vad_mode,
@@ -100,6 +114,12 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         row.update(agent_audio_start_mono=t_on, agent_audio_end_mono=capture.time_of(r_end),
                    agent_audio_start_s=reply.start / sr, reply_duration_ms=(r_end - reply.start) / sr * 1e3)
         row.update(_stutter(capture, reply.start, r_end, opts, playout))
+        stall = _worst_stall(stalls, [(t_user_end - 0.1, t_user_end + 0.05), (t_on - 0.2, t_on + 0.05)])
+        row["harness_stall_ms"] = stall * 1e3
+        if stall > 0.005:
+            row["anomalies"] = ";".join(filter(None, [row["anomalies"], (
+                f"the harness's event loop stalled {stall * 1e3:.0f} ms near this turn's instants: arrival "
+                "stamps may be late by as much")]))
         # telemetry of this turn
         turn_events = _add_events(event_rows, events, plan, call, k, plans)
         b = {"user_speech_end": Boundary(t_user_end, "measured"),
@@ -146,6 +166,15 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
     return rows, event_rows
 
 
+def _worst_stall(stalls, windows) -> float:
+    worst = 0.0
+    for t, d in stalls or []:
+        for a, b in windows:
+            if t < b and t + d > a:
+                worst = max(worst, d)
+    return worst
+
+
 def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
     row = {"call": call, "turn": plan.turn, "status": plan.status, "error": plan.error, "text": plan.text,
            "user_speech_start_mono": None, "user_speech_end_mono": None, "agent_audio_start_mono": None,
@@ -154,7 +183,8 @@ def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
            "provider_ttft_invisible": False, "gap_ms": None, "unattributed_ms": None, "residual_ms": None,
            "stages_json": "[]", "mic_start_mono": plan.mic_start, "mic_end_mono": plan.mic_end,
            "reply_duration_ms": None, "stutter_gaps": 0, "stutter_gap_ms": 0.0, "underruns": 0,
-           "concealed_ms": 0.0, "interruption_ms": None, "anomalies": ""}
+           "concealed_ms": 0.0, "interruption_ms": None, "mic_late_ms": None, "harness_stall_ms": None,
+           "anomalies": ""}
     for s in STAGES:
         row[f"{s}_ms"] = None
         row[f"{s}_source"] = "missing"
@@ -163,6 +193,7 @@ def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
                     "clock_uncertainty_ms": fit.uncertainty_s * 1e3, "rtt_ms": fit.rtt_s * 1e3})
     else:
         row.update({"clock_offset_ms": None, "clock_drift_ppm": None, "clock_uncertainty_ms": None, "rtt_ms": None})
+    row["agent_call_id"] = capture.meta.get("pc_id")
     row.update(plan.extra)
     return row
 
@@ -209,4 +240,5 @@ def _stutter(capture: Capture, start: int, end: int, opts: MeasureOptions, playo
         st = playout.stats_between(capture.time_of(start), capture.time_of(end))
         out["underruns"] = st["expand"]
         out["concealed_ms"] = 20.0 * st["conceal"]
+        out["playout_stall_ms"] = 20.0 * st["longest_gap"]
     return out

@@ -57,6 +57,7 @@ class RunConfig:
     agent_args: list[str] = field(default_factory=list)  # extra `vlh agent` flags for the embedded agent
     scenario: object | None = None  # harness.scenario.Scenario
     turns: int | None = None
+    texts: list[str] | None = None  # what to say when there is no scenario (default: built-in questions)
     calls: int = 1
     out_dir: Path | None = None
     timeout_s: float | None = None
@@ -78,9 +79,10 @@ def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
     sc = cfg.scenario
     if sc is None:
         n = cfg.turns or 5
+        texts = cfg.texts or BUILTIN_QUESTIONS
         out = []
         for i in range(n):
-            text = BUILTIN_QUESTIONS[i % len(BUILTIN_QUESTIONS)]
+            text = texts[i % len(texts)]
             out.append(Utterance(text, crisp(synthesize(text)), 0.6, cfg.timeout_s or 10.0))
         return out, "builtin"
     out = []
@@ -143,8 +145,9 @@ class ReferenceAgent:
         port_file.unlink()
         cmd = [sys.executable, "-m", "harness", "agent", "--host", "127.0.0.1", "--port", "0",
                "--port-file", str(port_file), "--profile", self.profile, "--truth-log", str(self.truth_log)]
-        for k, v in self.overrides.items():
-            cmd += ["--set", f"{k}={v}"]
+        for k, v in self.overrides.items():  # every reference-agent setting is a `vlh agent --<name>` flag
+            for item in (v if isinstance(v, (list, tuple)) else [v]):
+                cmd += [f"--{str(k).replace('_', '-')}", str(item)]
         cmd += list(self.extra_args)
         self.log_path = self.truth_log.with_name("agent.log")
         self._log = open(self.log_path, "w")
@@ -232,7 +235,8 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
         for p in plans:
             p.extra.pop("_reply_start", None)
             p.extra.pop("_reply_end", None)
-        rows, events = measure_call(capture, plans, call.telemetry, call.playout, cfg.measure, call_no)
+        rows, events = measure_call(capture, plans, call.telemetry, call.playout, cfg.measure, call_no,
+                                    call.mic.lateness if call.mic else None, call.stalls)
         capture.meta.update(call=call_no, turns=len(plans))
         clock = call.telemetry.fit.as_dict(capture.t0_mono) if call.telemetry.fit else None
         store.add_call(call_no, capture, rows, events, clock, dict(call.telemetry.counts))

@@ -29,6 +29,8 @@ from harness.agent.telemetry import LLM_MODEL, LLM_PROCESSOR, STT_PROCESSOR, TTS
 
 log = logging.getLogger(__name__)
 
+AUDIBLE = int(32768 * 10 ** (-50 / 20))  # |sample| above −50 dBFS counts as audible (for last_audible_mic_*)
+
 STAGE_EVENTS = ("user_speech_end_detected", "stt_final", "llm_request", "llm_first_token",
                 "llm_first_visible_token", "tts_request", "tts_first_audio", "audio_first_sent")
 
@@ -59,6 +61,7 @@ class Turn:
     transcript: str = ""
     reply_text: str = ""
     last: PacketRef | None = None
+    last_audible: tuple | None = None  # (arrival, seq, rtp_ts, sample offset in the packet's decoded audio)
     t: dict = field(default_factory=dict)  # stage name → host instant
     status: str = "open"
     error: str = ""
@@ -68,6 +71,7 @@ class Turn:
     task: asyncio.Task | None = None
     tts_tasks: list = field(default_factory=list)
     stop_at: float | None = None
+    late: dict = field(default_factory=dict)  # stage → ms the agent was behind its own schedule
     done: bool = False
     sentences: list = field(default_factory=list)
 
@@ -102,6 +106,7 @@ class Call:
         self.rx_packets = self.rx_late = self.rx_dropped = 0
         self.tx_packets = self.tx_dropped = 0
         self._hi_seq: int | None = None
+        self._last_audible: tuple | None = None
         self._later = []
         self._watchdog: asyncio.Task | None = None
         self.closed = False
@@ -142,7 +147,7 @@ class Call:
         out_spec = ImpairmentSpec(cfg.net_delay_ms, cfg.net_jitter_ms, cfg.net_jitter_dist, cfg.net_loss)
         in_spec = ImpairmentSpec(cfg.in_delay_ms, cfg.in_jitter_ms, cfg.net_jitter_dist, cfg.in_loss)
         self._later.append(wrap_outgoing(tr.sender.transport, Impairment(out_spec, [cfg.seed, self.index, 1]),
-                                         self._on_media_sent))
+                                         self._on_media_sent, self._on_media_wire))
         self._later.append(wrap_incoming(tr.receiver, Impairment(in_spec, [cfg.seed, self.index, 2]),
                                          self._on_packet_in))
         self._watchdog = asyncio.ensure_future(self._watch())
@@ -211,9 +216,13 @@ class Call:
             pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
             channels = len(frames[0].layout.channels)
             mono = pcm.reshape(-1, channels)[:, 0] if channels > 1 else pcm
+            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > AUDIBLE)
+            if len(loud):
+                self._last_audible = (t_arrival, seq, ts, int(loud[-1]))
             before = self.endpointer.voiced_frames
             self.endpointer.feed(mono.astype(np.int16, copy=False), PacketRef(t_arrival, seq, ts))
             rec["voiced"] = self.endpointer.voiced_frames > before
+            rec["peak"] = float(np.abs(mono.astype(np.int32)).max()) / 32768.0 if len(mono) else 0.0
         self._log_packet(rec)
 
     def _log_packet(self, rec: dict) -> None:
@@ -237,7 +246,9 @@ class Call:
         if turn is None or self.closed:
             return
         turn.last = last
+        turn.last_audible = self._last_audible
         turn.t["user_speech_end_detected"] = t_detected
+        turn.late["user_speech_end_detected"] = (t_detected - last.arrival - cfg_hang(self.cfg)) * 1000.0
         self.tel.event("user_speech_end_detected", t_detected, turn.no)
         self.tel.rtvi_msg("user-stopped-speaking")
         cfg = self.cfg
@@ -249,9 +260,11 @@ class Call:
         self.active.append(turn)
         turn.task = asyncio.ensure_future(self._run_turn(turn))
 
-    def _stamp(self, turn: Turn, name: str, t: float | None = None) -> float:
+    def _stamp(self, turn: Turn, name: str, t: float | None = None, target: float | None = None) -> float:
         t = time.monotonic() if t is None else t
         turn.t[name] = t
+        if target is not None:
+            turn.late[name] = (t - target) * 1000.0
         self.tel.event(name, t, turn.no)
         return t
 
@@ -267,10 +280,12 @@ class Call:
 
         try:
             t_end = turn.t["user_speech_end_detected"]
-            t = self._stamp(turn, "stt_final", await until(t_end + cfg.stt_delay_ms / 1000))
+            target = t_end + cfg.stt_delay_ms / 1000
+            t = self._stamp(turn, "stt_final", await until(target), target)
             self.tel.rtvi_transcription(turn.transcript)
             self.tel.rtvi_ttfb(STT_PROCESSOR, t - t_end)
-            t_req = self._stamp(turn, "llm_request", await until(t + cfg.llm_dispatch_ms / 1000))
+            target = t + cfg.llm_dispatch_ms / 1000
+            t_req = self._stamp(turn, "llm_request", await until(target), target)
             self.tel.rtvi_msg("bot-llm-started")
             chunks = schedule(turn.reply_text, ttft_ms=cfg.llm_ttft_ms, reasoning_ms=cfg.reasoning_ms,
                               token_interval_ms=cfg.token_interval_ms, tokens_per_chunk=cfg.tokens_per_chunk)
@@ -278,12 +293,12 @@ class Call:
             k = 0
             async for chunk, t_c in stream(chunks, t_req):
                 if "llm_first_token" not in turn.t:
-                    self._stamp(turn, "llm_first_token", t_c)
+                    self._stamp(turn, "llm_first_token", t_c, t_req + chunk.at_s)
                     self.tel.rtvi_ttfb(LLM_PROCESSOR, t_c - t_req, LLM_MODEL)
                 if not chunk.visible:
                     continue
                 if "llm_first_visible_token" not in turn.t:
-                    self._stamp(turn, "llm_first_visible_token", t_c)
+                    self._stamp(turn, "llm_first_visible_token", t_c, t_req + chunk.at_s)
                 self.tel.rtvi_msg("bot-llm-text", {"text": chunk.text})
                 for s in agg.add(chunk.text):
                     self._start_tts(turn, k, s, time.monotonic())
@@ -315,7 +330,8 @@ class Call:
 
     async def _tts(self, turn: Turn, k: int, fut, t_req: float, prev, last: bool) -> None:
         loop = asyncio.get_running_loop()
-        wait = t_req + self.cfg.tts_ttfb_ms / 1000 - loop.time()
+        target = t_req + self.cfg.tts_ttfb_ms / 1000
+        wait = target - loop.time()
         if wait > 0:
             await asyncio.sleep(wait)
         speech = await fut
@@ -330,7 +346,7 @@ class Call:
             turn.reply["leading_silence_samples"] = lead
         pcm, fv = turn.stutter.apply(pcm, fv)
         if k == 0:
-            self._stamp(turn, "tts_first_audio", t)
+            self._stamp(turn, "tts_first_audio", t, target)
             self.tel.rtvi_ttfb(TTS_PROCESSOR, t - turn.t["tts_request"])
             turn.reply["first_voiced_sample"] = fv
         turn.reply["samples"] = turn.reply.get("samples", 0) + len(pcm)
@@ -365,6 +381,13 @@ class Call:
         self.truth.record(self._turn_record(turn))
 
     # ------------------------------------------------------------------ outgoing audio
+    def _on_media_wire(self, data: bytes, t_wire: float) -> None:
+        """The real send instant of a media packet (after the injected delay): truth for its arrival."""
+        seq, _ts, _pt = rtp_header(data)
+        for turn in self.turns.values():
+            if turn.reply.get("first_seq") == seq and "audio_first_wire" not in turn.t:
+                turn.t["audio_first_wire"] = t_wire
+
     def _on_media_sent(self, data: bytes, t_send: float, delay: float, dropped: bool) -> None:
         seq, ts, _pt = rtp_header(data)
         self.tx_packets += 1
@@ -418,9 +441,13 @@ class Call:
             "last_voiced_mic_seq": turn.last.seq if turn.last else None,
             "last_voiced_mic_rtp_ts": turn.last.rtp_ts if turn.last else None,
         }
+        la = turn.last_audible or (None, None, None, None)
+        rec.update({"last_audible_mic_arrival": la[0], "last_audible_mic_seq": la[1],
+                    "last_audible_mic_rtp_ts": la[2], "last_audible_mic_offset": la[3]})
         for name in STAGE_EVENTS:
             rec[name] = t.get(name)
         rec.update({
+            "audio_first_wire": t.get("audio_first_wire"),
             "audio_first_sent_seq": r.get("first_seq"), "audio_first_sent_rtp_ts": r.get("first_rtp_ts"),
             "audio_first_injected_delay_ms": r.get("first_delay_ms"), "audio_first_dropped": r.get("first_dropped"),
             "first_voiced_offset_samples": r.get("first_voiced_offset"),
@@ -434,6 +461,7 @@ class Call:
             "barge_in": turn.barge_in,
         })
         rec["durations_ms"] = _durations(rec)
+        rec["lateness_ms"] = dict(turn.late)
         rec["telemetry_clock"] = self.clock.describe()
         rec["config"] = self.cfg.model_dump()
         return rec
@@ -480,6 +508,10 @@ class Call:
                            "telemetry": self.tel.counts()})
         if self.on_closed:
             self.on_closed(self)
+
+
+def cfg_hang(cfg: AgentConfig) -> float:
+    return cfg.endpoint_hangover_ms / 1000.0
 
 
 def _durations(rec: dict) -> dict:

@@ -88,14 +88,17 @@ class _Later:
         self.handles.clear()
 
 
-def wrap_outgoing(dtls_transport, impairment: Impairment, on_media) -> _Later:
+def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None) -> _Later:
     """Impair RTP media sent through `dtls_transport`. `on_media(data, t_send, delay_s, dropped)` is called
-    for every media packet at the instant the sender hands it over, before any delay."""
+    for every media packet at the instant the sender hands it over, before any delay; `on_wire(data, t_wire)`
+    when it really goes out (after the injected delay and whatever the event loop added to it)."""
     orig = dtls_transport._send_rtp
     loop = asyncio.get_running_loop()
     later = _Later()
 
     async def send_late(data: bytes) -> None:
+        if on_wire is not None:
+            on_wire(data, time.monotonic())
         try:
             await orig(data)
         except ConnectionError:
@@ -116,6 +119,8 @@ def wrap_outgoing(dtls_transport, impairment: Impairment, on_media) -> _Later:
         if dropped:
             return
         if delay <= 0:
+            if on_wire is not None:
+                on_wire(data, t_send)
             await orig(data)
         else:
             later.call_at(loop, t_send + delay, send_late, data)

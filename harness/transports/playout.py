@@ -12,8 +12,9 @@ tick, plays the next packet in sequence order if it has arrived by then:
 
 Adaptive mode (default, like NetEq in spirit): the target delay follows the measured arrival jitter — the 95th
 percentile, over the last `window` packets, of each packet's transit relative to the fastest one — with a floor of
-20 ms. When the buffer holds more than the target plus one frame for `settle` ticks in a row it drops a frame
-(preferably a silent one) to come back down. `fixed:N` mode starts at N ms and never drops.
+20 ms; in silence it grows the delay towards the target before an underrun ("stretch"), and when the buffer has
+held more than the target plus one frame for `settle` ticks it drops silent frames, one per tick, to come back
+down ("drop"). Neither touches speech. `fixed:N` mode starts at N ms and never adapts.
 
 Everything is deterministic given the arrival stamps, so the ear channel is reproducible and its timing exact; it is
 driven live (`advance(now)` from a 20 ms task) so the ear signal also exists while the call runs.
@@ -166,34 +167,28 @@ class PlayoutEmulator:
         seq = self.next_seq
         pkt = self.packets.get(seq)
         if pkt is not None and pkt.arrival <= t:
-            # adaptive shrink: buffer holds more than target + one frame for `settle` ticks → drop one frame
-            if self.kind == "adaptive" and t - pkt.arrival > self.target_delay + FRAME_S:
-                self._excess_ticks += 1
-            else:
-                self._excess_ticks = 0
-            nxt = self.packets.get(seq + 1)
-            if (self._excess_ticks >= self.settle and nxt is not None and nxt.arrival <= t):
-                pcm_drop = self._decode(pkt)
-                if _rms(pcm_drop) < 0.01 or self._excess_ticks >= 4 * self.settle:
-                    self.counts["drop"] += 1
-                    self._excess_ticks = 0
-                    self._release(seq)
-                    seq += 1
-                    pkt = nxt
-                    self.next_seq = seq
+            pcm = None
+            if self.kind == "adaptive":
+                # shrink: the buffer has held more than target + one frame for `settle` ticks → drop quiet frames
+                # (one per tick) until it is back, like NetEq's accelerate in silence
+                excess = t - pkt.arrival > self.target_delay + FRAME_S
+                self._excess_ticks = self._excess_ticks + 1 if excess else 0
+                nxt = self.packets.get(seq + 1)
+                if (self._excess_ticks >= self.settle and nxt is not None and nxt.arrival <= t
+                        and _rms(self._last_pcm) < 0.003):
                     pcm = self._decode(pkt)
-                    self._emit(Tick(t, "play", pkt.seq, pkt.rtp_ts, pkt.arrival), pcm)
-                    self._release(seq)
-                    self.next_seq = seq + 1
-                    return
-                pcm = pcm_drop
-            else:
-                if (self.kind == "adaptive" and t - pkt.arrival + FRAME_S <= self.target_delay
+                    if _rms(pcm) < 0.003:
+                        self.counts["drop"] += 1
+                        self._release(seq)
+                        seq, pkt, pcm = seq + 1, nxt, None
+                        self.next_seq = seq
+                if (pcm is None and t - pkt.arrival + FRAME_S <= self.target_delay
                         and _rms(self._last_pcm) < 0.003):
                     # preemptive expand in silence: grow the delay towards the target before an underrun
                     self.counts["stretch"] += 1
                     self._emit(Tick(t, "stretch", seq), np.zeros(FRAME, np.float32))
                     return
+            if pcm is None:
                 pcm = self._decode(pkt)
             self._emit(Tick(t, "play", pkt.seq, pkt.rtp_ts, pkt.arrival), pcm)
             self._release(seq)
@@ -248,11 +243,18 @@ class PlayoutEmulator:
         return None
 
     def stats_between(self, t_a: float, t_b: float) -> dict:
-        """Concealment / underrun figures for the frames in [t_a, t_b)."""
-        out = {"conceal": 0, "expand": 0}
+        """Concealment / underrun figures for the frames in [t_a, t_b); longest_gap: most frames in a row that
+        were not real audio (a stall)."""
+        out = {"conceal": 0, "expand": 0, "longest_gap": 0}
+        run = 0
         for tk in self.ticks:
-            if t_a <= tk.t < t_b and tk.kind in out:
-                out[tk.kind] += 1
+            if t_a <= tk.t < t_b:
+                if tk.kind in ("conceal", "expand"):
+                    out[tk.kind] += 1
+                    run += 1
+                    out["longest_gap"] = max(out["longest_gap"], run)
+                else:
+                    run = 0
         return out
 
 

@@ -163,6 +163,7 @@ class WebRTCCall:
         self.last_packet = None
         self.rtp_packets = 0
         self._tasks: list[asyncio.Task] = []
+        self.stalls: list[tuple[float, float]] = []  # (start, duration) of event-loop stalls
         self._opus_pt: set[int] = set()
 
     # ---- set-up ------------------------------------------------------------------------------------------------
@@ -223,6 +224,7 @@ class WebRTCCall:
                            f"{self.connect_timeout:.0f} s (ICE/DTLS)") from None
         self._tasks.append(asyncio.ensure_future(self._playout_loop()))
         self._tasks.append(asyncio.ensure_future(self._ping_loop()))
+        self._tasks.append(asyncio.ensure_future(self._lag_loop()))
 
     def _hook_receiver(self) -> None:
         """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator."""
@@ -271,6 +273,17 @@ class WebRTCCall:
                 if n % max(1, int(1.0 / self.ping_interval)) == 0:
                     self._send(f"ping: {int(time.time() * 1000)}")
 
+    async def _lag_loop(self, interval: float = 0.005, threshold: float = 0.004) -> None:
+        """Watch this process's own event loop: a stall delays every arrival stamp, so it is recorded."""
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            lag = now - last - interval
+            if lag > threshold:
+                self.stalls.append((last + interval, lag))
+            last = now
+
     async def _playout_loop(self) -> None:
         while True:
             await asyncio.sleep(0.01)
@@ -300,7 +313,9 @@ class WebRTCCall:
 
     def capture(self):
         meta = {"transport": "webrtc", "pc_id": self.pc_id, "playout": dict(self.playout.counts),
-                "mic_lateness_max_ms": 1e3 * max(self.mic.lateness, default=0.0) if self.mic else None}
+                "mic_lateness_max_ms": 1e3 * max(self.mic.lateness, default=0.0) if self.mic else None,
+                "loop_stalls": len(self.stalls),
+                "loop_stall_max_ms": 1e3 * max((d for _, d in self.stalls), default=0.0)}
         return self.timeline.capture(meta)
 
     async def close(self) -> None:

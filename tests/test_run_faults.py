@@ -1,0 +1,201 @@
+"""`vlh run` faults: bad agent URLs and answers, silent agents, dropped calls, Ctrl-C, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from aiohttp import web
+
+from harness.cli import main as vlh
+
+SECRET = "s3cr3t-t0ken-do-not-leak"
+
+
+class FakeServer:
+    """A tiny HTTP server on a free port answering /api/offer with whatever a test wants."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __enter__(self):
+        import threading
+
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def serve():
+            asyncio.set_event_loop(self.loop)
+            app = web.Application()
+            app.router.add_post("/api/offer", self.handler)
+            self.runner = web.AppRunner(app)
+            self.loop.run_until_complete(self.runner.setup())
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            self.loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=serve, daemon=True)
+        self.thread.start()
+        ready.wait(10)
+        return f"http://127.0.0.1:{self.port}/api/offer"
+
+    def __exit__(self, *exc):
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def _free_port() -> int:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _one_line_error(capsys, code):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err and err[-1].startswith("vlh: error:"), err
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+def test_unreachable_agent(tmp_path, capsys):
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1",
+                "--out", str(tmp_path / "r"), "--no-report"])
+    assert "unreachable" in _one_line_error(capsys, code)
+
+
+@pytest.mark.parametrize("status,body,expect", [
+    (404, "no such endpoint", "HTTP 404"),
+    (503, "overloaded", "HTTP 503"),
+    (200, "<html>hello</html>", "did not answer with JSON"),
+])
+def test_bad_answers(tmp_path, capsys, status, body, expect):
+    async def handler(request):
+        return web.Response(status=status, text=body)
+
+    with FakeServer(handler) as url:
+        code = vlh(["run", "--agent", url, "--turns", "1", "--out", str(tmp_path / "r"), "--no-report"])
+    assert expect in _one_line_error(capsys, code)
+
+
+def test_answer_without_audio(tmp_path, capsys):
+    async def handler(request):
+        offer = await request.json()
+        # echo a syntactically valid SDP with the audio m-line rejected (port 0)
+        sdp = "\r\n".join(l for l in offer["sdp"].split("\r\n")) .replace("m=audio 9 ", "m=audio 0 ")
+        import re
+        sdp = re.sub(r"m=audio \d+ ", "m=audio 0 ", offer["sdp"])
+        return web.json_response({"sdp": sdp, "type": "answer"})
+
+    with FakeServer(handler) as url:
+        code = vlh(["run", "--agent", url, "--turns", "1", "--out", str(tmp_path / "r"), "--no-report"])
+    assert "without an audio track" in _one_line_error(capsys, code)
+
+
+def test_bad_flags_are_clear(capsys, tmp_path):
+    code = vlh(["run", "--jitter-buffer", "elastic", "--out", str(tmp_path / "r")])
+    assert "fixed:<ms>" in _one_line_error(capsys, code)
+    code = vlh(["run", "--header", "Authorization", "--out", str(tmp_path / "r")])
+    assert "Name: value" in _one_line_error(capsys, code)
+
+
+def _start_agent(tmp_path, *flags):
+    port_file = tmp_path / "port"
+    truth = tmp_path / "truth.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "agent", "--port", "0", "--port-file", str(port_file),
+                             "--truth-log", str(truth), "--response", "Okay.", *flags],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(300):
+        if port_file.exists() and port_file.read_text().strip():
+            return proc, f"http://127.0.0.1:{port_file.read_text().strip()}/api/offer"
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("agent did not start")
+
+
+def test_silent_agent_turns_are_no_response_and_run_goes_on(tmp_path, capsys):
+    # an LLM that takes 60 s: no reply within --timeout 2
+    proc, url = _start_agent(tmp_path, "--llm-ttft-ms", "60000")
+    try:
+        code = vlh(["run", "--agent", url, "--turns", "2", "--timeout", "2", "--out", str(tmp_path / "r"),
+                    "--no-report", "--json"])
+    finally:
+        proc.kill()
+    assert code == 0
+    df = pd.read_parquet(tmp_path / "r" / "turns.parquet")
+    assert list(df["status"]) == ["no_response", "no_response"]
+    assert df["user_speech_end_mono"].notna().all()
+
+
+def test_agent_dying_mid_call_keeps_finished_turns(tmp_path):
+    proc, url = _start_agent(tmp_path)
+    out = tmp_path / "r"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--agent", url, "--turns", "6",
+                            "--out", str(out), "--no-report", "--json"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    # kill the agent once two turns are in its truth log
+    truth = tmp_path / "truth.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if truth.exists() and truth.read_text().count('"kind":"turn"') + truth.read_text().count('"kind": "turn"') >= 2:
+            break
+        time.sleep(0.2)
+    proc.kill()
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    df = pd.read_parquet(out / "turns.parquet")
+    assert (df["status"] == "ok").sum() >= 2
+    assert df["status"].str.startswith("error:disconnected").any(), df["status"].tolist()
+
+
+def test_ctrl_c_keeps_finished_turns_and_marks_partial(tmp_path):
+    out = tmp_path / "r"
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--turns", "8", "--out", str(out),
+                            "--no-report", "--agent-set", "response=Okay."],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    truth = out / "agent-truth.jsonl"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if truth.exists() and truth.read_text().count('"turn"') >= 3:
+            break
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["partial"] is True
+    df = pd.read_parquet(out / "turns.parquet")
+    assert (df["status"] == "ok").sum() >= 2
+    assert (out / "recordings" / "call-1.wav").exists()
+
+
+def test_auth_header_never_reaches_outputs(tmp_path, monkeypatch):
+    seen = {}
+
+    async def handler(request):
+        seen["auth"] = request.headers.get("Authorization")
+        return web.Response(status=401, text="bad token")
+
+    monkeypatch.setenv("VLH_TEST_TOKEN", SECRET)
+    with FakeServer(handler) as url:
+        code = vlh(["run", "--agent", url + f"?token={SECRET}", "--header", "Authorization: Bearer $VLH_TEST_TOKEN",
+                    "--turns", "1", "--out", str(tmp_path / "r"), "--no-report"])
+    assert code == 2
+    assert seen["auth"] == f"Bearer {SECRET}"  # it was sent …
+    for p in (tmp_path / "r").rglob("*"):  # … and never written
+        if p.is_file():
+            assert SECRET.encode() not in p.read_bytes(), p
