@@ -5,14 +5,15 @@ Method (README, "How boundaries are found"):
    to 8 kHz internally before classifying, so this is the band it decides on anyway; doing it once here is
    cheaper, and it keeps most white noise above 4 kHz out of the frame energies.
 2. 10 ms frames. Frame RMS on the 8 kHz copy; the channel's noise floor is the 10th percentile of it.
-3. webrtcvad (mode `vad_mode`) classifies the frames that could be speech (within 300 ms of a frame above the
-   floor + `floor_low_db`; the rest cannot pass step 4, so they are skipped).
-4. Hysteresis: a run of frames that the VAD calls speech and that are above floor + `floor_low_db` is kept if
-   one of its frames clears floor + `floor_margin_db`. Hiss, comfort noise and the VAD's hangover drop out.
-   Runs closer than `min_pause_ms` merge (pauses inside an utterance); runs more than `min_level_db` under the
-   channel's loudest speech are dropped.
-5. Each edge is refined on the samples, low-passed at 4 kHz by a short zero-phase FIR (DC removed). Coarse: the first
-   (last) sample where a 5 ms RMS window crosses max(floor + `floor_margin_db`, run peak + `edge_level_db`).
+3. Energy delimits: runs of frames above floor + `floor_low_db` (3 dB).
+4. The VAD confirms: webrtcvad (mode `vad_mode`) classifies the frames that could be speech (those runs and the
+   300 ms before them, so it has adapted to the noise). A run is speech when at least `vad_fraction` of its loud
+   frames are VAD speech. Loud: above floor + `floor_margin_db` (10 dB), within `min_level_db` (35 dB) of the
+   loudest speech frame on the channel, and above `min_dbfs` (−55 dBFS in the speech band). So steady hiss,
+   hum and low-level comfort noise are not speech, while the VAD's hangover never stretches a boundary.
+   Runs closer than `min_pause_ms` merge (pauses inside an utterance).
+5. Each edge is refined on the samples, low-passed at 4 kHz by a short zero-phase FIR (DC removed). Coarse: the
+   first (last) sample where a 5 ms RMS window crosses max(floor + `floor_margin_db`, run peak + `edge_level_db`).
    Fine: within 35 ms of it, the one change point that best splits the samples into a quiet and a loud Gaussian
    segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
    low-level comfort noise counts as quiet.
@@ -147,7 +148,8 @@ def _dilate(mask: np.ndarray, before: int, after: int) -> np.ndarray:
 
 def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: float = 300.0,
                    min_speech_ms: float = 80.0, floor_margin_db: float = 10.0, floor_low_db: float = 3.0,
-                   edge_level_db: float = -30.0, min_level_db: float = -40.0, floor: float | None = None,
+                   edge_level_db: float = -30.0, min_level_db: float = -35.0, min_dbfs: float = -55.0,
+                   vad_fraction: float = 0.5, floor: float | None = None,
                    refine: bool = True) -> list[Region]:
     """Speech regions of one channel, boundaries refined to the sample.
 
@@ -162,18 +164,26 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     if len(rms) == 0:
         return []
     fl_floor = noise_floor(x, sr, rms=rms) if floor is None else max(float(floor), ABS_FLOOR)
+    # energy delimits, the VAD confirms: a run of frames above floor + low margin is speech when its loud frames
+    # (floor + margin, within min_level_db of the loudest speech, above min_dbfs) are mostly VAD speech
     low = rms >= fl_floor * 10 ** (floor_low_db / 20)
-    active = low & vad_frames(y8, vad_mode, only=_dilate(low, before=CONTEXT_FRAMES, after=2))
-    starts, ends = _runs(active)
-    margin = 10 ** (floor_margin_db / 20)
-    loud = np.concatenate([[0], np.cumsum(rms >= fl_floor * margin)])
-    ok = loud[ends] > loud[starts]
+    starts, ends = _runs(low)
+    if len(starts) == 0:
+        return []
+    vad = vad_frames(y8, vad_mode, only=_dilate(low, before=CONTEXT_FRAMES, after=2))
+    speechy = vad & low
+    top = float(rms[speechy].max()) if speechy.any() else 0.0
+    loud = rms >= max(fl_floor * 10 ** (floor_margin_db / 20), top * 10 ** (min_level_db / 20),
+                      10 ** (min_dbfs / 20))
+    n_loud = np.concatenate([[0], np.cumsum(loud)])
+    n_voiced = np.concatenate([[0], np.cumsum(loud & vad)])
+    nl, nv = n_loud[ends] - n_loud[starts], n_voiced[ends] - n_voiced[starts]
+    ok = (nv > 0) & (nv >= vad_fraction * nl)
     starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
     if len(starts) == 0:
         return []
     peaks = np.array([rms[s:e].max() for s, e in zip(starts, ends)])
-    ok = peaks >= peaks.max() * 10 ** (min_level_db / 20)
-    starts, ends, peaks = starts[ok], ends[ok], peaks[ok]
+    margin = 10 ** (floor_margin_db / 20)
 
     fl = sr * FRAME_S
     if not refine:
