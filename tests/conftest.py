@@ -47,10 +47,15 @@ def conversation():
 
 def faded_burst(n: int, kind: str, sr: int = SR, freq: float = 440.0, amp: float = 0.5, fade_ms: float = 2.0,
                 seed: int = 0) -> np.ndarray:
-    """A tone or white-noise burst of n samples with raised-cosine fades of `fade_ms` at both ends."""
+    """A burst of n samples with raised-cosine fades of `fade_ms` at both ends: "tone" (a sine at `freq`),
+    "harmonic" (a voice-like complex tone, fundamental `freq`, harmonics to 3.5 kHz falling as 1/k, peak `amp`)
+    or "noise" (white, RMS amp/2)."""
     t = np.arange(n) / sr
     if kind == "tone":
         y = amp * np.sin(2 * np.pi * freq * t)
+    elif kind == "harmonic":
+        y = sum(np.sin(2 * np.pi * k * freq * t + 0.7 * k * k) / k for k in range(1, int(3500 / freq) + 1))
+        y = amp * y / np.abs(y).max()
     else:
         y = amp * 0.5 * np.random.default_rng(seed).standard_normal(n)
     nf = int(round(sr * fade_ms / 1000))

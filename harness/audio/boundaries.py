@@ -12,7 +12,7 @@ Method (README, "How boundaries are found"):
    loudest speech frame on the channel, and above `min_dbfs` (−55 dBFS in the speech band). So steady hiss,
    hum and low-level comfort noise are not speech, while the VAD's hangover never stretches a boundary.
    Runs closer than `min_pause_ms` merge (pauses inside an utterance).
-5. Each edge is refined on the samples, low-passed at 4 kHz by a short zero-phase FIR (DC removed). Coarse: the
+5. Each edge is refined on the samples, low-passed at 4 kHz by a short zero-phase FIR (channel DC removed). Coarse: the
    first (last) sample where a 5 ms RMS window crosses max(floor + `floor_margin_db`, run peak + `edge_level_db`).
    Fine: within 35 ms of it, the one change point that best splits the samples into a quiet and a loud Gaussian
    segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
@@ -159,6 +159,8 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
         raise ValueError(f"speech_regions: needs one channel, got shape {x.shape}")
+    if vad_mode not in (0, 1, 2, 3):
+        raise ValueError(f"vad_mode must be 0..3, got {vad_mode}")
     y8 = to_vad_rate(x, sr)
     rms = frame_rms(y8)
     if len(rms) == 0:
@@ -190,6 +192,7 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         return [Region(int(round(s * fl)), int(round(e * fl)), sr) for s, e in zip(starts, ends)]
     found: list[tuple[int, int]] = []
     prev_end = 0
+    dc = float(np.mean(y8, dtype=np.float64))  # the channel's DC offset (speech has none)
     for i, (s, e, pk) in enumerate(zip(starts, ends, peaks)):
         thr = max(fl_floor * margin, pk * 10 ** (edge_level_db / 20))
         eps = max((0.1 * fl_floor) ** 2, (pk * 10 ** (-45 / 20)) ** 2, 1e-12)
@@ -199,11 +202,13 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         if len(loud_frames) == 0:
             continue
         f0, f1 = int(loud_frames[0]), int(loud_frames[-1])
-        a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 1) * fl)), thr, eps, prev_end, nxt,
-                         start=True)
+        # frames are on the 8 kHz copy, whose filter smears a little: search one frame beyond on either side
+        a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 2) * fl)), thr, eps, prev_end, nxt,
+                         start=True, dc=dc)
         if a is None:
             continue
-        b = _refine_edge(x, sr, int(round(f1 * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt, start=False)
+        b = _refine_edge(x, sr, int(round((f1 - 1) * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt, start=False,
+                         dc=dc)
         if b is None or b <= a:
             continue
         found.append((a, b))
@@ -224,13 +229,12 @@ def _lowpass(sr: int) -> np.ndarray:
     return signal.firwin(n, min(BAND[1], 0.45 * sr), fs=sr, window="blackman")
 
 
-def _band(x: np.ndarray, sr: int, a: int, b: int) -> np.ndarray:
-    """x[a:b] low-passed at 4 kHz (zero phase) with its mean removed (DC)."""
+def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0) -> np.ndarray:
+    """x[a:b] minus the channel's DC offset `dc`, low-passed at 4 kHz (zero phase)."""
     h = _lowpass(sr)
     half = len(h) // 2
     lo, hi = max(0, a - half), min(len(x), b + half)
-    seg = x[lo:hi].astype(np.float64)
-    y = np.convolve(seg - seg.mean(), h, mode="same")
+    y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
     return y[a - lo : a - lo + (b - a)]
 
 
@@ -251,7 +255,7 @@ def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
     return int(k[np.argmax(ll)])
 
 
-def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool):
+def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.0):
     """Sample position of the onset (start=True) or end (exclusive) of speech whose coarse crossing of `thr`
     lies in samples [z0, z1). The search stays within [lo, hi). None if nothing crosses `thr` there.
     """
@@ -264,7 +268,7 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool):
         return None
     # one filtered stretch covers the coarse zone and every fine window it can lead to
     f0, f1 = (max(lo, z0 - w - reach), min(hi, z1 + over)) if start else (max(lo, z0 - over), min(hi, z1 + w + reach))
-    yb = _band(x, sr, f0, f1)
+    yb = _band(x, sr, f0, f1, dc)
     hit = np.flatnonzero(_win_rms(yb[z0 - f0 : z1 - f0], w) >= thr)  # window j covers [z0 + j, z0 + j + w)
     if len(hit) == 0:
         return None
