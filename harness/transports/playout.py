@@ -138,7 +138,7 @@ class PlayoutEmulator:
         self.max_seq_seen = seq if self.max_seq_seen is None else max(self.max_seq_seen, seq)
         transit = arrival - (ts - self._ts0) / SR
         self._transit.append(transit)
-        if self.kind == "adaptive":
+        if self.kind == "adaptive" and (len(self.arrivals) < 50 or len(self.arrivals) % 5 == 0):
             self._update_target()
 
     def _update_target(self) -> None:

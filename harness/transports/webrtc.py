@@ -108,6 +108,36 @@ class MicTrack:
         return _MicTrack(*a, **k)
 
 
+class LoopMonitor:
+    """One per event loop, shared by all its calls: records stalls of the loop (it wakes every 5 ms)."""
+
+    _by_loop: dict = {}
+
+    def __init__(self, interval: float = 0.005, threshold: float = 0.004):
+        self.interval, self.threshold = interval, threshold
+        self.stalls: deque = deque(maxlen=10000)
+        self.users = 0
+        self.task = asyncio.ensure_future(self._run())
+
+    @classmethod
+    def for_running_loop(cls) -> "LoopMonitor":
+        loop = asyncio.get_running_loop()
+        mon = cls._by_loop.get(loop)
+        if mon is None or mon.task.done():
+            mon = cls._by_loop[loop] = cls()
+        return mon
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            lag = now - last - self.interval
+            if lag > self.threshold:
+                self.stalls.append((last + self.interval, lag))
+            last = now
+
+
 def parse_headers(pairs: list[str] | None) -> dict[str, str]:
     """'Name: value' strings → dict. A value of '$VAR' / 'env:VAR' is read from the environment."""
     import os
@@ -163,7 +193,7 @@ class WebRTCCall:
         self.last_packet = None
         self.rtp_packets = 0
         self._tasks: list[asyncio.Task] = []
-        self.stalls: list[tuple[float, float]] = []  # (start, duration) of event-loop stalls
+        self._monitor = None
         self._opus_pt: set[int] = set()
 
     # ---- set-up ------------------------------------------------------------------------------------------------
@@ -224,7 +254,7 @@ class WebRTCCall:
                            f"{self.connect_timeout:.0f} s (ICE/DTLS)") from None
         self._tasks.append(asyncio.ensure_future(self._playout_loop()))
         self._tasks.append(asyncio.ensure_future(self._ping_loop()))
-        self._tasks.append(asyncio.ensure_future(self._lag_loop()))
+        self._monitor = LoopMonitor.for_running_loop()
 
     def _hook_receiver(self) -> None:
         """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator."""
@@ -273,20 +303,14 @@ class WebRTCCall:
                 if n % max(1, int(1.0 / self.ping_interval)) == 0:
                     self._send(f"ping: {int(time.time() * 1000)}")
 
-    async def _lag_loop(self, interval: float = 0.005, threshold: float = 0.004) -> None:
-        """Watch this process's own event loop: a stall delays every arrival stamp, so it is recorded."""
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(interval)
-            now = time.monotonic()
-            lag = now - last - interval
-            if lag > threshold:
-                self.stalls.append((last + interval, lag))
-            last = now
+    @property
+    def stalls(self) -> list[tuple[float, float]]:
+        """(start, duration) of this process's event-loop stalls: each one delays every arrival stamp."""
+        return list(self._monitor.stalls) if self._monitor else []
 
     async def _playout_loop(self) -> None:
         while True:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
             now = time.monotonic()
             self.playout.advance(now - 0.002)
             if (not self.disconnected and self.last_packet is not None
