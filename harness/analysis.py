@@ -213,8 +213,12 @@ def _add_events(event_rows: list, events, plan: TurnPlan, call: int, k: int, pla
             event_rows.append({"call": call, "turn": plan.turn, "name": ev.name, "t_mono": ev.t_host,
                                "uncertainty_ms": ev.uncertainty_s * 1e3, "source": ev.source,
                                "origin": ev.origin, "raw": json.dumps(ev.raw)[:500]})
-            if ev.name in EVENT_NAMES and ev.name not in chosen:
-                chosen[ev.name] = ev
+            if ev.name in EVENT_NAMES:
+                # one instant per name: a stamped (reconciled) event beats an arrival-only (estimated) one, then
+                # the earliest — an agent speaking both dialects reports most instants twice
+                best = chosen.get(ev.name)
+                if best is None or (best.source == "estimated" and ev.source == "reconciled"):
+                    chosen[ev.name] = ev
     return chosen
 
 

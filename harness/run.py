@@ -296,8 +296,8 @@ def run_measurement(cfg: RunConfig) -> Path:
     out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir()
     utterances, scenario_name = build_utterances(cfg)
     agent = None
-    meta = {"transport": cfg.transport, "scenario": {"name": scenario_name,
-                                                     "file": str(getattr(cfg.scenario, "source", "") or "")},
+    meta = {"transport": cfg.transport, "scenario": scenario_name,
+            "scenario_file": str(getattr(cfg.scenario, "source", "") or "") or None,
             "config": {"calls": cfg.calls, "turns": len(utterances), "jitter_buffer": cfg.jitter_buffer,
                        "timeout_s": cfg.timeout_s, "processor_map": cfg.processor_map,
                        "header_names": sorted(cfg.headers)},

@@ -99,8 +99,7 @@ class RunStore:
             capture.write(self.dir / "recordings" / f"call-{call}.wav", force=True)
         for r in rows:
             r.setdefault("run_id", self.run_id)
-            r.setdefault("scenario", self.meta.get("scenario", {}).get("name") if isinstance(
-                self.meta.get("scenario"), dict) else self.meta.get("scenario"))
+            r.setdefault("scenario", self.meta.get("scenario"))
             r["recording"] = f"recordings/call-{call}.wav" if capture is not None else None
         self.rows.extend(rows)
         self.events.extend(events)
