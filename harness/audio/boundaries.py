@@ -16,7 +16,9 @@ Method (README, "How boundaries are found"):
    first (last) sample where a 5 ms RMS window crosses max(floor + `floor_margin_db`, run peak + `edge_level_db`).
    Fine: within 35 ms of it, the one change point that best splits the samples into a quiet and a loud Gaussian
    segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
-   low-level comfort noise counts as quiet.
+   low-level comfort noise counts as quiet. Then the edge moves out to the outermost sample, within 12.5 ms, that
+   stands out of the quiet side's noise (> 5.5 σ, σ from its median absolute value): a lone first or last
+   glottal pulse is speech even when the likelihood split leaves it out.
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -38,6 +40,7 @@ FRAME_S = 0.010
 ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
 BAND = (80.0, 4000.0)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
+EXTEND_S = 0.0125  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
 
 
 @dataclass(frozen=True)
@@ -272,17 +275,35 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     hit = np.flatnonzero(_win_rms(yb[z0 - f0 : z1 - f0], w) >= thr)  # window j covers [z0 + j, z0 + j + w)
     if len(hit) == 0:
         return None
+    ext = int(round(sr * EXTEND_S))
     if start:
         ic = z0 + int(hit[0]) + w - 1  # last sample of the first loud window
         a, b = max(f0, ic - w - reach), min(f1, ic + over)
         if b - a < 3 * min_seg:
             return ic - w + 1
-        return a + _change_point(yb[a - f0 : b - f0], eps, min_seg)
+        k = a + _change_point(yb[a - f0 : b - f0], eps, min_seg)
+        # a lone first pulse (a pitch period before the loud part) is speech too: extend to the earliest sample
+        # that stands out of the quiet side's noise
+        thr_s = _outlier_level(yb[a - f0 : k - f0], eps)
+        lo_e = max(f0, k - ext)
+        out = np.flatnonzero(np.abs(yb[lo_e - f0 : k - f0]) > thr_s)
+        return lo_e + int(out[0]) if len(out) else k
     ic = z0 + int(hit[-1])  # first sample of the last loud window
     a, b = max(f0, ic - over), min(f1, ic + w + reach)
     if b - a < 3 * min_seg:
         return ic + w
-    return b - _change_point(yb[a - f0 : b - f0][::-1], eps, min_seg)
+    k = b - _change_point(yb[a - f0 : b - f0][::-1], eps, min_seg)
+    thr_s = _outlier_level(yb[k - f0 : b - f0], eps)
+    hi_e = min(f1, k + ext)
+    out = np.flatnonzero(np.abs(yb[k - f0 : hi_e - f0]) > thr_s)
+    return k + int(out[-1]) + 1 if len(out) else k
+
+
+def _outlier_level(quiet: np.ndarray, eps: float) -> float:
+    """A sample level that the quiet side's noise (robust σ from the median absolute value) practically never
+    reaches: 5.5 σ (Gaussian: 4e-8 per sample), and not under the variance floor's level."""
+    sigma = 1.4826 * float(np.median(np.abs(quiet))) if len(quiet) >= 32 else np.inf
+    return max(5.5 * sigma, float(np.sqrt(eps)))
 
 
 def first_speech_after(x: np.ndarray, sr: int, start_index: int, **opts) -> Region | None:

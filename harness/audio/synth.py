@@ -233,11 +233,11 @@ def envelope(audio: np.ndarray, sr: int, win_ms: float = 10.0) -> np.ndarray:
 
 
 def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
-            threshold_db: float = -20.0, win_ms: float = 2.5) -> tuple[np.ndarray, dict]:
-    """Trim so the utterance starts and ends where its envelope is within `threshold_db` of its peak.
-
-    The envelope is the `win_ms` RMS of the 80–4000 Hz band, so the cut falls in voiced sound, not in the hiss
-    of a fricative.
+            threshold_db: float = -20.0, win_ms: float = 2.5, sustain_ms: float = 10.0) -> tuple[np.ndarray, dict]:
+    """Trim so the utterance starts and ends inside voiced sound: at the first and last sample where both the
+    `win_ms` envelope (a glottal pulse) and the `sustain_ms` envelope (sustained voicing, not a lone pulse) of
+    the 80–4000 Hz band are within `threshold_db` of their peaks — not in the hiss of a fricative, not in a
+    pitch period's valley.
     Returns (audio, info): the trimmed audio begins with a `fade_ms` raised-cosine fade-in and ends with a
     fade-out, so its speech starts at sample 0 and ends at sample len(audio) exactly. info holds
     `start`/`end` (those boundaries in the returned audio), `source_start`/`source_end` (where the cut was made
@@ -247,10 +247,12 @@ def sharpen(audio: np.ndarray, sr: int = SAMPLE_RATE, fade_ms: float = 2.0,
     if audio.ndim != 1 or len(audio) == 0:
         raise VlhError("sharpen: needs non-empty mono audio")
     env = envelope(audio, sr, win_ms)
+    sus = envelope(audio, sr, sustain_ms)
     peak = float(env.max())
     if peak <= 0:
         raise VlhError("sharpen: the audio is silent")
-    above = np.flatnonzero(env >= peak * 10 ** (threshold_db / 20))
+    k = 10 ** (threshold_db / 20)
+    above = np.flatnonzero((env >= peak * k) & (sus >= float(sus.max()) * k))
     s, e = int(above[0]), int(above[-1]) + 1
     out = audio[s:e].copy()
     nf = min(int(round(sr * fade_ms / 1000)), len(out) // 2)

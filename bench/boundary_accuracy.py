@@ -1,0 +1,113 @@
+"""Boundary error against truth known to the sample: espeak conversations (two voices, gaps 90 ms–3 s, 80 ms of
+comfort noise before each reply) under white noise, and voice-like/noise bursts with 2 ms fades.
+
+    .venv/bin/python bench/boundary_accuracy.py [--seeds 6]
+
+Prints, per condition, the error distribution (detected − true, ms) of user_speech_end and agent_audio_start
+(the two instants `ttfa` is made of) and of all four edges.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from conftest import faded_burst  # noqa: E402
+
+from harness.audio.boundaries import speech_regions  # noqa: E402
+from harness.audio.synth import build_conversation  # noqa: E402
+from harness.audio.turns import find_turns  # noqa: E402
+
+SR = 48000
+PHRASES = ["I would like to book a table for two", "Tomorrow evening around seven", "Can you also tell me where to park",
+           "Yes thank you very much", "Let me check the calendar", "Perfect see you then", "Sure for what day",
+           "Seven works for us", "There is a car park behind the building", "You are welcome",
+           "Okay that sounds fine", "Goodbye"]
+
+
+def conversation_errors(seed: int, noise_db, threshold_db: float, cn_db: float = 45.0):
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(PHRASES))
+    ex = [(PHRASES[order[i]], PHRASES[order[i + 1]]) for i in range(0, len(order), 2)]
+    gaps = list(rng.uniform(0.09, 3.0, len(ex)))
+    x, truth = build_conversation(ex, gaps_s=gaps, noise_db=noise_db, comfort_noise_db=cn_db,
+                                  threshold_db=threshold_db, seed=seed)
+    turns = find_turns(x[:, 0], x[:, 1], SR)
+    key, every = [], []
+    if len(turns) != len(truth):
+        return None, None
+    for t, tr in zip(turns, truth):
+        if t.agent_start is None:
+            return None, None
+        key += [t.user_end - tr["user_end"], t.agent_start - tr["agent_start"]]
+        every += key[-2:] + [t.user_start - tr["user_start"], t.agent_end - tr["agent_end"]]
+    return np.array(key) / SR * 1e3, np.array(every) / SR * 1e3
+
+
+def burst_errors(seed: int, sr: int, kind: str, f: float, noise_dbfs):
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(6 * sr), np.float32)
+    truth = []
+    t = int(0.4 * sr)
+    for k in range(6):
+        n = int(rng.uniform(0.1, 0.6) * sr)
+        x[t : t + n] += faded_burst(n, kind, sr, f, seed=seed * 10 + k)
+        truth.append((t, t + n))
+        t += n + int(rng.uniform(0.35, 0.5) * sr)
+    if noise_dbfs is not None:
+        x += (rng.standard_normal(len(x)) * 10 ** (noise_dbfs / 20)).astype(np.float32)
+    regs = speech_regions(x, sr)
+    if len(regs) != len(truth):
+        return None
+    return np.array([[r.start - a, r.end - b] for r, (a, b) in zip(regs, truth)]).ravel() / sr * 1e3
+
+
+def row(name, errs, n_fail):
+    if not errs:
+        return f"| {name} | – | – | – | – | {n_fail} |"
+    e = np.concatenate(errs)
+    a = np.abs(e)
+    return (f"| {name} | {len(e)} | {a.max():.2f} | {np.percentile(a, 99):.2f} | {e.mean():+.2f} | {n_fail} |")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=6)
+    args = ap.parse_args()
+    print("| condition | boundaries | max abs error (ms) | p99 abs (ms) | mean (ms) | runs with a missed/extra region |")
+    print("|---|---|---|---|---|---|")
+    for noise_db, thr in [(None, -20.0), (40.0, -20.0), (25.0, -20.0), (40.0, -10.0), (25.0, -10.0)]:
+        keys, alls, fails = [], [], 0
+        for seed in range(args.seeds):
+            k, a = conversation_errors(seed, noise_db, thr)
+            if k is None:
+                fails += 1
+                continue
+            keys.append(k)
+            alls.append(a)
+        nd = "no noise" if noise_db is None else f"white noise {noise_db:.0f} dB under peak"
+        print(row(f"espeak, cut at {thr:.0f} dB, {nd}: user end + agent start", keys, fails))
+        print(row(f"espeak, cut at {thr:.0f} dB, {nd}: all four edges", alls, fails))
+    for sr in (48000, 16000, 44100):
+        for noise in (None, -60.0):
+            errs, fails = [], 0
+            for kind, f in (("harmonic", 110.0), ("harmonic", 220.0), ("tone", 440.0), ("noise", 0.0)):
+                for seed in range(args.seeds):
+                    e = burst_errors(seed, sr, kind, f, noise)
+                    if e is None:
+                        fails += 1
+                    else:
+                        errs.append(e)
+            nd = "silence" if noise is None else f"noise {noise:.0f} dBFS"
+            print(row(f"bursts (voice-like 110/220 Hz, 440 Hz tone, noise), {sr} Hz, {nd}", errs, fails))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
