@@ -305,3 +305,28 @@ class Chromium:
             return await page.evaluate(js, await_promise=True)
         finally:
             await page.close()
+
+
+METRICS_JS = """JSON.stringify(Array.from(document.querySelectorAll('[data-metric]')).map(function (e) {
+  return [e.getAttribute('data-metric'), e.getAttribute('data-value'), e.textContent.trim()]; }))"""
+
+
+async def check_report(browser: Chromium, path: str | Path, screenshot: str | Path | None = None) -> dict:
+    """Open a report and gather what a test asserts on: console errors, foreign requests, the headline
+    metrics ({id: (data-value, text)}), XSS traces, the screenshot's pixel statistics. Leaves the page open
+    (returned as "page") for further checks."""
+    page = await browser.open(path)
+    metrics = {k: (v, t) for k, v, t in json.loads(await page.evaluate(METRICS_JS))}
+    png = await page.screenshot(screenshot)
+    return {
+        "page": page,
+        "ready": await page.evaluate("window.__vlhReady"),
+        "errors": page.console_errors(),
+        "foreign_requests": page.foreign_requests(),
+        "metrics": metrics,
+        "xss": await page.evaluate("(window.__xss || []).concat(window.__xss_img ? ['img onerror ran'] : [])"),
+        "injected_elements": await page.evaluate(
+            "document.querySelectorAll('main img, main iframe, main object, main embed, main script').length"),
+        "screenshot": await browser.image_stats(png),
+        "text": await page.evaluate("document.body.innerText"),
+    }

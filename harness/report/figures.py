@@ -7,8 +7,6 @@ HTML-escaped first: plotly renders a subset of HTML in labels.
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 import pandas as pd
 
@@ -25,14 +23,6 @@ UNATTRIBUTED_COLOR, RESIDUAL_COLOR = "#8c8c8c", "#c7c7c7"
 EXTRA_COLORS = ["#1f77b4", "#bcbd22", "#7f7f7f", "#aec7e8", "#98df8a"]
 RUN_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
 CONFIG = {"displaylogo": False, "responsive": True}
-
-
-def span_key(span: dict) -> str:
-    """The waterfall trace a span belongs to: its stage, an unattributed span by name, a residual by place."""
-    kind, name, covers = span.get("kind"), span["name"], span.get("covers") or []
-    if kind == "residual" or name == "residual":
-        return "residual" if not covers else f"residual ({covers[0]}…{covers[-1]})"
-    return name
 
 
 def span_style(key: str, kind: str, extra: dict) -> dict:
@@ -55,57 +45,65 @@ def waterfall(turns: pd.DataFrame) -> dict | None:
         return None
     n = len(ok)
     size = int(np.ceil(n / MAX_BARS))
-    groups = [ok.index[i:i + size].to_list() for i in range(0, n, size)]
-    nb = len(groups)
-    values: dict[str, np.ndarray] = {}
+    nb = int(np.ceil(n / size))
+    rows = ok.index.to_numpy()
+    groups = [rows[i:i + size].tolist() for i in range(0, n, size)]
+    weight = np.repeat([1.0 / len(g) for g in groups], [len(g) for g in groups])
+    values: dict[str, list] = {}
     kinds: dict[str, str] = {}
-    pos: dict[str, list[float]] = {}
-    for bar, rows in enumerate(groups):
-        for r in rows:
-            spans = turns.at[r, "spans"]
-            ttfa = turns.at[r, "ttfa_ms"] or 1.0
-            before = 0.0
-            for sp in spans:
-                k = span_key(sp)
-                if k not in values:
-                    values[k] = np.zeros(nb) if size > 1 else np.full(nb, np.nan)
-                    kinds[k] = sp.get("kind", "stage")
-                    pos[k] = []
-                if size > 1:
-                    values[k][bar] += sp["ms"] / len(rows)
-                else:
-                    values[k][bar] = (0.0 if np.isnan(values[k][bar]) else values[k][bar]) + sp["ms"]
-                pos[k].append(before / ttfa)
-                before += max(sp["ms"], 0.0)
-    order = sorted(values, key=lambda k: (float(np.mean(pos[k])), STAGES.index(k) if k in STAGES else 99))
+    pos: dict[str, list] = {}  # [sum of relative start, count]
+    for j, (spans, ttfa) in enumerate(zip(ok["spans"].tolist(), ok["ttfa_ms"].tolist())):
+        bar, w = j // size, weight[j]
+        before, scale = 0.0, 1.0 / (ttfa or 1.0)
+        for sp in spans:
+            k = sp["key"]
+            v = values.get(k)
+            if v is None:
+                v = values[k] = [0.0 if size > 1 else None] * nb
+                kinds[k] = sp.get("kind", "stage")
+                pos[k] = [0.0, 0]
+            ms = sp["ms"]
+            if size > 1:
+                v[bar] += ms * w
+            else:
+                v[bar] = ms if v[bar] is None else v[bar] + ms
+            p = pos[k]
+            p[0] += before * scale
+            p[1] += 1
+            if ms > 0:
+                before += ms
+    order = sorted(values, key=lambda k: (pos[k][0] / pos[k][1], STAGES.index(k) if k in STAGES else 99))
     x = list(range(1, nb + 1))
     extra: dict = {}
     data = []
     for k in order:
-        label = html.escape(stage_label(k))
+        label = esc(stage_label(k))
         data.append({"type": "bar", "name": label, "x": x, "y": _round(values[k]),
                      "marker": span_style(k, kinds[k], extra), "hovertemplate": "%{y:.1f} ms"})
-    ttfa = [float(np.mean(ok.loc[g, "ttfa_ms"])) for g in groups]
-    ttft = [float(np.nanmean(ok.loc[g, "provider_ttft_ms"])) if ok.loc[g, "provider_ttft_ms"].notna().any()
-            else None for g in groups]
-    who = [f"call {ok.at[g[0], 'call']} turn {ok.at[g[0], 'turn']}" if len(g) == 1 else
-           f"{len(g)} turns, TTFA {ok.at[g[0], 'ttfa_ms']:.0f}–{ok.at[g[-1], 'ttfa_ms']:.0f} ms" for g in groups]
+    bar_of = np.arange(n) // size
+    ttfa = ok["ttfa_ms"].groupby(bar_of).mean().to_numpy()
+    ttft = ok["provider_ttft_ms"].groupby(bar_of).mean().to_numpy()  # NaN where no turn reported one
+    calls, tns, tt = ok["call"].tolist(), ok["turn"].tolist(), ok["ttfa_ms"].tolist()
+    if size == 1:
+        who = [f"call {c} turn {t}" for c, t in zip(calls, tns)]
+    else:
+        who = [f"{min(size, n - i)} turns, TTFA {tt[i]:.0f}–{tt[min(n, i + size) - 1]:.0f} ms" for i in range(0, n, size)]
     data.append({"type": "scatter", "mode": "markers", "name": "TTFA at the ear", "x": x, "y": _round(ttfa),
                  "text": who, "marker": {"color": "#222222", "size": 3, "symbol": "line-ew-open"},
                  "hovertemplate": "%{text}: TTFA %{y:.1f} ms<extra></extra>"})
-    if any(v is not None for v in ttft):
+    if np.isfinite(ttft).any():
         data.append({"type": "scatter", "mode": "markers", "name": "provider TTFT (dashboard)", "x": x,
                      "y": _round(ttft), "marker": {"color": "#e15759", "size": 4, "symbol": "diamond"},
                      "hovertemplate": "provider TTFT %{y:.1f} ms<extra></extra>"})
     what = "one bar per turn" if size == 1 else f"each bar = mean of {size} turns with neighbouring TTFA"
     layout = {
         "barmode": "relative", "bargap": 0.05 if nb < 200 else 0, "hovermode": "x unified",
-        "height": 420, "margin": {"l": 60, "r": 10, "t": 10, "b": 50},
+        "height": 440, "margin": {"l": 60, "r": 10, "t": 10, "b": 50},
         "xaxis": {"title": {"text": f"turns sorted by TTFA ({what}; click for the detail)"}},
         "yaxis": {"title": {"text": "ms after the end of user speech"}},
-        "legend": {"orientation": "h", "y": -0.18, "traceorder": "normal"},
+        "legend": {"orientation": "v", "x": 1.01, "y": 1, "traceorder": "reversed", "font": {"size": 11}},
     }
-    return {"data": data, "layout": layout, "groups": [[int(i) for i in g] for g in groups]}
+    return {"data": data, "layout": layout, "groups": groups}
 
 
 def ecdf(series: list[dict], title: str = "ms") -> dict | None:
@@ -117,7 +115,7 @@ def ecdf(series: list[dict], title: str = "ms") -> dict | None:
         if len(v) == 0:
             continue
         y = np.arange(1, len(v) + 1) / len(v)
-        name = html.escape(s["name"])
+        name = esc(s["name"])
         data.append({"type": "scatter", "mode": "lines", "name": name, "x": _round(v), "y": _round(y, 5),
                      "line": {"shape": "hv", "color": s.get("color"), "dash": s.get("dash", "solid")},
                      "hovertemplate": "%{x:.1f} ms: %{y:.2%} of turns<extra>" + name + "</extra>"})
@@ -147,7 +145,7 @@ def stage_compare(tables: list[tuple[str, list[dict]]]) -> dict:
     data = []
     for i, (name, table) in enumerate(tables):
         rows = [r for r in table if r["p50"] is not None]
-        data.append({"type": "bar", "name": html.escape(name), "x": [html.escape(r["label"]) for r in rows],
+        data.append({"type": "bar", "name": esc(name), "x": [esc(r["label"]) for r in rows],
                      "y": _round([r["p50"] for r in rows]), "customdata": _round([r["p95"] for r in rows]),
                      "marker": {"color": RUN_COLORS[i % len(RUN_COLORS)]},
                      "hovertemplate": "p50 %{y:.1f} ms, p95 %{customdata:.1f} ms"})
@@ -156,6 +154,16 @@ def stage_compare(tables: list[tuple[str, list[dict]]]) -> dict:
     return {"data": data, "layout": layout}
 
 
+def esc(s: str) -> str:
+    """Text for plotly labels: &, < and > escaped (plotly renders a subset of HTML tags; quotes are harmless)."""
+    return str(s).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _round(v, nd: int = 1) -> list:
-    a = np.asarray(v, dtype=float)
-    return [None if not np.isfinite(x) else round(float(x), nd) for x in a]
+    """Rounded floats with None for missing values (JSON null)."""
+    a = np.round(np.asarray(v, dtype=float), nd)
+    out = a.tolist()
+    bad = np.flatnonzero(~np.isfinite(a))
+    for i in bad.tolist():
+        out[i] = None
+    return out

@@ -17,14 +17,19 @@ CLOCK_COLS = ["clock_offset_ms", "clock_drift_ppm", "clock_uncertainty_ms", "rtt
 def clocks(run: Run) -> list[dict]:
     """Per call: the clock reconciliation (from the turns; run.json "clock" is shown beside it)."""
     t = run.turns
+    if t.empty:
+        return []
+    g = t.groupby("call", sort=True)
+    last = g[CLOCK_COLS].last()  # last non-null value per call
+    amax = t[CLOCK_COLS].abs().groupby(t["call"]).max()
+    varies = (g[CLOCK_COLS].nunique() > 1).any(axis=1)
+    sizes = g.size()
     out = []
-    for call, g in t.groupby("call", sort=True):
-        row = {"call": int(call), "turns": int(len(g))}
+    for call in last.index:
+        row = {"call": int(call), "turns": int(sizes[call]), "varies": bool(varies[call])}
         for c in CLOCK_COLS:
-            v = g[c].dropna()
-            row[c] = float(v.iloc[-1]) if len(v) else None
-            row[c + "_max"] = float(v.abs().max()) if len(v) else None
-        row["varies"] = bool(any(g[c].dropna().nunique() > 1 for c in CLOCK_COLS))
+            row[c] = _f(last.at[call, c])
+            row[c + "_max"] = _f(amax.at[call, c])
         out.append(row)
     return out
 
@@ -32,7 +37,7 @@ def clocks(run: Run) -> list[dict]:
 def anomalies(run: Run, limit: int = 200) -> dict:
     t = run.turns
     items = []
-    for call, turn, text in zip(t["call"], t["turn"], t["anomalies"]):
+    for call, turn, text in zip(t["call"].tolist(), t["turn"].tolist(), t["anomalies"].tolist()):
         for a in str(text).split(";"):
             if a.strip():
                 items.append({"call": int(call), "turn": int(turn), "text": a.strip()})
@@ -67,7 +72,8 @@ def stutter(run: Run, limit: int = 200) -> dict:
 def failures(run: Run, limit: int = 200) -> dict:
     t = run.turns
     bad = t[t["status"].map(status_kind) != "ok"]
-    items = [{"call": int(r.call), "turn": int(r.turn), "status": r.status, "error": r.error} for r in bad.itertuples()]
+    items = [{"call": c, "turn": n, "status": s, "error": e} for c, n, s, e in
+             zip(bad["call"].tolist(), bad["turn"].tolist(), bad["status"].tolist(), bad["error"].tolist())]
     return {"count": len(items), "rows": items[:limit], "left_off": max(0, len(items) - limit)}
 
 

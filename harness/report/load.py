@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import VlhError
-from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS
+from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS, span_key
 
 SUM_TOLERANCE_MS = 0.5  # stages + unattributed + residual must equal ttfa_ms; float rounding only
 MAX_LISTED = 20  # problems of one kind listed one by one; the rest are counted
@@ -117,14 +117,15 @@ def _normalise(turns: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
         f"{s}_source" for s in STAGES]
     for c in text_cols:
         if c in t.columns:
-            t[c] = t[c].map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+            t[c] = t[c].astype(object).where(t[c].notna(), "").astype(str)
         else:
             t[c] = "missing" if c.endswith("_source") else ""
     num_cols = [c for c in TURN_COLUMNS if c not in text_cols and c not in ("provider_ttft_invisible",)]
     for c in num_cols:
         t[c] = pd.to_numeric(t[c], errors="coerce") if c in t.columns else float("nan")
     if "provider_ttft_invisible" in t.columns:
-        t["provider_ttft_invisible"] = t["provider_ttft_invisible"].map(_truthy)
+        col = t["provider_ttft_invisible"]
+        t["provider_ttft_invisible"] = col.fillna(False).astype(bool) if col.dtype == bool else col.map(_truthy)
     else:
         t["provider_ttft_invisible"] = False
     bad_id = t["call"].isna() | t["turn"].isna()
@@ -167,6 +168,12 @@ def _parse_spans(t: pd.DataFrame, problems: list[str]) -> list[list[dict]]:
 
 
 def _span(x: dict) -> dict:
+    """One span with its types checked; `key` = the waterfall trace it belongs to."""
+    if (type(x) is dict and type(x.get("name")) is str and type(x.get("ms")) is float
+            and type(x.get("start_mono")) is float and type(x.get("source")) is str
+            and type(x.get("covers")) is list and type(x.get("kind")) is str):
+        x["key"] = span_key(x)  # the common case: as vlh writes it
+        return x
     covers = x.get("covers") or []
     if isinstance(covers, str):
         covers = [covers]
@@ -174,14 +181,10 @@ def _span(x: dict) -> dict:
     name = str(x["name"])
     kind = x.get("kind") or ("residual" if name == "residual"
                              else "unattributed" if "unattributed" in name else "stage")
-    return {
-        "name": name,
-        "start_mono": float(start) if start is not None else float("nan"),
-        "ms": float(x["ms"]),
-        "source": str(x.get("source") or "missing"),
-        "covers": [str(c) for c in covers],
-        "kind": str(kind),
-    }
+    sp = {"name": name, "start_mono": float("nan") if start is None else float(start), "ms": float(x["ms"]),
+          "source": str(x.get("source") or "missing"), "covers": [str(c) for c in covers], "kind": str(kind)}
+    sp["key"] = span_key(sp)
+    return sp
 
 
 def _check_sums(t: pd.DataFrame, problems: list[str]) -> None:
@@ -221,7 +224,7 @@ def _read_events(p: Path, problems: list[str]) -> pd.DataFrame | None:
     for c in ("call", "turn", "t_mono", "uncertainty_ms"):
         ev[c] = pd.to_numeric(ev[c], errors="coerce")
     for c in ("name", "source", "raw"):
-        ev[c] = ev[c].map(lambda v: "" if v is None else str(v))
+        ev[c] = ev[c].fillna("").astype(str)
     ev = ev.dropna(subset=["call", "turn", "t_mono"])
     ev["call"] = ev["call"].astype(int)
     ev["turn"] = ev["turn"].astype(int)

@@ -8,6 +8,8 @@ block with <, > and & escaped, so no text inside it can end the block.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import os
@@ -294,7 +296,10 @@ def _assets() -> dict:
     for name, text in (("plotly.js", plotly_js), ("report.js", js), ("report.css", css)):
         if "</script" in text.lower() or "</style" in text.lower():
             raise VlhError(f"{name} contains a closing tag and cannot be inlined; reinstall vlh")
-    return {"plotly_js": Markup(plotly_js), "report_js": Markup(js), "report_css": Markup(css)}
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(t.encode()).digest()).decode()}'"
+                      for t in (plotly_js, js))
+    return {"plotly_js": Markup(plotly_js), "report_js": Markup(js), "report_css": Markup(css),
+            "script_hashes": Markup(hashes)}
 
 
 def _render(template: str, ctx: dict) -> str:

@@ -50,6 +50,15 @@ def stage_label(name: str) -> str:
     return STAGE_LABELS.get(name, name)
 
 
+def span_key(span: dict) -> str:
+    """The waterfall trace a span of stages_json belongs to: its stage, an unattributed span by its name, a
+    residual by its place (the stages it sits among)."""
+    kind, name, covers = span.get("kind"), span["name"], span.get("covers") or []
+    if kind == "residual" or name == "residual":
+        return "residual" if not covers else f"residual ({covers[0]}…{covers[-1]})"
+    return name
+
+
 def status_kind(status: str) -> str:
     """`ok`, `no_response` or `error` (from `error:<kind>`); anything else is `other`."""
     s = str(status)

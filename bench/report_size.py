@@ -1,0 +1,121 @@
+"""How long `vlh report` takes and how big the file gets at 1 000 and 10 000 turns (issue: ≤ 5 s, ≤ 15 MB).
+
+Synthetic run folders (harness.report.synthetic; real WAV captures for the calls that hold the featured turns)
+are generated first — not timed — then `write_report` (load + check + render + write) is timed, best of
+--repeat runs. With --browser, the time until headless Chromium has drawn every chart is measured too.
+
+    .venv/bin/python bench/report_size.py [--turns 1000 10000] [--repeat 3] [--browser] [--readme bench/README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.report.render import write_report  # noqa: E402
+from harness.report.synthetic import make_run  # noqa: E402
+
+SECTION = "## Report generation (bench/report_size.py)"
+
+
+def bench(n: int, repeat: int, browser: bool, work: Path) -> dict:
+    d = work / f"run-{n}"
+    t = time.perf_counter()
+    make_run(d, turns=n, calls=max(1, n // 20), seed=n, recordings="featured", unattributed_every=9,
+             anomaly_every=97, reasoning_every=13, stutter_every=17, no_response_every=101, error_every=211)
+    gen = time.perf_counter() - t
+    times = []
+    out = d / "report.html"
+    for _ in range(repeat):
+        t = time.perf_counter()
+        write_report([d], out)
+        times.append(time.perf_counter() - t)
+    row = {"turns": n, "gen_s": gen, "report_s": min(times), "report_s_max": max(times),
+           "size_mb": out.stat().st_size / 1e6}
+    if browser:
+        row["browser_s"] = asyncio.run(_browser_time(out))
+    return row
+
+
+async def _browser_time(path: Path) -> float:
+    from harness.report.browser import Chromium
+
+    async with Chromium() as b:
+        t = time.perf_counter()
+        page = await b.open(path, timeout=300)
+        dt = time.perf_counter() - t
+        errors = page.console_errors()
+        if errors or page.foreign_requests():
+            raise SystemExit(f"browser problems: {errors} {page.foreign_requests()}")
+        return dt
+
+
+def table(rows: list[dict]) -> str:
+    browser = any("browser_s" in r for r in rows)
+    head = "| turns | report time (best) | report time (worst) | file size |" + (" Chromium drawn |" if browser else "")
+    sep = "|---:|---:|---:|---:|" + ("---:|" if browser else "")
+    lines = [head, sep]
+    for r in rows:
+        line = f"| {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['size_mb']:.1f} MB |"
+        if browser:
+            line += f" {r['browser_s']:.1f} s |" if "browser_s" in r else " – |"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, rows: list[dict], repeat: int) -> None:
+    cpu = platform.processor() or platform.machine()
+    body = (f"{SECTION}\n\n`write_report` on synthetic runs (load, schema checks, summary, figures, 5 featured turns "
+            f"with waveform + 16 kHz clip, render, write), best and worst of {repeat}; "
+            f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, measured "
+            f"{time.strftime('%Y-%m-%d')}. Target: ≤ 5 s and ≤ 15 MB at 10 000 turns.\n\n{table(rows)}\n")
+    text = path.read_text() if path.exists() else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n"
+    if SECTION in text:
+        start = text.index(SECTION)
+        nxt = text.find("\n## ", start + len(SECTION))
+        text = text[:start] + body + (text[nxt + 1:] if nxt != -1 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    path.write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--turns", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--browser", action="store_true", help="also time headless Chromium drawing the report")
+    ap.add_argument("--readme", type=Path, help="write the table into this README (e.g. bench/README.md)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated run folders")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vlh-report-bench-"))
+    rows = []
+    try:
+        for n in args.turns:
+            r = bench(n, args.repeat, args.browser, work)
+            rows.append(r)
+            print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; report {r['report_s']:.2f}–{r['report_s_max']:.2f} s, "
+                  f"{r['size_mb']:.1f} MB" + (f"; Chromium drawn in {r['browser_s']:.1f} s" if "browser_s" in r else ""),
+                  flush=True)
+    finally:
+        if args.keep:
+            print(f"run folders kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    print(table(rows))
+    if args.readme:
+        update_readme(args.readme, rows, args.repeat)
+        print(f"table written to {args.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Reports opened in real headless Chromium with the network off: nothing fails, nothing is fetched, the headline
+in the DOM equals run.json's, the page is drawn, agent-provided payloads never execute."""
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from harness.report.browser import Chromium, check_report
+from harness.report.render import write_report
+from harness.report.synthetic import XSS, make_run
+
+SHOTS = Path(os.environ.get("VLH_SCREENSHOTS", "/tmp/vlh-report-screenshots"))
+
+CLICK_ROW = """(function () {
+  var tr = document.querySelector('#turn-table tbody tr[data-row="%d"]'); tr.click(); return true; }())"""
+AUDIO = """new Promise(function (ok) {
+  var a = document.querySelector('.turn-card[data-why="worst"] audio');
+  if (!a) { return ok(null); }
+  if (a.readyState >= 1) { return ok(a.duration); }
+  a.addEventListener('loadedmetadata', function () { ok(a.duration); });
+  a.addEventListener('error', function () { ok(-1); });
+})"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    d = tmp_path_factory.mktemp("browser")
+    single = make_run(d / "single", turns=14, calls=2, seed=9, payload=True, unattributed_every=4,
+                      anomaly_every=3, reasoning_every=5, stutter_every=4, no_response_every=7, error_every=6,
+                      slo={"ttfa_p95_ms": 900})
+    write_report([single], single / "report.html")
+    a = make_run(d / "a", turns=40, calls=2, seed=31, recordings="none")
+    b = make_run(d / "b", turns=40, calls=2, seed=32, recordings="none", shift_ms={"tts_ttfb": 150})
+    cmp_html = write_report([a, b], d / "compare.html")
+    zero = make_run(d / "zero", turns=3, calls=1, zero_ok=True, partial=True, recordings="none")
+    write_report([zero], zero / "report.html")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+
+    async def run():
+        out = {}
+        async with Chromium() as browser:
+            r = await check_report(browser, single / "report.html", SHOTS / "single.png")
+            page = r.pop("page")
+            data = json.loads(await page.evaluate("document.getElementById('vlh-data').textContent"))
+            row = next(i for i, t in enumerate(data["turns"]["cols"]["text"]) if XSS[1] in t)
+            await page.evaluate(CLICK_ROW % row)
+            await page.wait_for("document.querySelector('#turn-detail .turn-fig .main-svg') !== null")
+            r["detail_row"] = await page.evaluate("document.getElementById('turn-detail').getAttribute('data-row')")
+            r["detail_text"] = await page.evaluate("document.getElementById('turn-detail').innerText")
+            r["clicked_row"] = row
+            await page.evaluate("document.getElementById('fig-waterfall').emit('plotly_click', {points: [{x: 1}]})")
+            await page.wait_for("document.getElementById('turn-detail').getAttribute('data-row') === '%d'"
+                                % data["groups"][0][0], timeout=20)
+            r["audio_duration"] = await page.evaluate(AUDIO, await_promise=True)
+            r["worst_clip_s"] = data["turns"]["waves"][str(data["turns"]["featured"][0][1])]["duration_s"]
+            r["turn_figs"] = await page.evaluate("document.querySelectorAll('.turn-card .main-svg').length")
+            r["errors_after_clicks"] = page.console_errors()
+            r["xss_after_clicks"] = await page.evaluate("(window.__xss || []).concat(window.__xss_img ? ['img'] : [])")
+            r["foreign_after_clicks"] = page.foreign_requests()
+            await page.screenshot(SHOTS / "single-full.png", full_page=True)
+            out["single"] = r
+            r = await check_report(browser, cmp_html, SHOTS / "compare.png")
+            await r.pop("page").screenshot(SHOTS / "compare-full.png", full_page=True)
+            out["compare"] = r
+            r = await check_report(browser, zero / "report.html", SHOTS / "zero.png")
+            r.pop("page")
+            out["zero"] = r
+        return out
+
+    res = asyncio.run(run())
+    res["single"]["run_json"] = json.loads((single / "run.json").read_text())
+    res["compare"]["run_json"] = [json.loads((x / "run.json").read_text()) for x in (a, b)]
+    return res
+
+
+@pytest.mark.parametrize("name", ["single", "compare", "zero"])
+def test_no_console_errors_no_network_drawn(results, name):
+    r = results[name]
+    assert r["ready"] is True
+    assert r["errors"] == []
+    assert r["foreign_requests"] == []
+    s = r["screenshot"]
+    assert s["width"] == 1400 and s["height"] == 1000
+    assert s["distinct"] > 40 and s["dominant_share"] < 0.95, s  # not a blank or single-colour page
+
+
+def test_headline_in_dom_equals_run_json(results):
+    r, meta = results["single"], results["single"]["run_json"]
+    m = r["metrics"]
+    for metric, key in (("ttfa_ms", "ttfa"), ("provider_ttft_ms", "provider_ttft"), ("gap_ms", "gap")):
+        for p in ("p50", "p90", "p95", "p99", "max"):
+            value, text = m[f"{key}_{p}_ms"]
+            assert float(value) == meta["summary"][metric][p]
+            assert text == f"{meta['summary'][metric][p]:.0f} ms"
+    for k in ("ok", "no_response", "error"):
+        assert int(m[f"turns_{k}"][0]) == meta["summary"]["status"][k]
+
+
+def test_comparison_headlines_and_verdict_in_dom(results):
+    r = results["compare"]
+    for i, meta in enumerate(r["run_json"]):
+        assert float(r["metrics"][f"run{i}_ttfa_p50_ms"][0]) == meta["summary"]["ttfa_ms"]["p50"]
+    assert "significant. The stage that moved: TTS" in r["text"]
+
+
+def test_payloads_show_as_text_and_never_execute(results):
+    r = results["single"]
+    assert r["xss"] == [] and r["xss_after_clicks"] == [] and r["injected_elements"] == 0
+    assert XSS[0] in r["text"]  # the text is visible, literally
+    assert XSS[1] in r["detail_text"]
+    assert r["errors_after_clicks"] == [] and r["foreign_after_clicks"] == []
+
+
+def test_turn_detail_and_audio(results):
+    r = results["single"]
+    assert r["detail_row"] is not None and r["turn_figs"] >= 3
+    assert r["audio_duration"] == pytest.approx(r["worst_clip_s"], abs=0.01)
+
+
+def test_zero_ok_report_says_so(results):
+    assert "No turn got an answer" in results["zero"]["text"] and "partial" in results["zero"]["text"]
+
+
+def test_the_checks_can_fail(tmp_path):
+    """A tampered report (escaping bypassed, CSP removed, an external image, a console error) and a blank page
+    must trip every check the tests above rely on."""
+    d = make_run(tmp_path / "t", turns=4, calls=1, seed=3, recordings="none")
+    html = write_report([d], tmp_path / "good.html").read_text()
+    head, rest = html.split('<meta http-equiv="Content-Security-Policy"', 1)
+    rest = rest.split(">", 1)[1]
+    bad = (head + rest).replace("<main>", "<main>" + XSS[1] + '<img src="http://example.com/a.png">'
+                                '<script>console.error("boom")</script>', 1)
+    (tmp_path / "bad.html").write_text(bad)
+    (tmp_path / "blank.html").write_text("<html><body><script>window.__vlhReady = true</script></body></html>")
+
+    async def run():
+        async with Chromium() as browser:
+            r = await check_report(browser, tmp_path / "bad.html")
+            r.pop("page")
+            blank = await check_report(browser, tmp_path / "blank.html")
+            blank.pop("page")
+            return r, blank
+
+    r, blank = asyncio.run(run())
+    assert "alert:2" in r["xss"] and "img onerror ran" in r["xss"]
+    assert r["injected_elements"] >= 2
+    assert any("boom" in e for e in r["errors"])
+    assert r["foreign_requests"] == ["http://example.com/a.png"]
+    assert blank["screenshot"]["distinct"] == 1 and blank["screenshot"]["dominant_share"] == 1
