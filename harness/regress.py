@@ -6,7 +6,10 @@ For TTFA and every stage (and interruption latency on barge-in scenarios), on th
    the scenario, at ``alpha`` (default 0.01).
 2. **Size**: the shift of the median (tonight p50 − baseline p50) must reach ``min_effect_ms`` (default 50 ms) and
    ``min_effect_pct`` of the baseline median (default 10 %). Either threshold can be switched off with 0.
-3. A metric **regressed** when both hold. The shifts of p50 and p95 come with percentile-bootstrap confidence
+3. **Beyond the night-to-night spread** (``night_guard``): the p50 shift must exceed how far any single baseline
+   night's median sat above the other baseline nights' (turns of one night share that night's host load and
+   network, so pooled turns overstate the evidence when nights differ; see ``night_noise``).
+4. A metric **regressed** when all hold. The shifts of p50 and p95 come with percentile-bootstrap confidence
    intervals (tonight and baseline resampled independently; fixed seed, so a verdict is reproducible).
 
 The scenario regressed when any metric did; the stage that moved is the regressed stage with the largest p50 shift.
@@ -40,6 +43,7 @@ class Policy:
     min_turns_tonight: int = 5
     min_turns_baseline: int = 15
     min_nights: int = 3
+    night_guard: bool = True
     seed: int = 20240501
 
     def __post_init__(self) -> None:
@@ -52,7 +56,8 @@ class Policy:
         size = [f"≥ {self.min_effect_ms:g} ms" if self.min_effect_ms > 0 else "",
                 f"≥ {self.min_effect_pct:g} % of the baseline median" if self.min_effect_pct > 0 else ""]
         size_txt = " and ".join(s for s in size if s) or "any size"
-        return (f"one-sided Mann–Whitney U, Holm-adjusted, alpha {self.alpha:g}; p50 shift {size_txt}; "
+        guard = "; and beyond every baseline night's own shift from the others" if self.night_guard else ""
+        return (f"one-sided Mann–Whitney U, Holm-adjusted, alpha {self.alpha:g}; p50 shift {size_txt}{guard}; "
                 f"{self.ci:.0%} bootstrap CI ({self.n_boot} resamples)")
 
 
@@ -75,6 +80,7 @@ class MetricResult:
     p_value: float = math.nan
     p_adjusted: float = math.nan
     p_value_less: float = math.nan
+    night_noise_ms: float = math.nan
     large_enough: bool = False
     note: str = ""
 
@@ -93,8 +99,9 @@ class MetricResult:
         lo, hi = self.p50_shift_ci
         lo95, hi95 = self.p95_shift_ci
         pct = f", {self.p50_shift_pct:+.0f} %" if math.isfinite(self.p50_shift_pct) else ""
+        spread = f", nightly spread {self.night_noise_ms:.0f} ms" if math.isfinite(self.night_noise_ms) else ""
         return (f"{self.label}: p50 {self.p50_baseline:.0f} → {self.p50_tonight:.0f} ms "
-                f"({self.p50_shift_ms:+.0f} ms{pct}, CI {lo:+.0f}…{hi:+.0f}); "
+                f"({self.p50_shift_ms:+.0f} ms{pct}, CI {lo:+.0f}…{hi:+.0f}{spread}); "
                 f"p95 {self.p95_baseline:.0f} → {self.p95_tonight:.0f} ms ({self.p95_shift_ms:+.0f} ms, CI {lo95:+.0f}…{hi95:+.0f}); "
                 f"Mann–Whitney p = {self.p_value:.2g} (Holm {self.p_adjusted:.2g}); "
                 f"n = {self.n_tonight} tonight vs {self.n_baseline}")
@@ -139,6 +146,8 @@ class Comparison:
         if not self.regressed:
             return f"{self.scenario}: no regression vs {len(self.baseline_nights)} nights"
         parts = [m.describe() for m in self.regressions if not m.is_stage]
+        if not parts:  # a stage regressed but TTFA did not (significantly): still show what TTFA did
+            parts = [m.describe() + " — not flagged" for m in self.metrics if m.metric == "ttfa_ms" and m.status != "skipped"]
         moved = self.moved_stage
         if moved is not None:
             txt = f"stage that moved: {moved.label} ({moved.metric} {moved.p50_shift_ms:+.0f} ms at p50)"
@@ -167,19 +176,28 @@ def compare(tonight: pd.DataFrame, baseline: pd.DataFrame, *, scenario: str = ""
     t_ok, b_ok = _ok(tonight), _ok(baseline)
     few_nights = len(nights) < policy.min_nights
     for metric in METRICS:
-        if metric not in t_ok.columns and metric not in b_ok.columns:
-            continue
         x, y = _values(t_ok, metric), _values(b_ok, metric)
         if len(x) == 0 and len(y) == 0:
             continue  # a stage this agent does not have (e.g. reasoning, interruption without barge-in)
-        if metric not in b_ok.columns or (len(y) == 0 and len(x) > 0):
-            comp.metrics.append(MetricResult(metric, "skipped", len(x), len(y), note="not in the baseline nights"))
-            continue
         if few_nights:
-            note = f"{len(nights)} earlier night(s) in the history, {policy.min_nights} needed"
+            note = (f"{len(nights)} earlier night(s) in the history, {policy.min_nights} needed" if nights
+                    else "no earlier nights in the history")
             comp.metrics.append(MetricResult(metric, "skipped", len(x), len(y), note=note))
             continue
-        comp.metrics.append(compare_metric(x, y, metric, policy))
+        if len(y) == 0:
+            comp.metrics.append(MetricResult(metric, "skipped", len(x), 0, note="not measured in the baseline nights"))
+            continue
+        if len(x) == 0:
+            comp.metrics.append(MetricResult(metric, "skipped", 0, len(y), note="not measured tonight"))
+            continue
+        r = compare_metric(x, y, metric, policy)
+        if policy.night_guard and r.status != "skipped":
+            r.night_noise_ms = night_noise(b_ok, metric)
+            if math.isfinite(r.night_noise_ms) and r.large_enough and r.p50_shift_ms <= r.night_noise_ms:
+                r.large_enough = False
+                r.note = (f"p50 shift {r.p50_shift_ms:+.0f} ms is within the night-to-night spread of the baseline "
+                          f"(a baseline night was {r.night_noise_ms:+.0f} ms above the others)")
+        comp.metrics.append(r)
     _holm(comp.metrics, policy)
     return comp
 
@@ -216,6 +234,30 @@ def compare_metric(x: np.ndarray, y: np.ndarray, metric: str, policy: Policy) ->
     r.p50_shift_ci, r.p95_shift_ci = _bootstrap(x, y, policy, metric)
     r.large_enough = _large_enough(r.p50_shift_ms, r.p50_shift_pct, policy)
     return r
+
+
+def night_noise(baseline: pd.DataFrame, metric: str) -> float:
+    """How far the slowest baseline night's median sat above the median of the other baseline nights (ms, ≥ 0).
+
+    Turns of one night are not independent of each other (same host load, same network that night), so a pooled
+    turn-level test overstates the evidence when nights differ. A regression must therefore also shift the median
+    by more than any baseline night did against the rest: under no change, tonight beats all N leave-one-out shifts
+    with probability about 1/(N+1). NaN when the baseline has fewer than 2 nights with data.
+    """
+    if "night" not in baseline.columns or metric not in baseline.columns:
+        return math.nan
+    v = pd.to_numeric(baseline[metric], errors="coerce")
+    keep = np.isfinite(v.to_numpy(dtype=float))
+    nights = baseline["night"].astype(str).to_numpy()[keep]
+    vals = v.to_numpy(dtype=float)[keep]
+    labels = sorted(set(nights))
+    if len(labels) < 2:
+        return math.nan
+    worst = 0.0
+    for n in labels:
+        mine, rest = vals[nights == n], vals[nights != n]
+        worst = max(worst, float(np.median(mine) - np.median(rest)))
+    return worst
 
 
 def _large_enough(shift_ms: float, shift_pct: float, policy: Policy) -> bool:

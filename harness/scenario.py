@@ -47,7 +47,7 @@ class Noise(_Model):
 
 class Turn(_Model):
     say: str | None = Field(None, min_length=1, json_schema_extra=_allowed("the text to speak (espeak-ng), in quotes if it could be read as a number or yes/no"))
-    voice: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_+\-]+$", json_schema_extra=_allowed("an espeak-ng voice name such as en-us or en+f3"))
+    voice: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_/\-]+$", json_schema_extra=_allowed("an espeak-ng voice such as en-us or en-gb-x-rp"))
     rate: int | None = Field(None, ge=80, le=450, json_schema_extra=_allowed("words per minute from 80 to 450"))
     wav: Path | None = Field(None, json_schema_extra=_allowed("a WAV file path relative to the scenario file"))
     level_dbfs: float | None = Field(None, ge=-60, le=-3, json_schema_extra=_allowed("the speech RMS level in dBFS from -60 to -3"))
@@ -261,7 +261,7 @@ def _load(path: Path) -> tuple[Scenario | None, list[str]]:
         return None, [_describe(path, node, err) for err in exc.errors()]
     except _At as exc:  # pragma: no cover - pydantic wraps these; kept for safety
         return None, [f"{path}:{_line(node, exc.loc)}: {_dotted(exc.loc)}: {exc}"]
-    problems = _check_profile(path, node, sc)
+    problems = _check_profile(path, node, sc) + _check_voices(path, node, sc)
     if problems:
         return None, problems
     sc._source = path.resolve()
@@ -312,6 +312,8 @@ def _describe(path: Path, root: yaml.Node, err: dict) -> str:
         allowed = _allowed_text(loc)
         return f"{path}:{line}: {field or '(top level)'}: {msg}" + (f" (allowed: {allowed})" if allowed and loc and loc[-1] == "wav" else "")
     msg = str(err.get("msg", kind))
+    if kind == "string_pattern_mismatch":
+        msg = "not in the allowed form"
     value = err.get("input")
     shown = f" — got {value!r}" if not isinstance(value, (dict, list)) else ""
     return f"{path}:{line}: {field}: {msg[0].lower() + msg[1:] if msg else kind}{shown} (allowed: {_allowed_text(loc)})"
@@ -408,6 +410,28 @@ def _check_profile(path: Path, root: yaml.Node, sc: Scenario) -> list[str]:
                 f"(allowed: {', '.join(profiles)})"]
     # override keys are the agent's business (it checks them when it starts, naming the key): not imported here
     return []
+
+
+def _check_voices(path: Path, root: yaml.Node, sc: Scenario) -> list[str]:
+    """Voices must exist in this machine's espeak-ng (checked only when a turn names one)."""
+    wanted = [(i, t.voice) for i, t in enumerate(sc.turns) if t.voice is not None]
+    if not wanted:
+        return []
+    try:
+        from harness.audio.synth import resolve_voice, voices
+
+        known = voices()
+    except Exception:  # noqa: BLE001 - no espeak-ng here: the runner will say so when it speaks
+        return []
+    problems = []
+    for i, voice in wanted:
+        try:
+            resolve_voice(voice)
+        except VlhError:
+            en = ", ".join(sorted(v.split("/")[-1] for v in known if v.split("/")[-1].startswith("en")))
+            problems.append(f"{path}:{_line(root, ('turns', i, 'voice'))}: turns[{i}].voice: espeak-ng has no voice "
+                            f"{voice!r} (allowed: a voice id or name of `espeak-ng --voices`; English: {en})")
+    return problems
 
 
 def _child(node: yaml.Node, key: str) -> yaml.Node | None:
