@@ -48,12 +48,12 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.min_pause_ms < 0 or args.min_speech_ms < 0:
+        raise VlhError("--min-pause-ms and --min-speech-ms must not be negative")
     mic, ear, sr, names = load_inputs(args)
     for x, name in ((mic, names[0]), (ear, names[1])):
         if not args.allow_clipping:
             check_clipping(x, sr, name)
-    if args.min_pause_ms < 0 or args.min_speech_ms < 0:
-        raise VlhError("--min-pause-ms and --min-speech-ms must not be negative")
     opts = dict(vad_mode=args.vad_mode, min_pause_ms=args.min_pause_ms, min_speech_ms=args.min_speech_ms)
     turns = find_turns(mic, ear, sr, **opts)
     if not turns:
