@@ -105,12 +105,14 @@ def main() -> int:
     if args.update_readme:
         readme = Path(__file__).with_name("README.md")
         text = readme.read_text()
+        marker = "<!-- analyze_speed rows -->"
+        if marker not in text:
+            raise SystemExit(f"{readme}: no '{marker}' line to put the row before")
         key = f"| {dur / 60:.0f} min stereo 48 kHz |"
         lines = [ln for ln in text.splitlines() if not (ln.startswith("| 20") and key in ln)]
-        end = max(i for i, ln in enumerate(lines) if ln.startswith("|"))
-        lines.insert(end + 1, row)
+        lines.insert(lines.index(marker), row)
         text = "\n".join(lines) + "\n"
-        text = re.sub(r"(?m)^Machine: .*$", f"Machine: {machine()}", text)
+        text = re.sub(r"(?m)^Machine \(analyze_speed\): .*$", f"Machine (analyze_speed): {machine()}", text)
         readme.write_text(text)
     return 0
 
