@@ -191,7 +191,7 @@ def compare(tonight: pd.DataFrame, baseline: pd.DataFrame, *, scenario: str = ""
             comp.metrics.append(MetricResult(metric, "skipped", 0, len(y), note="not measured tonight"))
             continue
         r = compare_metric(x, y, metric, policy)
-        if policy.night_guard and r.status != "skipped":
+        if policy.night_guard and r.large_enough:  # only needed (and only computed) where it can decide
             r.night_noise_ms = night_noise(b_ok, metric)
             if math.isfinite(r.night_noise_ms) and r.large_enough and r.p50_shift_ms <= r.night_noise_ms:
                 r.large_enough = False
@@ -230,7 +230,8 @@ def compare_metric(x: np.ndarray, y: np.ndarray, metric: str, policy: Policy) ->
         return r
     res = mannwhitneyu(x, y, alternative="greater")
     r.u, r.p_value = float(res.statistic), float(res.pvalue)
-    r.p_value_less = float(mannwhitneyu(x, y, alternative="less").pvalue)
+    # the other direction only matters when tonight's median is lower (an improvement); else it is > 0.5 anyway
+    r.p_value_less = float(mannwhitneyu(x, y, alternative="less").pvalue) if r.p50_shift_ms < 0 else 1.0
     r.p50_shift_ci, r.p95_shift_ci = _bootstrap(x, y, policy, metric)
     r.large_enough = _large_enough(r.p50_shift_ms, r.p50_shift_pct, policy)
     return r
@@ -316,7 +317,10 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
 def _values(df: pd.DataFrame, metric: str) -> np.ndarray:
     if df.empty or metric not in df.columns:
         return np.array([], dtype=float)
-    v = pd.to_numeric(df[metric], errors="coerce").to_numpy(dtype=float)
+    col = df[metric]
+    if not pd.api.types.is_numeric_dtype(col):
+        col = pd.to_numeric(col, errors="coerce")
+    v = col.to_numpy(dtype=float, na_value=np.nan)
     return v[np.isfinite(v)]
 
 
