@@ -104,7 +104,7 @@ def _regression_body(m: dict, comp: dict) -> str:
         f"Mann–Whitney U={_num(m['u'])} one-sided p={_num(m['p_value'])} Holm-adjusted p={_num(m['p_adjusted'])}",
         f"policy: {comp.get('policy')}",
     ]
-    if comp.get("moved_stage_label"):
+    if comp.get("moved_stage_label") and m["status"] == "regression":
         lines.append(f"stage that moved: {comp['moved_stage_label']}")
     lines += [f"note: {n}" for n in comp.get("notes") or []]
     return "\n".join(lines)
