@@ -57,9 +57,10 @@ class ClockFit:
         return self.rtt_s / 2.0
 
     def as_dict(self, t_at: float | None = None) -> dict:
-        off = self.offset_at(t_at) if t_at is not None else self.offset_s
+        t_at = self.t_ref if t_at is None else t_at
         return {
-            "offset_ms": off * 1e3,
+            "offset_ms": self.offset_at(t_at) * 1e3,  # agent clock − host clock at host time `at_mono`
+            "at_mono": t_at,
             "drift_ppm": self.drift * 1e6,
             "uncertainty_ms": self.uncertainty_s * 1e3,
             "rtt_ms": self.rtt_s * 1e3,

@@ -1,0 +1,81 @@
+"""Check a run against the reference agent's ground-truth log (`agent-truth.jsonl` in the run folder).
+
+Used by the tests and the accuracy benchmark, and by `vlh run` users who want to see vlh's own error bars on their
+machine: each measured instant and stage beside the truth, as signed errors in ms.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.errors import VlhError
+
+TRUTH_STAGES = {
+    "stt": ("user_speech_end_detected", "stt_final"),
+    "llm_dispatch": ("stt_final", "llm_request"),
+    "llm_ttft": ("llm_request", "llm_first_token"),
+    "reasoning": ("llm_first_token", "llm_first_visible_token"),
+    "aggregation": ("llm_first_visible_token", "tts_request"),
+    "tts_ttfb": ("tts_request", "tts_first_audio"),
+    "agent_output": ("tts_first_audio", "audio_first_sent"),
+}
+
+
+def load_truth(path: str | Path) -> tuple[dict[tuple[str, int], dict], dict[str, dict]]:
+    """(turn records by (call id, turn), call-start records by call id)."""
+    turns, calls = {}, {}
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise VlhError(f"{path}:{n}: not JSON; is this a reference-agent truth log?") from None
+        if rec.get("kind") == "turn":
+            turns[(rec["call"], rec["turn"])] = rec
+        elif rec.get("kind") == "call" and rec.get("event") == "start":
+            calls[rec["call"]] = rec
+    return turns, calls
+
+
+def true_arrival(t: dict) -> float:
+    """When the first voiced reply packet really left the agent (after any injected delay): its arrival at the
+    harness, give or take the loopback interface (~0.1 ms)."""
+    return t.get("audio_first_wire") or (t["audio_first_sent"] + t["audio_first_injected_delay_ms"] / 1e3)
+
+
+def errors(run_dir: str | Path) -> pd.DataFrame:
+    """One row per ok turn: signed errors (measured − truth) in ms."""
+    run_dir = Path(run_dir)
+    df = pd.read_parquet(run_dir / "turns.parquet")
+    truth, _ = load_truth(run_dir / "agent-truth.jsonl")
+    meta = json.loads((run_dir / "run.json").read_text())
+    clock = {c["call"]: c for c in meta.get("clock", [])}
+    rows = []
+    for r in df.to_dict("records"):
+        t = truth.get((r.get("agent_call_id"), r["turn"]))
+        if t is None or r["status"] != "ok":
+            continue
+        e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": bool(t.get("audio_first_dropped"))}
+        e["user_speech_end_ms"] = (r["user_speech_end_mono"] - r["mic_end_mono"]) * 1e3
+        if not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
+            e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3
+            e["first_voiced_offset_ms"] = r["playout_ms"] - t["first_voiced_offset_samples"] / 48.0
+            e["transport_ms"] = r["transport_ms"] - (true_arrival(t) - t["audio_first_sent"]) * 1e3
+        e["endpointing_ms"] = r["endpointing_ms"] - (t["user_speech_end_detected"] - r["mic_end_mono"]) * 1e3 \
+            if r.get("endpointing_ms") is not None else None
+        for stage, (a, b) in TRUTH_STAGES.items():
+            if r.get(f"{stage}_ms") is not None and t.get(a) is not None and t.get(b) is not None:
+                e[f"{stage}_ms"] = r[f"{stage}_ms"] - (t[b] - t[a]) * 1e3
+        tc = t.get("telemetry_clock")
+        c = clock.get(r["call"])
+        if tc and c and "offset_ms" in c:
+            t0 = r["mic_start_mono"]  # compare the offset at a common instant
+            fit_at_t0 = c["offset_ms"] + c.get("drift_ppm", 0) * 1e-6 * (t0 - c.get("at_mono", t0)) * 1e3
+            true_off = tc["offset_ms"] + tc["drift_ppm"] * 1e-6 * (t0 - tc["t_ref"]) * 1e3
+            e["clock_offset_ms"] = fit_at_t0 - true_off
+        rows.append(e)
+    return pd.DataFrame(rows)
