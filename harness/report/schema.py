@@ -35,6 +35,14 @@ TURN_COLUMNS = (
        "reply_duration_ms", "stutter_gaps", "stutter_gap_ms", "underruns", "concealed_ms",
        "interruption_ms", "anomalies"]
 )
+# Also written by `vlh run` (README), not needed by the report except for the health section.
+EVENT_NAMES = ["user_speech_end_detected", "stt_final", "llm_request", "llm_first_token", "llm_first_visible_token",
+               "tts_request", "tts_first_audio", "audio_first_sent"]
+EXTRA_COLUMNS = (
+    ["recording", "agent_call_id", "mic_start_mono", "mic_end_mono", "mic_late_ms", "harness_stall_ms"]
+    + [f"{e}_mono" for e in EVENT_NAMES] + ["first_audio_arrival_mono", "first_audio_playout_mono"]
+    + ["first_audio_seq", "provider_ttft_source", "reasoning_hidden_ms", "playout_stall_ms"]
+)
 EVENT_COLUMNS = ["call", "turn", "name", "t_mono", "uncertainty_ms", "source", "raw"]
 RUN_KEYS = [
     "run_id", "vlh_version", "created_utc", "host", "agent_url", "transport", "scenario", "profile", "config",

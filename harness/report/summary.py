@@ -76,10 +76,25 @@ def headline(meta: dict, turns: pd.DataFrame) -> dict:
         s = stored.get(m) if isinstance(stored.get(m), dict) else None
         out["metrics"][m] = ({k: _num(s.get(k)) for k in list(PERCENTILES) + ["max"]} | {"n": int(_num(s.get("n")) or 0)}
                              if s else computed[m])
-    st = stored.get("status") if isinstance(stored.get("status"), dict) else None
-    out["status"] = {k: int(st.get(k, 0) or 0) for k in ("ok", "no_response", "error")} if st else computed["status"]
+    st = stored_status(stored)
+    out["status"] = dict(st) if st else computed["status"]
     out["status"].setdefault("total", computed["status"]["total"])
     return out
+
+
+def stored_status(stored: dict) -> dict | None:
+    """Status counts of a run.json summary as {ok, no_response, error}: from "status" (already grouped) or from
+    "status_counts" (raw statuses such as error:disconnected, as `vlh run` writes them)."""
+    if isinstance(stored.get("status"), dict):
+        return {k: int(stored["status"].get(k, 0) or 0) for k in ("ok", "no_response", "error")}
+    if isinstance(stored.get("status_counts"), dict):
+        out = {"ok": 0, "no_response": 0, "error": 0}
+        for k, v in stored["status_counts"].items():
+            kind = status_kind(k)
+            if kind in out:
+                out[kind] += int(v or 0)
+        return out
+    return None
 
 
 def check_summary(meta: dict, turns: pd.DataFrame) -> list[str]:
@@ -92,17 +107,18 @@ def check_summary(meta: dict, turns: pd.DataFrame) -> list[str]:
     for m in HEADLINE_METRICS:
         s = stored.get(m)
         if not isinstance(s, dict):
-            out.append(f"run.json summary lacks {m}; computed from the turns table instead")
+            if computed[m]["n"]:
+                out.append(f"run.json summary lacks {m}; computed from the turns table instead")
             continue
         for k in list(PERCENTILES) + ["max"]:
             a, b = _num(s.get(k)), computed[m][k]
             if (a is None) != (b is None) or (a is not None and abs(a - b) > SUMMARY_TOLERANCE_MS):
                 out.append(f"run.json summary {m} {k} = {_fmt(a)} but the turns table gives {_fmt(b)}")
-    st = stored.get("status")
-    if isinstance(st, dict):
+    st = stored_status(stored)
+    if st:
         for k in ("ok", "no_response", "error"):
-            if int(st.get(k, 0) or 0) != computed["status"][k]:
-                out.append(f"run.json summary counts {st.get(k, 0)} {k} turn(s) but the turns table has "
+            if st[k] != computed["status"][k]:
+                out.append(f"run.json summary counts {st[k]} {k} turn(s) but the turns table has "
                            f"{computed['status'][k]}")
     return out
 

@@ -1,6 +1,7 @@
 """Synthetic run folders that follow the README schema exactly, for the report's tests and benchmarks.
 
-`make_run(out, ...)` writes run.json, turns.parquet, turns.csv, events.parquet and real stereo WAV captures
+`make_run(out, ...)` writes, through the same `harness.store.RunStore` that `vlh run` uses, run.json,
+turns.parquet, turns.csv, events.parquet and real stereo WAV captures
 (`harness.audio.capture.Capture`, ch0 mic / ch1 ear on one host clock) whose sound sits exactly where the turns
 table says: user speech on ch0 between user_speech_start and user_speech_end, the reply on ch1 from
 agent_audio_start to agent_audio_end (with real silent gaps where a turn stutters). Stage durations are drawn from
@@ -17,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import __version__
 from harness.audio.capture import SAMPLE_RATE, Capture
 from harness.errors import VlhError
-from harness.report.schema import STAGES, TURN_COLUMNS
-from harness.report.summary import featured_turns, run_summary
+from harness.report.schema import EXTRA_COLUMNS, STAGES, TURN_COLUMNS
+from harness.report.summary import featured_turns
+from harness.slo import evaluate as evaluate_slo
+from harness.store import RunStore
 
 # (mean, sd) in ms; llm_ttft is log-normal around its mean with a long tail.
 STAGE_MS = {
@@ -51,6 +53,7 @@ def make_run(out: str | Path, turns: int = 12, calls: int = 2, seed: int = 0, sh
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise VlhError(f"{out}: exists and is not empty; use force=True")
+    slo = dict(slo or {})
     if recordings not in ("all", "featured", "none"):
         raise ValueError("recordings must be all, featured or none")
     rng = np.random.default_rng(seed)
@@ -77,20 +80,26 @@ def make_run(out: str | Path, turns: int = 12, calls: int = 2, seed: int = 0, sh
             events.extend(evs)
             layout.append(lay)
         layouts[call] = (t0, cursor + 0.5, layout)
-    df = pd.DataFrame(rows)[TURN_COLUMNS]
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(out / "turns.parquet", index=False)
-    df.to_csv(out / "turns.csv", index=False)
-    ev = pd.DataFrame(events, columns=["call", "turn", "name", "t_mono", "uncertainty_ms", "source", "raw"])
-    ev.to_parquet(out / "events.parquet", index=False)
+    df = pd.DataFrame(rows)[TURN_COLUMNS + [c for c in EXTRA_COLUMNS if c != "recording"]]
     want = set(layouts) if recordings == "all" else set()
     if recordings == "featured":
         want = {int(df.loc[i, "call"]) for _, i in featured_turns(df)}
-    for call in sorted(want):
+    store = RunStore(out, _meta(run_id, calls, payload, len(df)), force=force)
+    by_call = {c: g for c, g in df.groupby("call")}
+    for call in sorted(layouts):
         t0, end, layout = layouts[call]
-        _capture(t0, end, layout, seed * 1000 + call).write(out / "recordings" / f"call-{call}.wav", force=True)
-    meta = _meta(run_id, df, calls, partial, payload, slo, len(events), layouts)
-    (out / "run.json").write_text(json.dumps(meta, indent=1))
+        cap = _capture(t0, end, layout, seed * 1000 + call) if call in want else None
+        evs = [dict(zip(("call", "turn", "name", "t_mono", "uncertainty_ms", "source", "origin", "raw"), e))
+               for e in events if e[0] == call]
+        turns_of_call = by_call[call].to_dict("records") if call in by_call else []
+        clock = {"offset_ms": 1500.0 + 3.0 * call, "drift_ppm": 100.0, "uncertainty_ms": 1.2, "rtt_ms": 2.4,
+                 "samples": 100, "samples_used": 30}
+        counts = {"messages": len(evs), "vlh": len(evs), "unparsed": 3 if payload else 0}
+        if payload:
+            counts[XSS[1]] = 1
+        store.add_call(call, cap, turns_of_call, evs, clock, counts)
+    verdicts = [r.to_dict() for r in evaluate_slo(df, slo)] if slo else []
+    store.flush(partial=partial, extra={"slo": verdicts})
     return out
 
 
@@ -106,14 +115,15 @@ def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, una
     text = f"question {n}: what time does the shop open?"
     if payload:
         text = f"{XSS[n % 2]} question {n}"
-    row = {c: None for c in TURN_COLUMNS}
+    row = {c: None for c in TURN_COLUMNS + EXTRA_COLUMNS if c != "recording"}
     row.update({"run_id": run_id, "scenario": f"synthetic {XSS[0]}" if payload else "synthetic", "call": call,
                 "turn": turn, "text": text, "error": "", "anomalies": "",
                 "user_speech_start_mono": us_start, "user_speech_end_mono": us_end,
                 "user_speech_end_s": us_end - t0, "clock_offset_ms": clock["offset_ms"],
                 "clock_drift_ppm": clock["drift_ppm"], "clock_uncertainty_ms": clock["uncertainty_ms"],
                 "rtt_ms": clock["rtt_ms"], "provider_ttft_invisible": False, "stages_json": "[]",
-                "interruption_ms": None})
+                "interruption_ms": None, "agent_call_id": f"pc-{call}", "mic_start_mono": us_start,
+                "mic_end_mono": us_end, "mic_late_ms": 0.0, "harness_stall_ms": 0.0, "provider_ttft_source": "missing"})
     for s in STAGES:
         row[f"{s}_source"] = "missing"
     status = "ok"
@@ -164,7 +174,12 @@ def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, una
                 "unattributed_ms": unatt, "residual_ms": residual, "stages_json": json.dumps(spans),
                 "reply_duration_ms": reply * 1e3, "stutter_gaps": len(gaps),
                 "stutter_gap_ms": 120.0 if gaps else 0.0, "underruns": 1 if gaps else 0,
-                "concealed_ms": 40.0 if gaps else 0.0})
+                "concealed_ms": 40.0 if gaps else 0.0, "playout_stall_ms": 40.0 if gaps else 0.0,
+                "provider_ttft_source": "vlh-events", "reasoning_hidden_ms": ms["reasoning"],
+                "first_audio_seq": 1000 * turn})
+    arrival = next(sp["start_mono"] for sp in spans if sp["name"] == "jitter_buffer")
+    row["first_audio_arrival_mono"] = arrival
+    row["first_audio_playout_mono"] = arrival + ms["jitter_buffer"] / 1e3
     evs = []
     for sp in spans:
         ev = STAGE_END_EVENT.get(sp["name"])
@@ -177,7 +192,8 @@ def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, una
         if payload and ev == "tts_first_audio":
             name = f"tts_first_audio {XSS[0]}"
             raw["processor"] = XSS[1]
-        evs.append((call, turn, name, t_end, clock["uncertainty_ms"], "reconciled", json.dumps(raw)))
+        evs.append((call, turn, name, t_end, clock["uncertainty_ms"], "reconciled", "vlh", json.dumps(raw)))
+        row[f"{ev}_mono"] = t_end
     return row, evs, {"mic": (us_start, us_end), "ear": (a_start, a_start + reply), "gaps": gaps}, \
         a_start + reply + 0.6
 
@@ -230,25 +246,14 @@ def _voice(buf: np.ndarray, t0: float, start: float, end: float, f0: float) -> N
     buf[a:b] += (0.25 * sig * syll * env).astype(np.float32)
 
 
-def _meta(run_id, df, calls, partial, payload, slo, n_events, layouts) -> dict:
-    summary = run_summary(df)
-    verdicts = []
-    for name, limit in (slo or {}).items():
-        metric, _, pct = name.rpartition("_")[0].rpartition("_")
-        value = summary.get(f"{metric}_ms", {}).get(pct) if pct else None
-        verdicts.append({"slo": name, "limit": limit, "value": value,
-                         "ok": value is not None and value <= limit})
+def _meta(run_id: str, calls: int, payload: bool, turns: int) -> dict:
+    """What `vlh run` puts into run.json before the store adds host, versions, clock, telemetry and summary."""
     x = XSS[0] if payload else ""
     return {
-        "run_id": run_id, "vlh_version": __version__, "created_utc": "2025-01-02T03:04:05Z", "host": "synthetic-host",
+        "run_id": run_id, "transport": "webrtc", "scenario": f"synthetic {x}".strip(), "scenario_file": None,
         "agent_url": "http://127.0.0.1:7860/api/offer" + (f"?label={x}" if payload else ""),
-        "transport": "webrtc", "scenario": f"synthetic {x}".strip(), "profile": f"typical {x}".strip(),
-        "config": {"turns": int(len(df)), "calls": calls, "timeout_s": 2.0, "jitter_buffer": "adaptive",
+        "agent": "synthetic", "profile": f"typical {x}".strip(),
+        "config": {"calls": calls, "turns": turns, "jitter_buffer": "adaptive", "timeout_s": 2.0,
                    "synthetic": True},
-        "calls": calls, "partial": partial, "codec_delay_ms": 6.5,
-        "clock": {str(c): {"offset_ms": 1500.0 + 3.0 * c, "drift_ppm": 100.0, "uncertainty_ms": 1.2, "rtt_ms": 2.4,
-                           "t0_mono": layouts[c][0]} for c in layouts},
-        "telemetry": {"messages": n_events, "unparsed": 3 if payload else 0,
-                      "by_type": {"vlh.event": n_events} | ({XSS[1]: 3} if payload else {})},
-        "summary": summary, "slo": verdicts,
+        "calls": calls, "codec_delay_ms": 6.5,
     }

@@ -117,7 +117,12 @@
     box.appendChild(q);
     if (T.error[i]) { box.appendChild(el("p", "error", "error: " + T.error[i])); }
     if (T.invisible[i]) { box.appendChild(el("p", "flag", "provider TTFT measured at an invisible (reasoning) token")); }
-    if (T.anomalies[i]) { box.appendChild(el("p", "flag", "anomalies: " + T.anomalies[i])); }
+    if (T.anomalies[i]) {
+      var ul = el("ul", "flag");
+      T.anomalies[i].split(";").forEach(function (a) { if (a.trim()) { ul.appendChild(el("li", null, a.trim())); } });
+      box.appendChild(el("p", "flag", "anomalies:"));
+      box.appendChild(ul);
+    }
     return box;
   }
 
