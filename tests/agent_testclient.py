@@ -8,6 +8,7 @@ and keeps the decoded agent audio and every data-channel message with its arriva
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import json
 import time
@@ -15,6 +16,7 @@ from collections import deque
 
 import aiohttp
 import numpy as np
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame
@@ -69,6 +71,7 @@ class AgentTestClient:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.mic = MicTrack()
         self.arrivals: dict[int, float] = {}  # agent RTP seq → host arrival instant
+        self.first_ts: int | None = None  # RTP timestamp of the first agent packet received (ear index 0)
         self.messages: list[tuple[float, dict]] = []
         self.ear: list[np.ndarray] = []
         self.pc_id = None
@@ -104,6 +107,8 @@ class AgentTestClient:
 
         async def stamped(packet, arrival_time_ms):
             self.arrivals.setdefault(packet.sequence_number, time.monotonic())
+            if self.first_ts is None:
+                self.first_ts = packet.timestamp
             await orig(packet, arrival_time_ms)
 
         tr.receiver._handle_rtp_packet = stamped
@@ -115,12 +120,19 @@ class AgentTestClient:
             while True:
                 frame = await asyncio.wait_for(track.recv(), 5)
                 a = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-                self.ear.append(a.astype(np.float32) / 32768.0)
+                self.ear.append((int(frame.pts), a.astype(np.float32) / 32768.0))
         except Exception:
             pass
 
     def ear_audio(self) -> np.ndarray:
-        return np.concatenate(self.ear) if self.ear else np.zeros(0, np.float32)
+        """Decoded agent audio placed by RTP timestamp: index 0 = the first agent packet received."""
+        if not self.ear:
+            return np.zeros(0, np.float32)
+        end = max(p + len(a) for p, a in self.ear)
+        out = np.zeros(end, np.float32)
+        for p, a in self.ear:
+            out[p:p + len(a)] = a
+        return out
 
     async def ping(self, pid: int) -> tuple[dict, float, float]:
         """(pong, t0, t3)."""
@@ -154,3 +166,120 @@ async def wait_for(pred, timeout: float, step: float = 0.05):
             return v
         await asyncio.sleep(step)
     raise TimeoutError("condition not met in time")
+
+
+def speech(text: str = "Hello, can you hear me?") -> np.ndarray:
+    """Sharpened espeak speech (float32, 48 kHz): its first and last samples are the speech boundaries."""
+    from harness.audio.synth import sharpen, synthesize
+
+    audio, _ = sharpen(synthesize(text))
+    return audio
+
+
+async def converse(url: str, truth, utterances: list[np.ndarray], *, request_data=None, lead_s: float = 0.3,
+                   pause_s: float = 0.3, timeout: float = 30.0, keep_open: bool = False):
+    """Connect, say each utterance after the previous turn's record is written, return (client, turns,
+    speech_frames) where speech_frames[k] = (first mic frame index, last mic frame index + 1) of utterance k."""
+    c = AgentTestClient(url, request_data=request_data)
+    await c.connect()
+    frames = []
+    try:
+        await asyncio.sleep(lead_s)
+        for k, u in enumerate(utterances):
+            await wait_for(lambda: c.mic.idle, timeout)
+            start = c.mic._n  # the frame being waited for takes its samples from the queue when its slot comes
+            c.mic.play(u)
+            frames.append((start, start + int(np.ceil(len(u) / FRAME))))
+            await wait_for(lambda: len(truth.turns_of(c.pc_id)) > k, timeout)
+            await asyncio.sleep(pause_s)
+        turns = truth.turns_of(c.pc_id)
+    finally:
+        if not keep_open:
+            await c.close()
+    return c, turns, frames
+
+
+@pytest.fixture(autouse=True)
+def realtime():
+    """Real-time tests run at nice −10 when permitted (see harness.agent.priority): the agent's timers then
+    do not queue behind other processes' batch work on a shared 2-core machine."""
+    from harness.agent.priority import niced
+
+    with niced(-10):
+        yield
+
+
+def opus_roundtrip(audio: np.ndarray, lead_frames: int = 5) -> np.ndarray:
+    """`audio` (float32) through aiortc's own Opus encoder and decoder, frame-aligned as the mic track sends it
+    (after `lead_frames` of silence); returns the decoded int16 samples aligned to the input (lead removed)."""
+    import av
+    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    pcm = np.clip(np.round(np.asarray(audio, np.float64) * 32767), -32768, 32767).astype(np.int16)
+    sig = np.concatenate([np.zeros(FRAME * lead_frames, np.int16), pcm, np.zeros(FRAME * 10, np.int16)])
+    sig = sig[: len(sig) // FRAME * FRAME]
+    enc, dec, out = OpusEncoder(), OpusDecoder(), []
+    for k in range(len(sig) // FRAME):
+        f = AudioFrame.from_ndarray(sig[k * FRAME:(k + 1) * FRAME].reshape(1, -1), format="s16", layout="mono")
+        f.sample_rate, f.pts, f.time_base = SR, k * FRAME, fractions.Fraction(1, SR)
+        payloads, ts = enc.encode(f)
+        for p in payloads:
+            for fr in dec.decode(JitterFrame(data=p, timestamp=ts)):
+                out.append(fr.to_ndarray().reshape(-1, len(fr.layout.channels))[:, 0])
+    return np.concatenate(out)[FRAME * lead_frames:]
+
+
+class FileTruth:
+    """The agent's truth and packet logs read back from their JSONL files (a subprocess agent's view)."""
+
+    def __init__(self, truth_path, packet_path=None):
+        self.truth_path, self.packet_path = truth_path, packet_path
+
+    def _read(self, path) -> list[dict]:
+        import os
+
+        from harness.agent.truth import read_jsonl
+
+        return read_jsonl(path) if path and os.path.exists(path) else []
+
+    @property
+    def turns(self) -> list[dict]:
+        return [r for r in self._read(self.truth_path) if r.get("kind") == "turn"]
+
+    @property
+    def calls(self) -> list[dict]:
+        return [r for r in self._read(self.truth_path) if r.get("kind") == "call"]
+
+    def turns_of(self, call: str) -> list[dict]:
+        return [r for r in self.turns if r["call"] == call]
+
+    def packets_of(self, call: str, direction: str) -> list[dict]:
+        return [r for r in self._read(self.packet_path) if r["call"] == call and r["dir"] == direction]
+
+
+@contextlib.asynccontextmanager
+async def agent_process(tmp_path, *flags: str, startup_s: float = 90.0):
+    """`vlh agent --port 0 …` as a subprocess (the way `vlh run` starts it); yields (url, FileTruth, proc)."""
+    import subprocess
+    import sys
+
+    tl, pl = tmp_path / "truth.jsonl", tmp_path / "packets.jsonl"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "harness", "agent", "--port", "0", "--truth-log", str(tl), "--packet-log", str(pl),
+        *flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = await asyncio.wait_for(proc.stdout.readline(), startup_s)
+        url = line.decode().strip()
+        if not url.startswith("http://"):
+            err = (await proc.stderr.read()).decode()
+            raise AssertionError(f"vlh agent did not start: {url!r} {err}")
+        yield url, FileTruth(tl, pl), proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 15)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()

@@ -25,6 +25,7 @@ from harness.agent.endpoint import Endpointer, PacketRef
 from harness.agent.impair import Impairment, ImpairmentSpec, rtp_header, wrap_incoming, wrap_outgoing
 from harness.agent.llm import SentenceAggregator, schedule, sentences, stream
 from harness.agent.outgoing import SAMPLE_RATE, ReplyTrack, Segment, Stutter
+from harness.agent.timing import sleep_until
 from harness.agent.telemetry import LLM_MODEL, LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry
 
 log = logging.getLogger(__name__)
@@ -270,14 +271,7 @@ class Call:
 
     async def _run_turn(self, turn: Turn) -> None:
         cfg = self.cfg
-        loop = asyncio.get_running_loop()
-
-        async def until(target: float) -> float:
-            wait = target - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            return loop.time()
-
+        until = sleep_until
         try:
             t_end = turn.t["user_speech_end_detected"]
             target = t_end + cfg.stt_delay_ms / 1000
@@ -329,11 +323,8 @@ class Call:
         turn.tts_tasks.append(asyncio.ensure_future(self._tts(turn, k, fut, t_req, prev, last)))
 
     async def _tts(self, turn: Turn, k: int, fut, t_req: float, prev, last: bool) -> None:
-        loop = asyncio.get_running_loop()
         target = t_req + self.cfg.tts_ttfb_ms / 1000
-        wait = target - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await sleep_until(target)
         speech = await fut
         if prev is not None:
             await prev

@@ -69,6 +69,10 @@ class Endpointer:
         self.frames += 1
         if voiced:
             self.voiced_frames += 1
+        if self.speaking and ref.arrival >= self.last_voiced.arrival + self.hangover_s:
+            # the hangover ran out before this packet arrived but its timer has not run yet (asyncio runs I/O
+            # callbacks before due timers): the turn ended first
+            self._expire()
         if not self.speaking:
             if not voiced:
                 self._run, self._run_first = 0, None
@@ -97,6 +101,8 @@ class Endpointer:
 
     def _expire(self) -> None:
         t = time.monotonic()
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer = None
         self.speaking = False
         first, last = self.first_voiced, self.last_voiced

@@ -10,9 +10,10 @@ Chunks are yielded at absolute targets (no accumulated sleep drift).
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
+
+from harness.agent.timing import sleep_until
 
 
 @dataclass(frozen=True)
@@ -43,12 +44,8 @@ def schedule(reply: str, *, ttft_ms: float, reasoning_ms: float = 0.0, token_int
 
 async def stream(chunks: list[Chunk], t_request: float):
     """Yield `(chunk, t_actual)` at `t_request + chunk.at_s` on the loop clock (= host monotonic)."""
-    loop = asyncio.get_running_loop()
     for c in chunks:
-        wait = t_request + c.at_s - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        yield c, loop.time()
+        yield c, await sleep_until(t_request + c.at_s)
 
 
 _SENTENCE_END = re.compile(r"[.!?]['\")\]]*$")

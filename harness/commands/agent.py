@@ -1,0 +1,161 @@
+"""`vlh agent`: run the reference voice agent (WebRTC, ground-truth log). The default target of `vlh run`.
+
+Prints the agent's URL as the first line on stdout (and writes the port to `--port-file`), then serves until
+interrupted (SIGINT/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import typing
+from pathlib import Path
+
+from harness.errors import VlhError
+
+LIST_KNOBS = {"transcripts": "--transcript", "responses": "--response"}
+
+
+def _flag(name: str) -> str:
+    return LIST_KNOBS.get(name, "--" + name.replace("_", "-"))
+
+
+def _bool(s: str) -> bool:
+    v = s.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
+
+
+def _add_knobs(p: argparse.ArgumentParser) -> None:
+    from harness.agent.config import AgentConfig
+
+    groups = {
+        "endpointing": p.add_argument_group("endpointing (webrtcvad on the received audio)"),
+        "pipeline": p.add_argument_group("simulated STT and LLM, real espeak-ng TTS"),
+        "network": p.add_argument_group("network impairment (in-process)"),
+        "telemetry": p.add_argument_group("telemetry on the data channel"),
+        "calls": p.add_argument_group("calls"),
+    }
+
+    def group(name: str):
+        if name.startswith(("vad_", "speech_", "endpoint_")):
+            return groups["endpointing"]
+        if name.startswith(("net_", "in_")) or name == "seed":
+            return groups["network"]
+        if name.startswith(("telemetry", "clock_")):
+            return groups["telemetry"]
+        if name == "idle_timeout_s":
+            return groups["calls"]
+        return groups["pipeline"]
+
+    defaults = AgentConfig()
+    for name, field in AgentConfig.model_fields.items():
+        desc = field.description or ""
+        default = getattr(defaults, name)
+        if default is None:
+            default = "unset"
+        g = group(name)
+        ann = field.annotation
+        origin = typing.get_origin(ann)
+        if name == "telemetry":
+            g.add_argument("--telemetry", dest=name, metavar="DIALECTS", default=None,
+                           help=f"{desc}: 'vlh,rtvi', 'vlh', 'rtvi' or 'none' [default: {','.join(default)}]")
+        elif name in LIST_KNOBS:
+            g.add_argument(_flag(name), dest=name, action="append", metavar="TEXT", default=None,
+                           help=f"{desc}; repeat the flag for several turns")
+        elif ann is bool:
+            g.add_argument(_flag(name), dest=name, type=_bool, metavar="true|false", default=None,
+                           help=f"{desc} [default: {str(default).lower()}]")
+        elif origin is typing.Literal:
+            choices = typing.get_args(ann)
+            g.add_argument(_flag(name), dest=name, type=type(choices[0]), choices=choices, default=None,
+                           help=f"{desc} [default: {default}]")
+        else:
+            base = int if ann in (int, int | None) else float if ann in (float, float | None) else str
+            g.add_argument(_flag(name), dest=name, type=base, default=None, metavar="N" if base is not str else "S",
+                           help=f"{desc} [default: {default}]")
+
+
+def register(subparsers) -> None:
+    from harness.agent.profiles import builtin_profiles
+
+    profiles = "\n".join(f"  {n:<13} {d}" for n, d in builtin_profiles().items())
+    p = subparsers.add_parser(
+        "agent",
+        help="run the reference voice agent (WebRTC, ground-truth log): the default target of `vlh run`",
+        description="The reference voice agent: real WebRTC (POST /api/offer, pipecat SmallWebRTC-compatible), "
+        "webrtcvad endpointing, simulated STT/LLM timing, real espeak-ng TTS audio, in-process network "
+        "impairment, vlh + RTVI telemetry on a skewable clock, and a JSONL ground-truth log. Every value below "
+        "overrides the profile; units are in each knob's name and help.",
+        epilog=f"built-in profiles (--profile NAME, or a YAML file of knob: value):\n{profiles}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on [default: 127.0.0.1]")
+    p.add_argument("--port", type=int, default=7860, help="TCP port; 0 = any free port [default: 7860]")
+    p.add_argument("--port-file", metavar="FILE", help="write the chosen port to FILE once listening")
+    p.add_argument("--profile", metavar="NAME|FILE", help="a built-in profile (see below) or a YAML file")
+    p.add_argument("--truth-log", metavar="FILE", help="append the ground truth (JSONL, one record per turn) to FILE")
+    p.add_argument("--packet-log", metavar="FILE",
+                   help="append one JSONL record per RTP media packet (both directions) to FILE")
+    p.add_argument("--nice", type=int, default=-10, metavar="N",
+                   help="run at this scheduling nice value (−20…19) so timers keep real time on a busy machine; "
+                        "ignored when not permitted [default: -10]")
+    p.add_argument("--print-config", action="store_true", help="print the resulting configuration and exit")
+    _add_knobs(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args):
+    from harness.agent.config import AgentConfig, build_config
+
+    overrides = {name: getattr(args, name, None) for name in AgentConfig.model_fields}
+    return build_config(args.profile, overrides)
+
+
+def run(args) -> int:
+    import json
+
+    from harness.agent.server import AgentServer
+
+    cfg = config_from_args(args)
+    if args.print_config:
+        print(json.dumps(cfg.model_dump(), indent=2))
+        return 0
+    if not -20 <= args.nice <= 19:
+        raise VlhError(f"--nice {args.nice}: nice values are −20 (highest priority) … 19")
+    if not 0 <= args.port <= 65535:
+        raise VlhError(f"--port {args.port}: a TCP port is 0…65535 (0 = any free port)")
+    from harness.agent.priority import set_nice
+
+    set_nice(args.nice)  # before any thread starts: threads inherit it
+    server = AgentServer(cfg, host=args.host, port=args.port, truth_log=args.truth_log,
+                         packet_log=args.packet_log, memory=False)
+    return asyncio.run(_serve(server, args.port_file))
+
+
+async def _serve(server, port_file) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+    await server.start()
+    try:
+        await server.warm()
+        print(server.url, flush=True)
+        if port_file:
+            tmp = Path(str(port_file) + ".tmp")
+            tmp.write_text(f"{server.port}\n")
+            tmp.replace(port_file)
+        print(f"vlh agent: listening on {server.url} (POST /api/offer); Ctrl-C to stop", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+    return 0
