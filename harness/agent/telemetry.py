@@ -62,6 +62,7 @@ class CallTelemetry:
         self.dropped = 0
         self.received = 0
         self.unparsed = 0
+        self.keepalives = 0
         self.on_client_message = on_client_message
 
     def attach(self, send) -> None:
@@ -113,6 +114,9 @@ class CallTelemetry:
     def handle(self, raw, t_receipt: float) -> None:
         """A client message arrived at host instant `t_receipt` (stamped by the caller on arrival)."""
         self.received += 1
+        if isinstance(raw, str) and raw.startswith("ping"):
+            self.keepalives += 1  # SmallWebRTC clients' "ping: <ms>" keep-alive
+            return
         try:
             msg = json.loads(raw)
             if not isinstance(msg, dict):
@@ -144,7 +148,8 @@ class CallTelemetry:
             self.on_client_message(msg)
 
     def counts(self) -> dict:
-        return {"sent": self.sent, "dropped": self.dropped, "received": self.received, "unparsed": self.unparsed}
+        return {"sent": self.sent, "dropped": self.dropped, "received": self.received, "unparsed": self.unparsed,
+                "keepalives": self.keepalives}
 
 
 def _version() -> str:
