@@ -3,8 +3,11 @@
 Layout (hive partitions, so ``pd.read_parquet(PATH / "turns")`` works and yields ``scenario`` and ``night``)::
 
     PATH/history.json                                      format, schema_version, created_by
-    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<run_id>.parquet   one row per turn (README turn columns + suite_id)
-    PATH/runs/scenario=<name>/night=<YYYY-MM-DD>/<run_id>.parquet    one row per run (summary, flags, SLO verdicts)
+    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet   one row per turn (README turn columns + entry, suite_id)
+    PATH/runs/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet    one row per run (summary, flags, SLO verdicts)
+
+``entry`` = ``<suite_id>.<scenario>`` identifies a run in the history (a run folder's own ``run_id`` need not be
+unique across nights: it is kept as it is).
 
 Every file carries ``vlh_history_schema`` in its Parquet metadata. A history written by another schema version is
 migrated on read when a migration exists, else refused with a message naming the path and the versions — never
@@ -58,10 +61,11 @@ for _c in TURN_COLUMNS:
         _TURN_TYPES[_c] = _F64
     else:
         _TURN_TYPES[_c] = _STR
+_TURN_TYPES["entry"] = _STR
 _TURN_TYPES["suite_id"] = _STR
 
 RUN_TYPES: dict[str, pa.DataType] = {
-    "run_id": _STR, "suite_id": _STR, "recorded_utc": _STR, "vlh_version": _STR, "fingerprint": _STR,
+    "entry": _STR, "run_id": _STR, "suite_id": _STR, "recorded_utc": _STR, "vlh_version": _STR, "fingerprint": _STR,
     "target": _STR, "transport": _STR, "run_dir": _STR, "calls": _I64, "n_turns": _I64, "n_ok": _I64,
     "n_no_response": _I64, "n_error": _I64, "ttfa_p50_ms": _F64, "ttfa_p95_ms": _F64, "run_partial": pa.bool_(),
     "suite_partial": pa.bool_(), "slo_ok": pa.bool_(), "slo_json": _STR,
@@ -91,7 +95,7 @@ class Baseline:
 
     turns: pd.DataFrame
     nights: list[str]
-    run_ids: list[str]
+    entries: list[str]
     notes: list[str] = field(default_factory=list)
 
 
@@ -102,6 +106,7 @@ class History:
         self.path = Path(path)
         self.meta_file = self.path / "history.json"
         self._written: dict[str, list[Path]] = {}
+        self._runs_cache: dict[str | None, pd.DataFrame] = {}
         if self.path.exists() and not self.path.is_dir():
             raise VlhError(f"history {self.path}: is a file, not a history directory; give a directory with --history")
         if self.meta_file.is_file():
@@ -140,15 +145,18 @@ class History:
         run_dir = Path(run_dir)
         run, turns = read_run_folder(run_dir)
         run_id = str(run["run_id"])
-        if self._has_run(run_id):
-            raise VlhError(f"history {self.path}: run {run_id} is already in the history (from {run_dir})")
+        entry = f"{suite_id}.{scenario}"
+        if self._has_entry(entry):
+            raise VlhError(f"history {self.path}: scenario {scenario} of suite {suite_id} is already in the history "
+                           f"(adding {run_dir})")
         turns = turns.copy()
+        turns["entry"] = entry
         turns["suite_id"] = suite_id
         statuses = turns["status"].astype(str)
         ok = turns.loc[statuses == "ok", "ttfa_ms"].astype(float).dropna()
         slo = list(slo or [])
         row = {
-            "run_id": run_id, "suite_id": suite_id, "recorded_utc": _utcnow(),
+            "entry": entry, "run_id": run_id, "suite_id": suite_id, "recorded_utc": _utcnow(),
             "vlh_version": str(run.get("vlh_version", "")), "fingerprint": fingerprint, "target": target,
             "transport": str(run.get("transport", "")), "run_dir": str(run_dir.resolve()),
             "calls": int(run.get("calls") or 0), "n_turns": int(len(turns)), "n_ok": int((statuses == "ok").sum()),
@@ -160,8 +168,8 @@ class History:
             "slo_ok": all(bool(s.get("passed")) for s in slo), "slo_json": json.dumps(slo, default=_json_default),
         }
         part = f"scenario={scenario}/night={night}"
-        self._write(self.path / "turns" / part / f"{run_id}.parquet", _turn_table(turns))
-        run_file = self.path / "runs" / part / f"{run_id}.parquet"
+        self._write(self.path / "turns" / part / f"{entry}.parquet", _turn_table(turns))
+        run_file = self.path / "runs" / part / f"{entry}.parquet"
         self._write(run_file, _table(pd.DataFrame([row]), RUN_TYPES))
         self._written.setdefault(suite_id, []).append(run_file)
         return row
@@ -181,6 +189,7 @@ class History:
 
     def _write(self, path: Path, table: pa.Table) -> None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: str(HISTORY_SCHEMA).encode()})
+        self._runs_cache.clear()
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         pq.write_table(table, tmp)
@@ -192,23 +201,27 @@ class History:
     # -- reading ------------------------------------------------------------------------------------------------
     def runs(self, scenario: str | None = None) -> pd.DataFrame:
         """One row per run: the summary columns plus ``scenario`` and ``night``; oldest first."""
-        df = self._read_table("runs", scenario)
-        if df.empty:
-            return pd.DataFrame(columns=["scenario", "night", *RUN_TYPES])
-        return df.sort_values(["night", "recorded_utc"], kind="stable").reset_index(drop=True)
+        if scenario not in self._runs_cache:
+            df = self._read_table("runs", scenario)
+            if df.empty:
+                df = pd.DataFrame(columns=["scenario", "night", *RUN_TYPES])
+            else:
+                df = df.sort_values(["night", "recorded_utc"], kind="stable").reset_index(drop=True)
+            self._runs_cache[scenario] = df
+        return self._runs_cache[scenario].copy()
 
     def turns(self, scenario: str | None = None, nights: list[str] | None = None,
-              run_ids: list[str] | None = None) -> pd.DataFrame:
+              entries: list[str] | None = None) -> pd.DataFrame:
         """Turn rows (README columns + ``suite_id``, ``scenario``, ``night``), with ``suite_partial`` joined in."""
         df = self._read_table("turns", scenario, nights)
         if df.empty:
             return pd.DataFrame(columns=["scenario", "night", *_TURN_TYPES])
-        if run_ids is not None:
-            df = df[df["run_id"].astype(str).isin(set(run_ids))]
+        if entries is not None:
+            df = df[df["entry"].astype(str).isin(set(entries))]
         runs = self.runs(scenario)
         if not runs.empty:
-            flags = runs.set_index("run_id")["suite_partial"]
-            df = df.assign(suite_partial=df["run_id"].map(flags))
+            flags = runs.set_index("entry")["suite_partial"]
+            df = df.assign(suite_partial=df["entry"].map(flags))
         return df.reset_index(drop=True)
 
     def baseline(self, scenario: str, before_night: str, n: int, fingerprint: str | None = None) -> Baseline:
@@ -236,7 +249,7 @@ class History:
         latest = runs.sort_values("recorded_utc", kind="stable").groupby("night", observed=True).tail(1)
         latest = latest.sort_values("night").tail(max(int(n), 0))
         nights = [str(x) for x in latest["night"]]
-        run_ids = [str(x) for x in latest["run_id"]]
+        entries = [str(x) for x in latest["entry"]]
         if not nights:
             notes.append("no earlier nights in the history")
             return Baseline(pd.DataFrame(), [], [], notes)
@@ -246,21 +259,21 @@ class History:
         versions = sorted(set(latest["vlh_version"].astype(str)) - {__version__, ""})
         if versions:
             notes.append(f"baseline measured with vlh {', '.join(versions)}; tonight with vlh {__version__}")
-        turns = self.turns(scenario, nights=nights, run_ids=run_ids)
-        return Baseline(turns, nights, run_ids, notes)
+        turns = self.turns(scenario, nights=nights, entries=entries)
+        return Baseline(turns, nights, entries, notes)
 
     def trend(self, scenario: str) -> pd.DataFrame:
-        """Per night (latest complete run): ``night``, ``ttfa_p50_ms``, ``ttfa_p95_ms``, ``n_ok``, ``slo_ok``, ``run_id``."""
+        """Per night (latest complete run): ``night``, ``ttfa_p50_ms``, ``ttfa_p95_ms``, ``n_ok``, ``slo_ok``, ``entry``."""
         runs = self.runs(scenario)
         if runs.empty:
-            return pd.DataFrame(columns=["night", "ttfa_p50_ms", "ttfa_p95_ms", "n_ok", "slo_ok", "run_id"])
+            return pd.DataFrame(columns=["night", "ttfa_p50_ms", "ttfa_p95_ms", "n_ok", "slo_ok", "entry"])
         runs = runs[~runs["run_partial"].astype(bool)]
         latest = runs.sort_values("recorded_utc", kind="stable").groupby("night", observed=True).tail(1)
-        cols = ["night", "ttfa_p50_ms", "ttfa_p95_ms", "n_ok", "slo_ok", "run_id"]
+        cols = ["night", "ttfa_p50_ms", "ttfa_p95_ms", "n_ok", "slo_ok", "entry"]
         return latest.sort_values("night")[cols].assign(night=lambda d: d["night"].astype(str)).reset_index(drop=True)
 
-    def _has_run(self, run_id: str) -> bool:
-        return any((self.path / "runs").glob(f"scenario=*/night=*/{glob_escape(run_id)}.parquet"))
+    def _has_entry(self, entry: str) -> bool:
+        return any((self.path / "runs").glob(f"scenario=*/night=*/{glob_escape(entry)}.parquet"))
 
     def _read_table(self, table: str, scenario: str | None, nights: list[str] | None = None) -> pd.DataFrame:
         base = self.path / table

@@ -45,6 +45,7 @@ class RunRequest:
     night: str
     suite_id: str
     headers: dict[str, str] = field(default_factory=dict)  # signalling headers: secrets, never written anywhere
+    report: bool = True  # write each run's report.html
 
 
 Runner = Callable[[RunRequest], Path]
@@ -60,7 +61,7 @@ def default_runner(request: RunRequest) -> Path:
     cfg = RunConfig(
         agent_url=request.agent_url, agent_profile=sc.agent.profile, agent_overrides=sc.agent.overrides(),
         scenario=sc, turns=len(sc.turns) * sc.repetitions if sc.repetitions > 1 else None, calls=1,
-        out_dir=request.out_dir, headers=dict(request.headers), progress=False,
+        out_dir=request.out_dir, headers=dict(request.headers), progress=False, report=request.report,
     )
     return Path(run_measurement(cfg))
 
@@ -113,7 +114,7 @@ def exit_code(verdicts: list[Verdict]) -> int:
 def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | Path = "reports/suites",
               agent_url: str | None = None, baseline: int = 7, policy: Policy | None = None,
               junit_path: str | Path | None = None, night: str | None = None, runner: Runner | None = None,
-              headers: dict[str, str] | None = None, echo: Callable[[str], None] | None = None) -> SuiteResult:
+              headers: dict[str, str] | None = None, run_reports: bool = True, echo: Callable[[str], None] | None = None) -> SuiteResult:
     scenarios = load_scenarios(scenario_dir)  # every file checked before anything runs
     hist = History(history)  # its version checked before anything runs
     night = check_night(night) if night else tonight()
@@ -134,7 +135,8 @@ def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | P
     partial = True
     try:
         for sc in scenarios:
-            v = _run_one(sc, runner=runner, hist=hist, suite_dir=suite_dir, agent_url=agent_url, headers=headers or {},
+            v = _run_one(sc, runner=runner, hist=hist, suite_dir=suite_dir, agent_url=agent_url,
+                         request_extra={"headers": headers or {}, "report": run_reports},
                          target_url=target_url, night=night, suite_id=suite_id, baseline=baseline, policy=policy)
             verdicts.append(v)
             echo(f"  {v.status.upper():5} {sc.name}: {v.headline}")
@@ -157,19 +159,20 @@ def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | P
     return SuiteResult(suite_id, night, suite_dir, verdicts, partial, junit_path, verdicts_path)
 
 
-def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, agent_url: str | None, headers: dict,
+def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, agent_url: str | None,
+             request_extra: dict,
              target_url: str | None, night: str, suite_id: str, baseline: int, policy: Policy) -> Verdict:
     v = Verdict(sc.name, str(sc.source or ""))
     t0 = time.monotonic()
     try:
-        run_dir = Path(runner(RunRequest(sc, suite_dir / "runs" / sc.name, agent_url, night, suite_id, headers)))
+        run_dir = Path(runner(RunRequest(sc, suite_dir / "runs" / sc.name, agent_url, night, suite_id, **request_extra)))
         run, turns = read_run_folder(run_dir)
     except VlhError as exc:
         return _error(v, t0, str(exc))
     except Exception as exc:  # noqa: BLE001 - a crash of the runner or the agent is a verdict (exit 2), not a traceback
         log.debug("runner crashed on %s:\n%s", sc.name, traceback.format_exc())
         return _error(v, t0, f"{type(exc).__name__}: {exc} (scenario {sc.name}; run with -vv for the traceback)")
-    v.run_dir, v.run_id = str(run_dir), str(run["run_id"])
+    v.run_dir, v.run_id = str(run_dir.resolve()), str(run["run_id"])
     v.slo = evaluate(turns, sc.slo.thresholds())
     target = target_url or "reference:" + json.dumps(sc.agent.as_data(), sort_keys=True)
     try:
@@ -181,7 +184,7 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
     notes = list(base.notes)
     if not base.turns.empty:
         runs = hist.runs(sc.name)
-        targets = set(runs.loc[runs["run_id"].isin(base.run_ids), "target"].astype(str))
+        targets = set(runs.loc[runs["entry"].isin(base.entries), "target"].astype(str))
         if targets - {target}:
             notes.append("the agent under test differs from some baseline nights ("
                          + "; ".join(sorted(targets - {target})) + f" vs {target})")

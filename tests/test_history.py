@@ -20,8 +20,10 @@ def run_folder(tmp_path: Path, name: str, seed: int, turns: int = 6, **kw) -> Pa
     return make_run(tmp_path / "runs" / name, turns=turns, calls=1, seed=seed, recordings="none", **kw)
 
 
-def add(h: History, tmp_path: Path, scenario: str, night: str, seed: int, suite: str = "s1", fp: str = "fp1", **kw):
+def add(h: History, tmp_path: Path, scenario: str, night: str, seed: int, suite: str | None = None, fp: str = "fp1",
+        **kw):
     d = run_folder(tmp_path, f"{scenario}-{night}-{seed}", seed, **kw)
+    suite = suite or f"{night}-{seed}"
     return h.append_run(d, scenario=scenario, night=night, suite_id=suite, fingerprint=fp, target="reference:typical")
 
 
@@ -41,7 +43,7 @@ def test_turns_round_trip_and_plain_pandas_sees_partitions(tmp_path):
     assert len(df) == len(src) and set(df["scenario"].astype(str)) == {"short"}
     assert set(df["night"].astype(str)) == {"2024-05-01"}
     runs = pd.read_parquet(tmp_path / "hist" / "runs")
-    assert list(runs["run_id"]) == [row["run_id"]]
+    assert list(runs["run_id"]) == [row["run_id"]] and list(runs["entry"]) == ["s1.short"]
 
 
 def test_every_night_has_the_same_columns_so_pandas_misses_nothing(tmp_path):
@@ -86,8 +88,9 @@ def test_baseline_last_n_nights_latest_run_each_and_exclusions(tmp_path):
     add(h, tmp_path, "b", "2024-05-05", 80)  # another scenario
     b = h.baseline("a", "2024-05-06", n=3, fingerprint="fp1")
     assert b.nights == ["2024-05-03", "2024-05-04", "2024-05-05"]
-    assert second["run_id"] in b.run_ids and "synthetic-14" not in b.run_ids
-    assert set(b.turns["run_id"]) == set(b.run_ids) and set(b.turns["scenario"]) == {"a"}
+    assert second["entry"] in b.entries and len(b.entries) == 3
+    assert "synthetic-14" not in set(b.turns["run_id"]) and "synthetic-99" in set(b.turns["run_id"])
+    assert set(b.turns["entry"]) == set(b.entries) and set(b.turns["scenario"]) == {"a"}
     notes = " ".join(b.notes)
     assert "incomplete" in notes and "different version of the scenario" in notes
     assert len(h.baseline("a", "2024-05-06", n=10, fingerprint="fp1").nights) == 5
@@ -109,6 +112,9 @@ def test_duplicate_run_and_bad_night_refused(tmp_path):
     h.append_run(d, scenario="a", night="2024-05-01", suite_id="s", fingerprint="f", target="t")
     with pytest.raises(VlhError, match="already in the history"):
         h.append_run(d, scenario="a", night="2024-05-02", suite_id="s", fingerprint="f", target="t")
+    # the same run_id from another suite (a run folder's name need not be unique over nights) is fine
+    h.append_run(d, scenario="a", night="2024-05-02", suite_id="s2", fingerprint="f", target="t")
+    assert list(h.runs("a")["run_id"]) == ["synthetic-1", "synthetic-1"]
     for bad in ("2024-5-1", "yesterday", "2024-02-30"):
         with pytest.raises(VlhError, match="YYYY-MM-DD"):
             check_night(bad)

@@ -34,6 +34,7 @@ def register(sub) -> None:
                    help="parent of the suite folder <DIR>/<suite-id>/ (run folders, verdicts.json) [reports/suites]")
     p.add_argument("--night", metavar="YYYY-MM-DD",
                    help="the night to file this suite under (default: today's UTC date); for back-filling and tests")
+    p.add_argument("--no-report", action="store_true", help="do not write each run's report.html (faster)")
     p.set_defaults(func=main)
 
 
@@ -60,6 +61,7 @@ def main(args) -> int:
     policy = Policy(alpha=args.alpha, min_effect_ms=args.min_effect_ms, min_effect_pct=args.min_effect_pct)
     result = run_suite(args.dir, history=args.history, out_dir=args.out, agent_url=agent, baseline=args.baseline,
                        policy=policy, junit_path=args.junit, night=args.night, headers=headers,
+                       run_reports=not args.no_report,
                        echo=lambda s: print(s, flush=True))
     code = result.exit_code
     word = {0: "green", 1: "RED (SLO breach or regression)", 2: "ERROR (harness or agent)"}[code]
