@@ -42,10 +42,12 @@ class MeasureOptions:
     codec_delay_s: float = 312 / 48000
 
 
-def _ear_regions(x: np.ndarray, sr: int, opts: MeasureOptions, min_pause_ms: float | None = None):
+def _regions(x: np.ndarray, sr: int, opts: MeasureOptions, floor: float, min_pause_ms: float | None = None):
+    """Speech regions of a slice, judged against its whole channel's noise floor (a slice that is mostly speech
+    would put the floor too high)."""
     return bnd.speech_regions(x, sr, vad_mode=opts.vad_mode,
                               min_pause_ms=opts.min_pause_ms if min_pause_ms is None else min_pause_ms,
-                              min_speech_ms=opts.min_speech_ms)
+                              min_speech_ms=opts.min_speech_ms, floor=floor)
 
 
 def first_packet(playout, t_onset: float, codec_s: float):
@@ -71,12 +73,13 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
     durations = list(telemetry.durations) if telemetry else []
     rows, event_rows = [], []
     n = len(capture)
+    mic_floor, ear_floor = bnd.noise_floor(capture.mic, sr), bnd.noise_floor(capture.ear, sr)
     for k, plan in enumerate(plans):
         row = _base_row(plan, call, fit, capture)
         lo = max(0, capture.sample_of(plan.mic_start) - int(0.05 * sr))
         hi = min(n, capture.sample_of(plan.mic_end) + int(0.1 * sr))
         win_end = min(n, capture.sample_of(plan.next_start)) if plan.next_start else n
-        regions = _ear_regions(capture.mic[lo:hi], sr, opts) if hi > lo else []
+        regions = _regions(capture.mic[lo:hi], sr, opts, mic_floor) if hi > lo else []
         if not regions:
             row["status"] = row["status"] if row["status"] != "ok" else "error:no_user_speech"
             row["error"] = row["error"] or "no speech found on the mic channel for this turn"
@@ -98,9 +101,9 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
                 row["anomalies"] = (f"mic frames left up to {late * 1e3:.1f} ms late: the harness was starved of "
                                     "CPU while speaking")
         # the agent's reply: first speech on the ear after the user's end, before the next utterance
-        ear_from = u_end if plan.barge_in_at is None else u_end
-        reply = bnd.first_speech_after(capture.ear[:win_end], sr, ear_from, vad_mode=opts.vad_mode,
-                                       min_pause_ms=opts.min_pause_ms, min_speech_ms=opts.min_speech_ms)
+        reply = bnd.first_speech_after(capture.ear[:win_end], sr, u_end, vad_mode=opts.vad_mode,
+                                       min_pause_ms=opts.min_pause_ms, min_speech_ms=opts.min_speech_ms,
+                                       floor=ear_floor)
         if reply is None:
             if row["status"] == "ok":
                 row["status"] = "no_response"
@@ -109,11 +112,11 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
             continue
         t_on = capture.time_of(reply.start)
         # the whole reply: ear speech regions (pauses up to 600 ms joined) from its onset to the window's end
-        reply_regions = _ear_regions(capture.ear[reply.start:win_end], sr, opts, min_pause_ms=600.0)
+        reply_regions = _regions(capture.ear[reply.start:win_end], sr, opts, ear_floor, min_pause_ms=600.0)
         r_end = reply.start + (reply_regions[0].end if reply_regions else reply.end - reply.start)
         row.update(agent_audio_start_mono=t_on, agent_audio_end_mono=capture.time_of(r_end),
                    agent_audio_start_s=reply.start / sr, reply_duration_ms=(r_end - reply.start) / sr * 1e3)
-        row.update(_stutter(capture, reply.start, r_end, opts, playout))
+        row.update(_stutter(capture, reply.start, r_end, opts, playout, ear_floor))
         stall = _worst_stall(stalls, [(t_user_end - 0.1, t_user_end + 0.05), (t_on - 0.2, t_on + 0.05)])
         row["harness_stall_ms"] = stall * 1e3
         if stall > 0.005:
@@ -231,11 +234,11 @@ def _turn_durations(durations, t_user_end: float, plan, plans, k, capture) -> di
     return out
 
 
-def _stutter(capture: Capture, start: int, end: int, opts: MeasureOptions, playout) -> dict:
+def _stutter(capture: Capture, start: int, end: int, opts: MeasureOptions, playout, floor: float) -> dict:
     """Gaps inside the reply longer than the threshold, and the playout's underruns/concealment in it."""
     sr = capture.sample_rate
     seg = capture.ear[start:end]
-    regs = bnd.speech_regions(seg, sr, vad_mode=opts.vad_mode, min_pause_ms=30.0, min_speech_ms=20.0) \
+    regs = bnd.speech_regions(seg, sr, vad_mode=opts.vad_mode, min_pause_ms=30.0, min_speech_ms=20.0, floor=floor) \
         if len(seg) > sr // 50 else []
     gaps = [(b.start - a.end) / sr * 1e3 for a, b in zip(regs, regs[1:])]
     big = [g for g in gaps if g >= opts.stutter_gap_ms]

@@ -139,22 +139,28 @@ class LoopMonitor:
 
 
 def parse_headers(pairs: list[str] | None) -> dict[str, str]:
-    """'Name: value' strings → dict. A value of '$VAR' / 'env:VAR' is read from the environment."""
+    """'Name: value' strings → dict. `$VAR` / `${VAR}` in a value, or a whole value `env:VAR`, is read from the
+    environment, so a token need not appear on the command line."""
     import os
+    import re
 
     out = {}
     for raw in pairs or []:
         if ":" not in raw:
-            raise VlhError(f"--header {raw.split(':')[0]!r}: expected 'Name: value' (e.g. 'Authorization: Bearer $TOKEN')")
-        name, value = raw.split(":", 1)
-        value = value.strip()
-        for prefix in ("env:", "$"):
-            if value.startswith(prefix) and value[len(prefix):].replace("_", "").isalnum():
-                var = value[len(prefix):]
-                if var not in os.environ:
-                    raise VlhError(f"--header {name.strip()}: environment variable {var} is not set")
-                value = os.environ[var]
-        out[name.strip()] = value
+            raise VlhError(f"--header {raw.split('=')[0][:40]!r}: expected 'Name: value' "
+                           "(e.g. 'Authorization: Bearer $TOKEN')")
+        name, value = (x.strip() for x in raw.split(":", 1))
+
+        def env(var: str) -> str:
+            if var not in os.environ:
+                raise VlhError(f"--header {name}: environment variable {var} is not set")
+            return os.environ[var]
+
+        if value.startswith("env:"):
+            value = env(value[4:])
+        else:
+            value = re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?", lambda m: env(m.group(1)), value)
+        out[name] = value
     return out
 
 
