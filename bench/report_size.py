@@ -33,14 +33,15 @@ def bench(n: int, repeat: int, browser: bool, work: Path) -> dict:
     make_run(d, turns=n, calls=max(1, n // 20), seed=n, recordings="featured", unattributed_every=9,
              anomaly_every=97, reasoning_every=13, stutter_every=17, no_response_every=101, error_every=211)
     gen = time.perf_counter() - t
-    times = []
+    times, cpu = [], []
     out = d / "report.html"
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         write_report([d], out)
         times.append(time.perf_counter() - t)
-    row = {"turns": n, "gen_s": gen, "report_s": min(times), "report_s_max": max(times),
-           "size_mb": out.stat().st_size / 1e6}
+        cpu.append(time.process_time() - c)
+    row = {"turns": n, "gen_s": gen, "report_s": min(times), "report_s_max": max(times), "cpu_s": min(cpu),
+           "size_mb": out.stat().st_size / 1e6, "load": os.getloadavg()[0]}
     if browser:
         row["browser_s"] = asyncio.run(_browser_time(out))
     return row
@@ -61,11 +62,13 @@ async def _browser_time(path: Path) -> float:
 
 def table(rows: list[dict]) -> str:
     browser = any("browser_s" in r for r in rows)
-    head = "| turns | report time (best) | report time (worst) | file size |" + (" Chromium drawn |" if browser else "")
-    sep = "|---:|---:|---:|---:|" + ("---:|" if browser else "")
+    head = ("| turns | wall time (best) | wall time (worst) | CPU time (best) | host load avg | file size |"
+            + (" Chromium drawn |" if browser else ""))
+    sep = "|---:|---:|---:|---:|---:|---:|" + ("---:|" if browser else "")
     lines = [head, sep]
     for r in rows:
-        line = f"| {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['size_mb']:.1f} MB |"
+        line = (f"| {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['cpu_s']:.2f} s | "
+                f"{r['load']:.1f} | {r['size_mb']:.1f} MB |")
         if browser:
             line += f" {r['browser_s']:.1f} s |" if "browser_s" in r else " – |"
         lines.append(line)
@@ -77,7 +80,9 @@ def update_readme(path: Path, rows: list[dict], repeat: int) -> None:
     body = (f"{SECTION}\n\n`write_report` on synthetic runs (load, schema checks, summary, figures, 5 featured turns "
             f"with waveform + 16 kHz clip, render, write), best and worst of {repeat}; "
             f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, measured "
-            f"{time.strftime('%Y-%m-%d')}. Target: ≤ 5 s and ≤ 15 MB at 10 000 turns.\n\n{table(rows)}\n")
+            f"{time.strftime('%Y-%m-%d')}; other jobs shared the cores (load average column), so wall time is "
+            f"inflated; CPU time is this process's own. Target: ≤ 5 s and ≤ 15 MB at 10 000 turns."
+            f"\n\n{table(rows)}\n")
     text = path.read_text() if path.exists() else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n"
     if SECTION in text:
         start = text.index(SECTION)
@@ -102,9 +107,9 @@ def main() -> int:
         for n in args.turns:
             r = bench(n, args.repeat, args.browser, work)
             rows.append(r)
-            print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; report {r['report_s']:.2f}–{r['report_s_max']:.2f} s, "
-                  f"{r['size_mb']:.1f} MB" + (f"; Chromium drawn in {r['browser_s']:.1f} s" if "browser_s" in r else ""),
-                  flush=True)
+            print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; report {r['report_s']:.2f}–{r['report_s_max']:.2f} s "
+                  f"(CPU {r['cpu_s']:.2f} s, load {r['load']:.1f}), {r['size_mb']:.1f} MB"
+                  + (f"; Chromium drawn in {r['browser_s']:.1f} s" if "browser_s" in r else ""), flush=True)
     finally:
         if args.keep:
             print(f"run folders kept in {work}")

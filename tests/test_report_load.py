@@ -32,10 +32,11 @@ def test_loads_a_synthetic_run(run_dir):
     assert len(run.turns) == 8 and set(TURN_COLUMNS) <= set(run.turns.columns)
     assert list(zip(run.turns["call"], run.turns["turn"])) == sorted(zip(run.turns["call"], run.turns["turn"]))
     assert len(run.ok) == 7  # turn 5 is no_response
-    ok = run.ok.iloc[0]
-    assert ok["spans"] and abs(sum(s["ms"] for s in ok["spans"]) - ok["ttfa_ms"]) < 1e-6
-    merged = [s for ss in run.turns["spans"] for s in ss if s["kind"] == "unattributed"]
-    assert merged and all(s["covers"] == ["stt", "llm_dispatch"] for s in merged)
+    i = run.ok.index[0]
+    assert abs(run.spans.loc[run.spans["row"] == i, "ms"].sum() - run.turns.at[i, "ttfa_ms"]) < 1e-6
+    merged = run.spans[run.spans["kind"] == "unattributed"]
+    assert len(merged) == 2 and set(merged["key"]) == {"stt…llm_dispatch (unattributed)"}
+    assert set(run.spans["row"]) == set(run.ok.index)
     assert run.events is not None and {"call", "turn", "name", "t_mono"} <= set(run.events.columns)
 
 
@@ -96,7 +97,7 @@ def test_csv_fallback_and_missing_events_are_problems_not_errors(tmp_path, run_d
     assert any("read turns.csv instead" in p for p in run.problems)
     assert any("no events.parquet" in p for p in run.problems)
     pd.testing.assert_series_equal(run.turns["ttfa_ms"], ref.turns["ttfa_ms"], rtol=1e-12)
-    assert run.turns["spans"].map(len).tolist() == ref.turns["spans"].map(len).tolist()
+    pd.testing.assert_frame_equal(run.spans, ref.spans)
 
 
 def test_stages_that_do_not_sum_to_ttfa_are_flagged(tmp_path, run_dir):
@@ -119,4 +120,4 @@ def test_missing_optional_columns_and_bad_stages_json_are_listed(tmp_path, run_d
     run = load_run(d)
     assert any("lacks column(s) stutter_gaps, interruption_ms" in p for p in run.problems)
     assert any(p.startswith("call 1 turn 1: stages_json unreadable") for p in run.problems)
-    assert run.turns.loc[0, "spans"] == []
+    assert 0 not in set(run.spans["row"]) and 1 in set(run.spans["row"])

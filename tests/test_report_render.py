@@ -106,7 +106,13 @@ def test_turn_data_and_featured_sound(payload_run, payload_report):
         assert w["audio"].startswith("data:audio/wav;base64,") and w["recording"].startswith("recordings/call-")
         assert T["cols"]["ttfa"][i] is not None
     ok = [i for i, s in enumerate(T["cols"]["status"]) if s == "ok"]
-    assert all(T["spans"][i] for i in ok) and all(T["events"][i] for i in ok)
+    S, E = T["spans"], T["events"]
+    assert all(S["off"][i + 1] > S["off"][i] for i in ok) and all(E["off"][i + 1] > E["off"][i] for i in ok)
+    assert S["off"][-1] == len(S["k"]) == len(S["ms"]) and E["off"][-1] == len(E["n"]) == len(E["t"])
+    i = ok[0]  # the spans of a turn add up to its TTFA (0.1 ms rounding each)
+    assert sum(S["ms"][S["off"][i]:S["off"][i + 1]]) == pytest.approx(T["cols"]["ttfa"][i], abs=1.0)
+    for _, i in T["featured"]:
+        assert len(E["raw"][str(i)]) == E["off"][i + 1] - E["off"][i]
     assert data["figures"]["waterfall"]["data"] and data["figures"]["ecdf"]["data"]
 
 

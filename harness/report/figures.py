@@ -36,9 +36,10 @@ def span_style(key: str, kind: str, extra: dict) -> dict:
     return {"color": c}
 
 
-def waterfall(turns: pd.DataFrame) -> dict | None:
+def waterfall(turns: pd.DataFrame, spans: pd.DataFrame) -> dict | None:
     """Stacked bar per turn (sorted by TTFA), spans in pipeline order, residual and unattributed visible.
 
+    `turns` is indexed 0..n-1 and `spans.row` refers to that index (harness.report.load).
     Returns {"data", "layout", "groups"}: groups[i] = row indices of the turns bar i+1 shows."""
     ok = ok_turns(turns).sort_values(["ttfa_ms", "call", "turn"], kind="stable")
     if ok.empty:
@@ -48,38 +49,34 @@ def waterfall(turns: pd.DataFrame) -> dict | None:
     nb = int(np.ceil(n / size))
     rows = ok.index.to_numpy()
     groups = [rows[i:i + size].tolist() for i in range(0, n, size)]
-    weight = np.repeat([1.0 / len(g) for g in groups], [len(g) for g in groups])
-    values: dict[str, list] = {}
-    kinds: dict[str, str] = {}
-    pos: dict[str, list] = {}  # [sum of relative start, count]
-    for j, (spans, ttfa) in enumerate(zip(ok["spans"].tolist(), ok["ttfa_ms"].tolist())):
-        bar, w = j // size, weight[j]
-        before, scale = 0.0, 1.0 / (ttfa or 1.0)
-        for sp in spans:
-            k = sp["key"]
-            v = values.get(k)
-            if v is None:
-                v = values[k] = [0.0 if size > 1 else None] * nb
-                kinds[k] = sp.get("kind", "stage")
-                pos[k] = [0.0, 0]
-            ms = sp["ms"]
-            if size > 1:
-                v[bar] += ms * w
-            else:
-                v[bar] = ms if v[bar] is None else v[bar] + ms
-            p = pos[k]
-            p[0] += before * scale
-            p[1] += 1
-            if ms > 0:
-                before += ms
-    order = sorted(values, key=lambda k: (pos[k][0] / pos[k][1], STAGES.index(k) if k in STAGES else 99))
+    rank = np.full(len(turns), -1)
+    rank[rows] = np.arange(n)
+    sp = spans[rank[spans["row"].to_numpy()] >= 0] if len(spans) else spans
+    r = rank[sp["row"].to_numpy()]
+    bar = r // size
+    ms = sp["ms"].to_numpy(dtype=float)
+    pos_ms = np.clip(ms, 0.0, None)
+    before = pd.Series(pos_ms).groupby(sp["row"].to_numpy()).cumsum().to_numpy() - pos_ms
+    ttfa_row = turns["ttfa_ms"].to_numpy(dtype=float)[sp["row"].to_numpy()]
+    rel = before / np.where(ttfa_row > 0, ttfa_row, 1.0)
+    codes, keys = pd.factorize(sp["key"], sort=False)
+    nk = len(keys)
+    first = pd.Series(sp["kind"].to_numpy()).groupby(codes).first() if nk else pd.Series(dtype=object)
+    pos = np.bincount(codes, weights=rel, minlength=nk) / np.maximum(np.bincount(codes, minlength=nk), 1)
+    group_len = np.array([len(g) for g in groups], dtype=float)
+    values = np.zeros((nk, nb))
+    np.add.at(values, (codes, bar), ms / group_len[bar])
+    if size == 1:
+        present = np.zeros((nk, nb), dtype=bool)
+        present[codes, bar] = True
+        values[~present] = np.nan  # per turn: no bar where the turn has no such span
+    order = sorted(range(nk), key=lambda k: (pos[k], STAGES.index(keys[k]) if keys[k] in STAGES else 99))
     x = list(range(1, nb + 1))
     extra: dict = {}
     data = []
     for k in order:
-        label = esc(stage_label(k))
-        data.append({"type": "bar", "name": label, "x": x, "y": _round(values[k]),
-                     "marker": span_style(k, kinds[k], extra), "hovertemplate": "%{y:.1f} ms"})
+        data.append({"type": "bar", "name": esc(stage_label(keys[k])), "x": x, "y": _round(values[k]),
+                     "marker": span_style(keys[k], first[k], extra), "hovertemplate": "%{y:.1f} ms"})
     bar_of = np.arange(n) // size
     ttfa = ok["ttfa_ms"].groupby(bar_of).mean().to_numpy()
     ttft = ok["provider_ttft_ms"].groupby(bar_of).mean().to_numpy()  # NaN where no turn reported one
@@ -87,7 +84,8 @@ def waterfall(turns: pd.DataFrame) -> dict | None:
     if size == 1:
         who = [f"call {c} turn {t}" for c, t in zip(calls, tns)]
     else:
-        who = [f"{min(size, n - i)} turns, TTFA {tt[i]:.0f}–{tt[min(n, i + size) - 1]:.0f} ms" for i in range(0, n, size)]
+        who = [f"{min(size, n - i)} turns, TTFA {tt[i]:.0f}–{tt[min(n, i + size) - 1]:.0f} ms"
+               for i in range(0, n, size)]
     data.append({"type": "scatter", "mode": "markers", "name": "TTFA at the ear", "x": x, "y": _round(ttfa),
                  "text": who, "marker": {"color": "#222222", "size": 3, "symbol": "line-ew-open"},
                  "hovertemplate": "%{text}: TTFA %{y:.1f} ms<extra></extra>"})

@@ -22,17 +22,18 @@ def clocks(run: Run) -> list[dict]:
     t = run.turns
     if t.empty:
         return []
-    g = t.groupby("call", sort=True)
-    last = g[CLOCK_COLS].last()  # last non-null value per call
-    amax = t[CLOCK_COLS].abs().groupby(t["call"]).max()
-    varies = (g[CLOCK_COLS].nunique() > 1).any(axis=1)
-    sizes = g.size()
+    calls = t["call"].to_numpy()
+    g = t[CLOCK_COLS].groupby(calls, sort=True)
+    last = g.last().to_dict("index")  # last non-null value per call
+    amax = t[CLOCK_COLS].abs().groupby(calls).max().to_dict("index")
+    varies = (g.nunique() > 1).any(axis=1).to_dict()
+    sizes = g.size().to_dict()
     out = []
-    for call in last.index:
+    for call in sorted(last):
         row = {"call": int(call), "turns": int(sizes[call]), "varies": bool(varies[call])}
         for c in CLOCK_COLS:
-            row[c] = _f(last.at[call, c])
-            row[c + "_max"] = _f(amax.at[call, c])
+            row[c] = _f(last[call][c])
+            row[c + "_max"] = _f(amax[call][c])
         out.append(row)
     return out
 

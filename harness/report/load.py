@@ -1,7 +1,8 @@
 """Reading and checking a run folder (README "The result schema") for the report.
 
-`load_run(path)` returns a `Run`: run.json as a dict, the turns as a DataFrame (with each turn's parsed
-`stages_json` in a `spans` column), the reconciled events (or None) and a list of `problems` — things that do not
+`load_run(path)` returns a `Run`: run.json as a dict, the turns as a DataFrame (sorted by call and turn, index
+0..n-1), every turn's `stages_json` parsed into one spans table (`Run.spans`, `row` = the turn's index), the
+reconciled events (or None) and a list of `problems` — things that do not
 stop a report but that a reader must see (missing columns, stages that do not sum to the TTFA, unreadable events).
 What makes a report impossible (not a run folder, unreadable run.json or turns) raises `VlhError` with one line
 naming the file and what to do.
@@ -17,7 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import VlhError
-from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS, span_key
+from harness.report import spans
+from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS
 
 SUM_TOLERANCE_MS = 0.5  # stages + unattributed + residual must equal ttfa_ms; float rounding only
 MAX_LISTED = 20  # problems of one kind listed one by one; the rest are counted
@@ -31,6 +33,7 @@ class Run:
     events: pd.DataFrame | None
     problems: list[str] = field(default_factory=list)
     recordings: dict[int, str] = field(default_factory=dict)
+    spans: pd.DataFrame = field(default_factory=spans.empty)  # one row per span (harness.report.spans)
 
     @property
     def run_id(self) -> str:
@@ -66,9 +69,12 @@ def load_run(path: str | Path) -> Run:
     meta = _read_meta(path / "run.json")
     problems: list[str] = []
     turns = _read_turns(path, meta, problems)
+    who = [f"call {c} turn {n}" for c, n in zip(turns["call"].tolist(), turns["turn"].tolist())]
+    sp, bad = spans.parse(turns["stages_json"].tolist(), who)
+    _listed(problems, bad)
     events = _read_events(path / "events.parquet", problems)
-    _check_sums(turns, problems)
-    return Run(path, meta, turns, events, problems, _recordings(path, turns, problems))
+    _check_sums(turns, sp, problems)
+    return Run(path, meta, turns, events, problems, _recordings(path, turns, problems), sp)
 
 
 def _recordings(path: Path, turns: pd.DataFrame, problems: list[str]) -> dict[int, str]:
@@ -137,9 +143,12 @@ def _normalise(turns: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
         f"{s}_source" for s in STAGES]
     for c in text_cols:
         if c in t.columns:
-            t[c] = t[c].astype(object).where(t[c].notna(), "").astype(str)
+            t[c] = _text(t[c])
         else:
-            t[c] = "missing" if c.endswith("_source") else ""
+            t[c] = pd.Series(["missing" if c.endswith("_source") else ""] * len(t), index=t.index, dtype=object)
+    for c in t.columns:  # other text columns as plain objects too: filtering arrow strings is slow
+        if c not in text_cols and pd.api.types.is_string_dtype(t[c].dtype) and t[c].dtype != object:
+            t[c] = t[c].astype(object)
     num_cols = [c for c in TURN_COLUMNS if c not in text_cols and c not in ("provider_ttft_invisible",)]
     for c in num_cols:
         t[c] = pd.to_numeric(t[c], errors="coerce") if c in t.columns else float("nan")
@@ -154,9 +163,15 @@ def _normalise(turns: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
         t = t[~bad_id]
     t["call"] = t["call"].astype(int)
     t["turn"] = t["turn"].astype(int)
-    t = t.sort_values(["call", "turn"], kind="stable").reset_index(drop=True)
-    t["spans"] = _parse_spans(t, problems)
-    return t
+    return t.sort_values(["call", "turn"], kind="stable").reset_index(drop=True)
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """A text column as Python str objects, missing values as ""."""
+    arr = col.to_numpy(dtype=object, na_value="")
+    if not all(type(v) is str for v in arr):
+        arr = [v if type(v) is str else str(v) for v in arr]
+    return pd.Series(arr, index=col.index, dtype=object)
 
 
 def _truthy(v) -> bool:
@@ -168,62 +183,25 @@ def _truthy(v) -> bool:
         return False
 
 
-def _parse_spans(t: pd.DataFrame, problems: list[str]) -> list[list[dict]]:
-    """Each turn's ordered spans [{name, start_mono, ms, source, covers, kind}] from stages_json."""
-    out: list[list[dict]] = []
-    bad: list[str] = []
-    for call, turn, raw in zip(t["call"], t["turn"], t["stages_json"]):
-        if not raw:
-            out.append([])
-            continue
-        try:
-            items = json.loads(raw)
-            spans = [_span(x) for x in items]
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            bad.append(f"call {call} turn {turn}: stages_json unreadable ({_short(exc)})")
-            spans = []
-        out.append(spans)
-    _listed(problems, bad)
-    return out
-
-
-def _span(x: dict) -> dict:
-    """One span with its types checked; `key` = the waterfall trace it belongs to."""
-    if (type(x) is dict and type(x.get("name")) is str and type(x.get("ms")) is float
-            and type(x.get("start_mono")) is float and type(x.get("source")) is str
-            and type(x.get("covers")) is list and type(x.get("kind")) is str):
-        x["key"] = span_key(x)  # the common case: as vlh writes it
-        return x
-    covers = x.get("covers") or []
-    if isinstance(covers, str):
-        covers = [covers]
-    start = x.get("start_mono")
-    name = str(x["name"])
-    kind = x.get("kind") or ("residual" if name == "residual"
-                             else "unattributed" if "unattributed" in name else "stage")
-    sp = {"name": name, "start_mono": float("nan") if start is None else float(start), "ms": float(x["ms"]),
-          "source": str(x.get("source") or "missing"), "covers": [str(c) for c in covers], "kind": str(kind)}
-    sp["key"] = span_key(sp)
-    return sp
-
-
-def _check_sums(t: pd.DataFrame, problems: list[str]) -> None:
+def _check_sums(t: pd.DataFrame, sp: pd.DataFrame, problems: list[str]) -> None:
     """Stages + unattributed + residual = ttfa_ms (README); and the spans of stages_json too."""
     ok = t[(t["status"] == "ok") & t["ttfa_ms"].notna()]
     if ok.empty:
         return
     bad: list[str] = []
-    span_sum = ok["spans"].map(lambda ss: sum(s["ms"] for s in ss) if ss else float("nan"))
+    span_sum = sp.groupby("row")["ms"].sum().reindex(ok.index)  # NaN: the turn has no spans
     off = (span_sum - ok["ttfa_ms"]).abs() > SUM_TOLERANCE_MS
-    for (_, r), total in zip(ok[off].iterrows(), span_sum[off]):
-        bad.append(f"call {r['call']} turn {r['turn']}: stages_json spans sum to {total:.1f} ms "
-                   f"but ttfa_ms is {r['ttfa_ms']:.1f}")
+    for c, n, total, ttfa in zip(ok["call"][off], ok["turn"][off], span_sum[off], ok["ttfa_ms"][off]):
+        bad.append(f"call {c} turn {n}: stages_json spans sum to {total:.1f} ms but ttfa_ms is {ttfa:.1f}")
+    missing = ok.index[span_sum.isna()]
+    for c, n in zip(ok.loc[missing, "call"], ok.loc[missing, "turn"]):
+        bad.append(f"call {c} turn {n}: answered but stages_json holds no spans")
     cols = [f"{s}_ms" for s in STAGES] + ["unattributed_ms", "residual_ms"]
     col_sum = ok[cols].fillna(0.0).sum(axis=1)
     off = ((col_sum - ok["ttfa_ms"]).abs() > SUM_TOLERANCE_MS) & ok[cols].notna().any(axis=1)
-    for (_, r), total in zip(ok[off].iterrows(), col_sum[off]):
-        bad.append(f"call {r['call']} turn {r['turn']}: stage columns + unattributed + residual sum to "
-                   f"{total:.1f} ms but ttfa_ms is {r['ttfa_ms']:.1f}")
+    for c, n, total, ttfa in zip(ok["call"][off], ok["turn"][off], col_sum[off], ok["ttfa_ms"][off]):
+        bad.append(f"call {c} turn {n}: stage columns + unattributed + residual sum to {total:.1f} ms "
+                   f"but ttfa_ms is {ttfa:.1f}")
     _listed(problems, bad)
 
 
@@ -244,7 +222,7 @@ def _read_events(p: Path, problems: list[str]) -> pd.DataFrame | None:
     for c in ("call", "turn", "t_mono", "uncertainty_ms"):
         ev[c] = pd.to_numeric(ev[c], errors="coerce")
     for c in ("name", "source", "raw"):
-        ev[c] = ev[c].fillna("").astype(str)
+        ev[c] = _text(ev[c])
     ev = ev.dropna(subset=["call", "turn", "t_mono"])
     ev["call"] = ev["call"].astype(int)
     ev["turn"] = ev["turn"].astype(int)

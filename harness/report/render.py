@@ -67,7 +67,7 @@ def render_single(run: Run, report_dir: Path) -> str:
     head = headline(run.meta, run.turns)
     table = stage_table(run.turns, head["metrics"]["ttfa_ms"]["p50"])
     featured = featured_turns(run.turns)
-    wf = figures.waterfall(run.turns)
+    wf = figures.waterfall(run.turns, run.spans)
     ok = run.ok
     ecdf = figures.ecdf([
         {"name": "TTFA at the ear", "values": ok["ttfa_ms"], "color": "#1f77b4"},

@@ -1,14 +1,13 @@
 """Every turn as compact columns for the page's JavaScript: the turn table, the stage bar and the events of any
 turn on click, and the waveforms + audio of the featured turns.
 
-Times are ms relative to the turn's user_speech_end. Strings repeated across turns (span names, sources, event
-names) go into one `names` list and are referred to by index. Agent-provided text stays raw here: the page puts it
+Times are ms relative to the turn's user_speech_end. Spans and events are flat arrays with per-turn offsets;
+strings repeated across turns (span names, sources, event names) go into one `names` list, referred to by index. Agent-provided text stays raw here: the page puts it
 into the DOM with textContent and escapes it before plotly sees it.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,8 @@ from harness.report.load import Run
 RAW_LIMIT = 2000  # characters of an event's raw message kept for the featured turns
 
 
-class _Names:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-        self._idx: dict[str, int] = {}
-
-    def __call__(self, s: str) -> int:
-        if s not in self._idx:
-            self._idx[s] = len(self.items)
-            self.items.append(s)
-        return self._idx[s]
-
-
 def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> dict:
     t = run.turns
-    names = _Names()
     ref = t["user_speech_end_mono"].to_numpy(dtype=float)
     rel = lambda c: (t[c].to_numpy(dtype=float) - ref) * 1e3  # noqa: E731
     cols = {
@@ -47,23 +33,12 @@ def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> di
         "us_start": _r(rel("user_speech_start_mono")), "a_end": _r(rel("agent_audio_end_mono")),
         "clock_unc": _r(t["clock_uncertainty_ms"], 2), "us_end_s": _r(t["user_speech_end_s"], 3),
     }
-    spans = []
-    get, add, isfinite = names._idx.get, names, math.isfinite
-    for r0, ss in zip(ref.tolist(), t["spans"].tolist()):
-        row, cum = [], 0.0
-        for sp in ss:
-            ms = sp["ms"]
-            start = (sp["start_mono"] - r0) * 1e3
-            if not isfinite(start):
-                start = cum
-            k, src, kind = sp["key"], sp["source"], sp["kind"]
-            ki, si, kk = get(k), get(src), get(kind)
-            row.append([add(k) if ki is None else ki, round(start, 1), round(ms, 1),
-                        add(src) if si is None else si, add(kind) if kk is None else kk])
-            cum += ms
-        spans.append(row)
+    ev = _events_table(run, t)
+    names = pd.unique(np.concatenate([run.spans["key"].to_numpy(object), run.spans["source"].to_numpy(object),
+                                      run.spans["kind"].to_numpy(object), ev["name"].to_numpy(object),
+                                      ev["source"].to_numpy(object)])).tolist()
+    index = pd.Index(names)
     featured_rows = {i for _, i in featured}
-    events = _events(run, t, ref, names, featured_rows)
     waves = {}
     for why, i in featured:
         clip = turn_clip(run.recording(int(t.at[i, "call"])), t.loc[i].to_dict(), report_dir)
@@ -72,41 +47,62 @@ def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> di
     calls = sorted(set(cols["call"]))
     paths = [recording_link(run.recording(c), report_dir) for c in calls]
     where = {c: k for k, c in enumerate(calls)}
-    return {"cols": cols, "spans": spans, "events": events, "names": names.items, "waves": waves,
+    return {"cols": cols, "spans": _spans(run.spans, ref, len(t), index), "events": _events(ev, ref, len(t), index,
+                                                                                            featured_rows),
+            "names": names, "waves": waves,
             "recordings": {"paths": paths, "idx": [where[c] for c in cols["call"]]},
             "featured": [[why, i] for why, i in featured]}
 
 
-def _events(run: Run, t: pd.DataFrame, ref, names: _Names, featured_rows: set[int]) -> list:
-    out: list[list] = [[] for _ in range(len(t))]
+def _offsets(row: np.ndarray, n: int) -> list[int]:
+    """Start of each turn's items in arrays sorted by turn row (n + 1 entries)."""
+    return np.searchsorted(row, np.arange(n + 1)).tolist()
+
+
+def _spans(sp: pd.DataFrame, ref: np.ndarray, n: int, index: pd.Index) -> dict:
+    """Flat arrays; turn i's spans are [off[i], off[i+1]). start: ms after the turn's user_speech_end."""
+    row = sp["row"].to_numpy()
+    ms = sp["ms"].to_numpy(dtype=float)
+    start = (sp["start_mono"].to_numpy(dtype=float) - ref[row]) * 1e3
+    cum = pd.Series(ms).groupby(row).cumsum().to_numpy() - ms  # spans are contiguous: the fallback start
+    start = np.where(np.isfinite(start), start, cum)
+    return {"off": _offsets(row, n), "k": _codes(sp["key"], index), "s": _r(start), "ms": _r(ms),
+            "src": _codes(sp["source"], index), "kind": _codes(sp["kind"], index)}
+
+
+def _events_table(run: Run, t: pd.DataFrame) -> pd.DataFrame:
+    """Events with the row of their turn, sorted by row (file order within a turn); events of unknown turns left out."""
+    cols = ["row", "name", "t_mono", "uncertainty_ms", "source", "raw"]
     ev = run.events
     if ev is None or ev.empty or t.empty:
-        return out
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     rows = pd.Series(np.arange(len(t)), index=pd.MultiIndex.from_arrays([t["call"], t["turn"]]))
-    key = pd.MultiIndex.from_arrays([ev["call"], ev["turn"]])
-    row = rows.reindex(key).to_numpy()
+    row = rows.reindex(pd.MultiIndex.from_arrays([ev["call"], ev["turn"]])).to_numpy()
     keep = ~np.isnan(row)
-    if not keep.any():
-        return out
-    ev = ev[keep]
-    row = row[keep].astype(int)
-    t_rel = np.round((ev["t_mono"].to_numpy(dtype=float) - ref[row]) * 1e3, 2)
-    unc = _r(ev["uncertainty_ms"], 2)
-    name_idx = [names(s) for s in ev["name"].tolist()]
-    src_idx = [names(s) for s in ev["source"].tolist()]
-    raws = ev["raw"].tolist()
-    for k, (i, tr) in enumerate(zip(row.tolist(), t_rel.tolist())):
-        if tr != tr:  # NaN: the turn has no user_speech_end to place the event against
-            continue
-        item = [name_idx[k], tr, unc[k], src_idx[k]]
-        if i in featured_rows:
-            item.append(raws[k][:RAW_LIMIT])
-        out[i].append(item)
-    return out
+    out = ev.loc[keep, cols[1:]].copy()
+    out.insert(0, "row", row[keep].astype(int))
+    return out.sort_values("row", kind="stable").reset_index(drop=True)
+
+
+def _events(ev: pd.DataFrame, ref: np.ndarray, n: int, index: pd.Index, featured_rows: set[int]) -> dict:
+    """Flat arrays like _spans; `raw` only for the featured turns ({row: [raw, …]} in the same order)."""
+    row = ev["row"].to_numpy(dtype=int)
+    t_rel = (ev["t_mono"].to_numpy(dtype=float) - ref[row]) * 1e3 if len(ev) else np.array([])
+    raw: dict[str, list[str]] = {}
+    if len(ev) and featured_rows:
+        sel = ev[ev["row"].isin(featured_rows)]
+        for r, text in zip(sel["row"].tolist(), sel["raw"].tolist()):
+            raw.setdefault(str(r), []).append(text[:RAW_LIMIT])
+    return {"off": _offsets(row, n), "n": _codes(ev["name"], index), "t": _r(t_rel, 2),
+            "u": _r(ev["uncertainty_ms"], 2), "src": _codes(ev["source"], index), "raw": raw}
+
+
+def _codes(values: pd.Series, index: pd.Index) -> list[int]:
+    return index.get_indexer(values.to_numpy(dtype=object)).tolist()
 
 
 def _r(s, nd: int = 1) -> list:
-    a = np.round(pd.to_numeric(pd.Series(s), errors="coerce").to_numpy(dtype=float), nd)
+    a = np.round(pd.to_numeric(pd.Series(s, dtype="float64"), errors="coerce").to_numpy(dtype=float), nd)
     out = a.tolist()
     for i in np.flatnonzero(~np.isfinite(a)).tolist():
         out[i] = None

@@ -35,6 +35,21 @@
   var NAMES = D.turns ? D.turns.names : [];
   var C = D.colors || {};
 
+  function spansOf(i) {  // [[key, start ms, ms, source, kind], ...] of turn i
+    var S = D.turns.spans, out = [];
+    for (var j = S.off[i]; j < S.off[i + 1]; j++) {
+      out.push([NAMES[S.k[j]], S.s[j], S.ms[j], NAMES[S.src[j]], NAMES[S.kind[j]]]);
+    }
+    return out;
+  }
+  function eventsOf(i) {  // [[name, t ms, ± ms, source, raw], ...] of turn i
+    var E = D.turns.events, raw = E.raw[String(i)] || [], out = [];
+    for (var j = E.off[i]; j < E.off[i + 1]; j++) {
+      out.push([NAMES[E.n[j]], E.t[j], E.u[j], NAMES[E.src[j]], raw[j - E.off[i]]]);
+    }
+    return out;
+  }
+
   function spanColor(key, kind) {
     if (kind === "residual") { return C.residual; }
     if (kind === "unattributed") { return C.unattributed; }
@@ -73,20 +88,20 @@
       lo = Math.min(lo, wave.start_ms);
       hi = Math.max(hi, wave.start_ms + wave.bin_ms * wave.mic[1].length);
     }
-    (D.turns.spans[i] || []).forEach(function (s) {
-      var key = NAMES[s[0]], src = NAMES[s[3]], kind = NAMES[s[4]];
+    spansOf(i).forEach(function (s) {
+      var key = s[0], src = s[3], kind = s[4];
       var label = (C.labels && C.labels[key]) || key;
       data.push({type: "bar", orientation: "h", y: ["stages"], x: [s[2]], base: [s[1]], width: 0.7,
                  marker: {color: spanColor(key, kind), line: {color: "#ffffff", width: 1}},
                  text: [esc(label)], textposition: "inside", insidetextanchor: "middle", textangle: 0,
                  hovertemplate: esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")<extra></extra>"});
     });
-    var ev = D.turns.events[i] || [];
+    var ev = eventsOf(i);
     if (ev.length) {
       data.push({type: "scatter", mode: "markers", y: ev.map(function () { return "events"; }),
                  x: ev.map(function (e) { return e[1]; }),
                  error_x: {type: "data", array: ev.map(function (e) { return e[2] || 0; }), visible: true, width: 4},
-                 text: ev.map(function (e) { return esc(NAMES[e[0]]) + " (" + esc(NAMES[e[3]]) + ")"; }),
+                 text: ev.map(function (e) { return esc(e[0]) + " (" + esc(e[3]) + ")"; }),
                  marker: {color: "#333333", size: 7, symbol: "diamond"},
                  hovertemplate: "%{text}: %{x:.1f} \u00b1 %{error_x.array:.1f} ms<extra></extra>"});
     }
@@ -127,18 +142,18 @@
   }
 
   function eventTable(i) {
-    var ev = D.turns.events[i] || [];
+    var ev = eventsOf(i);
     if (!ev.length) { return el("p", "note", "no reconciled telemetry events for this turn"); }
     var t = el("table", "events"), head = el("tr");
     ["event", "ms after user speech end", "\u00b1 ms", "source", "raw"].forEach(function (h) { head.appendChild(el("th", null, h)); });
     t.appendChild(head);
     ev.forEach(function (e) {
       var tr = el("tr");
-      tr.appendChild(el("td", null, NAMES[e[0]]));
+      tr.appendChild(el("td", null, e[0]));
       tr.appendChild(el("td", null, fmt(e[1], 1)));
       tr.appendChild(el("td", null, fmt(e[2], 1)));
-      tr.appendChild(el("td", null, NAMES[e[3]]));
-      tr.appendChild(el("td", "raw", e.length > 4 ? e[4] : ""));
+      tr.appendChild(el("td", null, e[3]));
+      tr.appendChild(el("td", "raw", e[4] === undefined ? "" : e[4]));
       t.appendChild(tr);
     });
     var d = el("details");
