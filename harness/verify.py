@@ -59,7 +59,9 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         t = truth.get((r.get("agent_call_id"), r["turn"]))
         if t is None or r["status"] != "ok":
             continue
-        e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": bool(t.get("audio_first_dropped"))}
+        lost = bool(t.get("audio_first_dropped")) or t.get("audio_first_sent") is None or (
+            t.get("audio_first_wire") is None and t.get("audio_first_injected_delay_ms") is None)
+        e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": lost}
         e["user_speech_end_ms"] = (r["user_speech_end_mono"] - r["mic_end_mono"]) * 1e3
         if not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
             e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3

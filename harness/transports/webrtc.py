@@ -326,6 +326,8 @@ class WebRTCCall:
                 self._mark_disconnected(f"peer connection {self.pc.connectionState}")
 
     def _mark_disconnected(self, reason: str) -> None:
+        if getattr(self, "_closing", False):
+            return
         self.disconnected = True
         self.disconnect_reason = reason
         log.warning("call %s disconnected: %s", self.pc_id, reason)
@@ -349,6 +351,7 @@ class WebRTCCall:
         return self.timeline.capture(meta)
 
     async def close(self) -> None:
+        self._closing = True
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
