@@ -89,6 +89,7 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         t_user_end = capture.time_of(u_end)
         if mic_lateness is not None and 0 <= (u_end - 1) // 960 < len(mic_lateness):
             # the last voiced sample really left when its frame was handed over: nominal place + lateness
+            row["mic_end_late_ms"] = mic_lateness[(u_end - 1) // 960] * 1e3
             t_user_end += mic_lateness[(u_end - 1) // 960]
         row.update(user_speech_start_mono=capture.time_of(u_start), user_speech_end_mono=t_user_end,
                    user_speech_end_s=u_end / sr)
@@ -186,7 +187,8 @@ def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
            "provider_ttft_invisible": False, "gap_ms": None, "unattributed_ms": None, "residual_ms": None,
            "stages_json": "[]", "mic_start_mono": plan.mic_start, "mic_end_mono": plan.mic_end,
            "reply_duration_ms": None, "stutter_gaps": 0, "stutter_gap_ms": 0.0, "underruns": 0,
-           "concealed_ms": 0.0, "interruption_ms": None, "mic_late_ms": None, "harness_stall_ms": None,
+           "concealed_ms": 0.0, "interruption_ms": None, "mic_late_ms": None, "mic_end_late_ms": 0.0,
+           "harness_stall_ms": None,
            "anomalies": ""}
     for s in STAGES:
         row[f"{s}_ms"] = None

@@ -62,12 +62,15 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         lost = bool(t.get("audio_first_dropped")) or t.get("audio_first_sent") is None or (
             t.get("audio_first_wire") is None and t.get("audio_first_injected_delay_ms") is None)
         e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": lost}
-        e["user_speech_end_ms"] = (r["user_speech_end_mono"] - r["mic_end_mono"]) * 1e3
+        # the crisp utterance's last sample left when its frame was handed to aiortc: scheduled + that frame's
+        # lateness (stamped by the mic track itself; ~0 on a healthy machine)
+        sent_end = r["mic_end_mono"] + (r.get("mic_end_late_ms") or 0.0) / 1e3
+        e["user_speech_end_ms"] = (r["user_speech_end_mono"] - sent_end) * 1e3
         if not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
             e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3
             e["first_voiced_offset_ms"] = r["playout_ms"] - t["first_voiced_offset_samples"] / 48.0
             e["transport_ms"] = r["transport_ms"] - (true_arrival(t) - t["audio_first_sent"]) * 1e3
-        e["endpointing_ms"] = r["endpointing_ms"] - (t["user_speech_end_detected"] - r["mic_end_mono"]) * 1e3 \
+        e["endpointing_ms"] = r["endpointing_ms"] - (t["user_speech_end_detected"] - sent_end) * 1e3 \
             if r.get("endpointing_ms") is not None else None
         for stage, (a, b) in TRUTH_STAGES.items():
             if r.get(f"{stage}_ms") is not None and t.get(a) is not None and t.get(b) is not None:
