@@ -108,6 +108,25 @@ class RunStore:
         for k, v in (telemetry_counts or {}).items():
             self.telemetry_counts[k] = self.telemetry_counts.get(k, 0) + v
 
+    def merge_parts(self) -> None:
+        """Take in what worker processes wrote under parts/ (see PartStore), then remove it."""
+        parts = self.dir / "parts"
+        if not parts.is_dir():
+            return
+        for f in sorted(parts.glob("call-*.json")):
+            d = json.loads(f.read_text())
+            self.add_call(d["call"], None, d["rows"], d["events"], d.get("clock"), d.get("counts"))
+            for r in self.rows[-len(d["rows"]):] if d["rows"] else []:
+                r["recording"] = d.get("recording")
+            f.unlink()
+        for f in parts.glob("*"):
+            f.unlink()
+        parts.rmdir()
+
+    def part_errors(self) -> list[str]:
+        f = self.dir / "parts" / "errors.txt"
+        return f.read_text().splitlines() if f.exists() else []
+
     def dataframe(self) -> pd.DataFrame:
         df = pd.DataFrame(self.rows)
         if len(df):
@@ -154,3 +173,30 @@ def load_run(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     p = run_dir / "turns.parquet"
     df = pd.read_parquet(p) if p.exists() else pd.DataFrame()
     return meta, df
+
+
+class PartStore:
+    """What a worker process writes: its calls' captures in recordings/, everything else as parts/call-N.json,
+    one file per finished call (so an interrupted worker loses nothing it finished)."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir
+        (run_dir / "parts").mkdir(parents=True, exist_ok=True)
+        (run_dir / "recordings").mkdir(parents=True, exist_ok=True)
+
+    def add_call(self, call, capture, rows, events, clock=None, telemetry_counts=None) -> None:
+        rec = None
+        if capture is not None and len(capture):
+            capture.write(self.dir / "recordings" / f"call-{call}.wav", force=True)
+            rec = f"recordings/call-{call}.wav"
+        tmp = self.dir / "parts" / f".call-{call}.tmp"
+        tmp.write_text(json.dumps({"call": call, "rows": rows, "events": events, "clock": clock,
+                                   "counts": telemetry_counts, "recording": rec}, default=_json_default))
+        os.replace(tmp, self.dir / "parts" / f"call-{call}.json")
+
+    def flush(self, partial: bool = False) -> None:
+        pass
+
+    def error(self, message: str) -> None:
+        with open(self.dir / "parts" / "errors.txt", "a") as f:
+            f.write(message + "\n")
