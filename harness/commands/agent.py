@@ -130,7 +130,7 @@ def run(args) -> int:
         raise VlhError(f"--nice {args.nice}: nice values are −20 (highest priority) … 19")
     if not 0 <= args.port <= 65535:
         raise VlhError(f"--port {args.port}: a TCP port is 0…65535 (0 = any free port)")
-    from harness.agent.priority import set_nice
+    from harness.priority import set_nice
 
     set_nice(args.nice)  # before any thread starts: threads inherit it
     server = AgentServer(cfg, host=args.host, port=args.port, truth_log=args.truth_log,
