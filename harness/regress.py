@@ -14,7 +14,8 @@ For TTFA and every stage (and interruption latency on barge-in scenarios), on th
 
 The scenario regressed when any metric did; the stage that moved is the regressed stage with the largest p50 shift.
 Comparisons that cannot be made (too few turns or nights) are *skipped* with the reason, never counted as green
-evidence nor as red.
+evidence nor as red. Turns timed while the harness itself was starved of CPU (``unreliable``) are left out, with a
+note: their stamps may be off by the length of the stall.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Policy:
     min_turns_baseline: int = 15
     min_nights: int = 3
     night_guard: bool = True
+    max_harness_stall_ms: float = 50.0
     seed: int = 20240501
 
     def __post_init__(self) -> None:
@@ -174,6 +176,13 @@ def compare(tonight: pd.DataFrame, baseline: pd.DataFrame, *, scenario: str = ""
         nights = sorted(set(baseline["night"].astype(str)))
     comp = Comparison(scenario, night, nights, policy, notes=list(notes or []))
     t_ok, b_ok = _ok(tonight), _ok(baseline)
+    t_bad, b_bad = unreliable(t_ok, policy.max_harness_stall_ms), unreliable(b_ok, policy.max_harness_stall_ms)
+    if t_bad.any() or b_bad.any():
+        comp.notes.append(
+            f"left out, timed while the harness itself was starved of CPU (event-loop stall or mic lateness over "
+            f"{policy.max_harness_stall_ms:g} ms, or a negative TTFA): {int(t_bad.sum())} of {len(t_ok)} answered "
+            f"turns tonight, {int(b_bad.sum())} of {len(b_ok)} in the baseline")
+        t_ok, b_ok = t_ok[~t_bad], b_ok[~b_bad]
     few_nights = len(nights) < policy.min_nights
     for metric in METRICS:
         x, y = _values(t_ok, metric), _values(b_ok, metric)
@@ -235,6 +244,19 @@ def compare_metric(x: np.ndarray, y: np.ndarray, metric: str, policy: Policy) ->
     r.p50_shift_ci, r.p95_shift_ci = _bootstrap(x, y, policy, metric)
     r.large_enough = _large_enough(r.p50_shift_ms, r.p50_shift_pct, policy)
     return r
+
+
+def unreliable(turns: pd.DataFrame, max_stall_ms: float) -> pd.Series:
+    """Turns vlh could not time: its own event loop stalled (``harness_stall_ms``) or its mic frames left late
+    (``mic_late_ms``) by more than `max_stall_ms` near the turn — its stamps may be off by as much — or a TTFA below
+    zero (an impossible ordering). Columns a run does not have count as healthy."""
+    bad = pd.Series(False, index=turns.index)
+    for col in ("harness_stall_ms", "mic_late_ms"):
+        if col in turns.columns:
+            bad |= pd.to_numeric(turns[col], errors="coerce").fillna(0.0) > max_stall_ms
+    if "ttfa_ms" in turns.columns:
+        bad |= pd.to_numeric(turns["ttfa_ms"], errors="coerce") < 0
+    return bad
 
 
 def night_noise(baseline: pd.DataFrame, metric: str) -> float:

@@ -22,10 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
+
 from harness import __version__, junit
 from harness.errors import VlhError
 from harness.history import History, check_night, new_suite_id, read_run_folder, tonight
-from harness.regress import Comparison, Policy, compare
+from harness.regress import Comparison, Policy, compare, unreliable
 from harness.scenario import Scenario, load_scenarios
 from harness.slo import SloResult, evaluate
 from harness.urls import redact_url
@@ -173,7 +175,10 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
         log.debug("runner crashed on %s:\n%s", sc.name, traceback.format_exc())
         return _error(v, t0, f"{type(exc).__name__}: {exc} (scenario {sc.name}; run with -vv for the traceback)")
     v.run_dir, v.run_id = str(run_dir.resolve()), str(run["run_id"])
-    v.slo = evaluate(turns, sc.slo.thresholds())
+    answered = turns[turns["status"].astype(str) == "ok"]
+    starved = unreliable(answered, policy.max_harness_stall_ms)
+    # SLOs on what the harness could time (no_response and error turns stay: they carry no stamps to doubt)
+    v.slo = evaluate(turns.drop(index=answered.index[starved.to_numpy()]), sc.slo.thresholds())
     target = target_url or "reference:" + json.dumps(sc.agent.as_data(), sort_keys=True)
     try:
         hist.append_run(run_dir, scenario=sc.name, night=night, suite_id=suite_id, fingerprint=sc.fingerprint,
@@ -195,6 +200,13 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
     failed = [s for s in v.slo if not s.passed]
     if run.get("partial"):
         v.status, v.error = "error", f"the run of {sc.name} did not finish (run.json partial: true)"
+    elif len(answered) and starved.sum() * 2 > len(answered):
+        worst = max(pd.to_numeric(answered.get(c, pd.Series(dtype=float)), errors="coerce").max()
+                    for c in ("harness_stall_ms", "mic_late_ms"))
+        v.status = "error"
+        v.error = (f"{sc.name}: the harness was starved of CPU on {int(starved.sum())} of {len(answered)} answered "
+                   f"turns (stalls up to {worst:.0f} ms): its numbers cannot be trusted; run the suite on a quieter "
+                   "host (see harness_stall_ms, mic_late_ms in turns.csv)")
     elif errors:
         v.status = "error"
         v.error = f"{sc.name}: turns ended in {', '.join(errors)} (see {run_dir / 'turns.csv'})"

@@ -158,6 +158,25 @@ def test_constant_metric_never_regresses_and_does_not_inflate_holm():
     assert codec.p_value == 1.0 and codec.status == "ok" and codec.note == "constant"
 
 
+def test_turns_timed_by_a_starved_harness_are_left_out():
+    rng = np.random.default_rng(13)
+    t, b = night(rng, 8), baseline(rng)
+    t["harness_stall_ms"] = 0.0
+    t["mic_late_ms"] = 0.0
+    # three turns where vlh itself stalled: their stamps (and so their jitter buffer, TTFA) are off by ~a second
+    for i, col in ((0, "harness_stall_ms"), (1, "mic_late_ms"), (2, "harness_stall_ms")):
+        t.loc[i, col] = 900.0
+        t.loc[i, "jitter_buffer_ms"] += 900.0
+        t.loc[i, "ttfa_ms"] += 900.0
+    t.loc[3, "ttfa_ms"] = -300.0  # an impossible ordering
+    c = compare(t, b, policy=FAST)
+    m = by_metric(c)
+    assert not c.regressed and m["ttfa_ms"].n_tonight == 4
+    assert any("starved of CPU" in n and "4 of 8 answered turns tonight" in n for n in c.notes)
+    worse = compare(t, b, policy=Policy(n_boot=200, max_harness_stall_ms=1000))  # the gate is what keeps it out
+    assert by_metric(worse)["ttfa_ms"].n_tonight == 7
+
+
 def test_holm_adjustment():
     p = [0.01, 0.04, 0.03, 0.005]
     # sorted 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06

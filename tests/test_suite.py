@@ -45,9 +45,10 @@ class SynthRunner:
     """Writes a schema-true run folder per request; `shift_ms` moves stages (e.g. {"tts_ttfb": 150})."""
 
     def __init__(self, shift_ms: dict | None = None, crash: set[str] | None = None, error_every: int = 0,
-                 no_response_every: int = 0, interrupt_on: str | None = None):
+                 no_response_every: int = 0, interrupt_on: str | None = None, stalls_ms: list[float] | None = None):
         self.shift_ms, self.crash, self.error_every = shift_ms or {}, crash or set(), error_every
         self.no_response_every, self.interrupt_on = no_response_every, interrupt_on
+        self.stalls_ms = stalls_ms  # harness_stall_ms per turn (cycled): vlh's own event loop stalled
         self.requests: list[RunRequest] = []
 
     def __call__(self, req: RunRequest) -> Path:
@@ -59,8 +60,14 @@ class SynthRunner:
             raise ConnectionRefusedError(f"agent refused the connection for {name}")
         seed = zlib.crc32(f"{name}|{req.night}|{req.suite_id}".encode())
         n = len(req.scenario.turns) * req.scenario.repetitions
-        return make_run(req.out_dir, turns=n, calls=1, seed=seed, shift_ms=self.shift_ms, recordings="none",
-                        error_every=self.error_every, no_response_every=self.no_response_every)
+        out = make_run(req.out_dir, turns=n, calls=1, seed=seed, shift_ms=self.shift_ms, recordings="none",
+                       error_every=self.error_every, no_response_every=self.no_response_every)
+        if self.stalls_ms:
+            t = pd.read_parquet(out / "turns.parquet")
+            t["harness_stall_ms"] = [self.stalls_ms[i % len(self.stalls_ms)] for i in range(len(t))]
+            t["ttfa_ms"] += t["harness_stall_ms"]  # what a stall does to the stamps: late by up to its length
+            t.to_parquet(out / "turns.parquet")
+        return out
 
 
 @pytest.fixture
@@ -160,6 +167,22 @@ def test_runner_crash_is_exit_2_and_the_other_scenarios_still_run(suite_dir, tmp
     assert set(History(tmp_path / "hist").runs()["scenario"].astype(str)) == {"short"}
     err = junit_cases(r.junit_path)[("long", "run")].find("error")
     assert err is not None and "refused the connection" in err.get("message")
+
+
+def test_a_starved_harness_is_exit_2_not_a_regression(suite_dir, tmp_path):
+    (suite_dir / "long.yaml").unlink()
+    (suite_dir / "short.yaml").write_text(SHORT.replace("ttfa_p95_ms: 5000", "ttfa_p95_ms: 1500"))
+    for i in range(1, 8):
+        run(suite_dir, tmp_path, i)
+    r = run(suite_dir, tmp_path, 8, SynthRunner(stalls_ms=[0, 900, 0, 0, 700, 3000]))  # half: not over half
+    v = r.verdicts[0]
+    assert r.exit_code == 0 and v.status == "green", v.headline
+    assert v.slo[0].n == 3  # the SLO is judged on the turns the harness could time
+    assert any("starved of CPU" in n for n in v.comparison.notes)
+    r = run(suite_dir, tmp_path, 9, SynthRunner(stalls_ms=[900, 1200, 0, 700]))  # cycled: 5 of 6 stalled
+    v = r.verdicts[0]
+    assert r.exit_code == 2 and v.status == "error"
+    assert "starved of CPU on 5 of 6" in v.error and "up to 1200 ms" in v.error
 
 
 def test_agent_errors_in_turns_are_exit_2(suite_dir, tmp_path):

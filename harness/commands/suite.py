@@ -30,6 +30,9 @@ def register(sub) -> None:
                    help="... and by at least P %% of the baseline median (0: off) [10]")
     p.add_argument("--alpha", metavar="A", type=float, default=0.01,
                    help="significance level after the Holm correction [0.01]")
+    p.add_argument("--max-harness-stall-ms", metavar="MS", type=float, default=50.0,
+                   help="leave out turns timed while vlh's own event loop stalled (or its mic frames left late) by "
+                   "more than MS; over half of a run's turns: the scenario is a harness error [50]")
     p.add_argument("--out", metavar="DIR", default="reports/suites",
                    help="parent of the suite folder <DIR>/<suite-id>/ (run folders, verdicts.json) [reports/suites]")
     p.add_argument("--night", metavar="YYYY-MM-DD",
@@ -58,7 +61,10 @@ def main(args) -> int:
         from harness.transports.webrtc import offer_url
 
         agent = offer_url(agent)
-    policy = Policy(alpha=args.alpha, min_effect_ms=args.min_effect_ms, min_effect_pct=args.min_effect_pct)
+    if args.max_harness_stall_ms <= 0:
+        raise VlhError("--max-harness-stall-ms: give a number of ms > 0")
+    policy = Policy(alpha=args.alpha, min_effect_ms=args.min_effect_ms, min_effect_pct=args.min_effect_pct,
+                    max_harness_stall_ms=args.max_harness_stall_ms)
     result = run_suite(args.dir, history=args.history, out_dir=args.out, agent_url=agent, baseline=args.baseline,
                        policy=policy, junit_path=args.junit, night=args.night, headers=headers,
                        run_reports=not args.no_report,
