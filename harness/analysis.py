@@ -101,6 +101,12 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
             if late > 0.005:
                 row["anomalies"] = (f"mic frames left up to {late * 1e3:.1f} ms late: the harness was starved of "
                                     "CPU while speaking")
+        if plan.barge_in_at is not None:
+            bi = _interruption(capture, u_start, u_end, sr, opts, ear_floor)
+            note = bi.pop("note", None)
+            row.update(bi)
+            if note:
+                row["anomalies"] = ";".join(filter(None, [row["anomalies"], note]))
         # the agent's reply: first speech on the ear after the user's end, before the next utterance
         reply = bnd.first_speech_after(capture.ear[:win_end], sr, u_end, vad_mode=opts.vad_mode,
                                        min_pause_ms=opts.min_pause_ms, min_speech_ms=opts.min_speech_ms,
@@ -170,6 +176,19 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
     return rows, event_rows
 
 
+def _interruption(capture: Capture, u_start: int, u_end: int, sr: int, opts: MeasureOptions,
+                  floor: float) -> dict:
+    """Barge-in: from the start of the user's interrupting speech to the moment the agent's audio stops at the ear
+    (the end of the ear speech region under way when the user started)."""
+    a = max(0, u_start - 3 * sr)
+    regs = _regions(capture.ear[a:u_end], sr, opts, floor, min_pause_ms=150.0)
+    for r in regs:
+        if r.start + a <= u_start < r.end + a:
+            stop = r.end + a
+            return {"interruption_ms": (stop - u_start) / sr * 1e3, "agent_audio_stop_mono": capture.time_of(stop)}
+    return {"interruption_ms": None, "note": "barge-in: the agent was not speaking when the user started"}
+
+
 def _worst_stall(stalls, windows) -> float:
     worst = 0.0
     for t, d in stalls or []:
@@ -187,7 +206,7 @@ def _base_row(plan: TurnPlan, call: int, fit, capture: Capture) -> dict:
            "provider_ttft_invisible": False, "gap_ms": None, "unattributed_ms": None, "residual_ms": None,
            "stages_json": "[]", "mic_start_mono": plan.mic_start, "mic_end_mono": plan.mic_end,
            "reply_duration_ms": None, "stutter_gaps": 0, "stutter_gap_ms": 0.0, "underruns": 0,
-           "concealed_ms": 0.0, "interruption_ms": None, "mic_late_ms": None, "mic_end_late_ms": 0.0,
+           "concealed_ms": 0.0, "interruption_ms": None, "mic_late_ms": None, "mic_end_late_ms": 0.0, "agent_audio_stop_mono": None,
            "harness_stall_ms": None,
            "anomalies": ""}
     for s in STAGES:
