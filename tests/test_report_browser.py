@@ -37,6 +37,7 @@ def results(tmp_path_factory):
     cmp_html = write_report([a, b], d / "compare.html")
     zero = make_run(d / "zero", turns=3, calls=1, zero_ok=True, partial=True, recordings="none")
     write_report([zero], zero / "report.html")
+    bad, blank = tampered(zero / "report.html", d)
     SHOTS.mkdir(parents=True, exist_ok=True)
 
     async def run():
@@ -68,6 +69,10 @@ def results(tmp_path_factory):
             r = await check_report(browser, zero / "report.html", SHOTS / "zero.png")
             r.pop("page")
             out["zero"] = r
+            for name, path in (("bad", bad), ("blank", blank)):
+                r = await check_report(browser, path)
+                r.pop("page")
+                out[name] = r
         return out
 
     res = asyncio.run(run())
@@ -125,27 +130,21 @@ def test_zero_ok_report_says_so(results):
     assert "No turn got an answer" in results["zero"]["text"] and "partial" in results["zero"]["text"]
 
 
-def test_the_checks_can_fail(tmp_path):
-    """A tampered report (escaping bypassed, CSP removed, an external image, a console error) and a blank page
-    must trip every check the tests above rely on."""
-    d = make_run(tmp_path / "t", turns=4, calls=1, seed=3, recordings="none")
-    html = write_report([d], tmp_path / "good.html").read_text()
+def tampered(report: Path, d: Path) -> tuple[Path, Path]:
+    """A report with escaping bypassed, its CSP removed, an external image and a console error; a blank page."""
+    html = report.read_text()
     head, rest = html.split('<meta http-equiv="Content-Security-Policy"', 1)
     rest = rest.split(">", 1)[1]
     bad = (head + rest).replace("<main>", "<main>" + XSS[1] + '<img src="http://example.com/a.png">'
                                 '<script>console.error("boom")</script>', 1)
-    (tmp_path / "bad.html").write_text(bad)
-    (tmp_path / "blank.html").write_text("<html><body><script>window.__vlhReady = true</script></body></html>")
+    (d / "bad.html").write_text(bad)
+    (d / "blank.html").write_text("<html><body><script>window.__vlhReady = true</script></body></html>")
+    return d / "bad.html", d / "blank.html"
 
-    async def run():
-        async with Chromium() as browser:
-            r = await check_report(browser, tmp_path / "bad.html")
-            r.pop("page")
-            blank = await check_report(browser, tmp_path / "blank.html")
-            blank.pop("page")
-            return r, blank
 
-    r, blank = asyncio.run(run())
+def test_the_checks_can_fail(results):
+    """The tampered report and the blank page must trip every check the tests above rely on."""
+    r, blank = results["bad"], results["blank"]
     assert "alert:2" in r["xss"] and "img onerror ran" in r["xss"]
     assert r["injected_elements"] >= 2
     assert any("boom" in e for e in r["errors"])

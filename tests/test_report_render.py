@@ -108,7 +108,8 @@ def test_turn_data_and_featured_sound(payload_run, payload_report):
     ok = [i for i, s in enumerate(T["cols"]["status"]) if s == "ok"]
     S, E = T["spans"], T["events"]
     assert all(S["off"][i + 1] > S["off"][i] for i in ok) and all(E["off"][i + 1] > E["off"][i] for i in ok)
-    assert S["off"][-1] == len(S["k"]) == len(S["ms"]) and E["off"][-1] == len(E["n"]) == len(E["t"])
+    assert S["off"][-1] == len(S["k"]) == len(S["ms"]) == len(S["ds"]) and E["off"][-1] == len(E["n"]) == len(E["t"])
+    assert max(abs(x) for x in S["ds"]) <= 0.05 * 14  # contiguous spans: only the rounding of the spans before
     i = ok[0]  # the spans of a turn add up to its TTFA (0.1 ms rounding each)
     assert sum(S["ms"][S["off"][i]:S["off"][i + 1]]) == pytest.approx(T["cols"]["ttfa"][i], abs=1.0)
     for _, i in T["featured"]:

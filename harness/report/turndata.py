@@ -26,7 +26,7 @@ def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> di
     cols = {
         "call": t["call"].astype(int).tolist(), "turn": t["turn"].astype(int).tolist(),
         "status": t["status"].tolist(), "error": t["error"].tolist(), "text": t["text"].tolist(),
-        "anomalies": t["anomalies"].tolist(), "invisible": t["provider_ttft_invisible"].astype(bool).tolist(),
+        "anomalies": t["anomalies"].tolist(), "invisible": t["provider_ttft_invisible"].astype(int).tolist(),
         "ttfa": _r(t["ttfa_ms"]), "ttft": _r(t["provider_ttft_ms"]), "gap": _r(t["gap_ms"]),
         "residual": _r(t["residual_ms"]), "unattributed": _r(t["unattributed_ms"]),
         "stutter": _r(t["stutter_gaps"], 0), "underruns": _r(t["underruns"], 0),
@@ -60,14 +60,19 @@ def _offsets(row: np.ndarray, n: int) -> list[int]:
 
 
 def _spans(sp: pd.DataFrame, ref: np.ndarray, n: int, index: pd.Index) -> dict:
-    """Flat arrays; turn i's spans are [off[i], off[i+1]). start: ms after the turn's user_speech_end."""
+    """Flat arrays; turn i's spans are [off[i], off[i+1]). A span starts at the sum of the (rounded) spans
+    before it in its turn + `ds` ms after the turn's user_speech_end (ds = 0 when the spans are contiguous, as they
+    should be: small numbers keep 10 000 turns small). `kinds`: key → kind (first seen)."""
     row = sp["row"].to_numpy()
     ms = sp["ms"].to_numpy(dtype=float)
     start = (sp["start_mono"].to_numpy(dtype=float) - ref[row]) * 1e3
-    cum = pd.Series(ms).groupby(row).cumsum().to_numpy() - ms  # spans are contiguous: the fallback start
-    start = np.where(np.isfinite(start), start, cum)
-    return {"off": _offsets(row, n), "k": _codes(sp["key"], index), "s": _r(start), "ms": _r(ms),
-            "src": _codes(sp["source"], index), "kind": _codes(sp["kind"], index)}
+    ms_r = np.round(ms, 1)
+    cum = pd.Series(ms_r).groupby(row).cumsum().to_numpy() - ms_r  # where the span starts if spans are contiguous
+    delta = np.where(np.isfinite(start), np.round(start - cum, 1), 0.0)
+    keys = sp["key"].to_numpy(dtype=object)
+    kinds = dict(zip(_codes(pd.Series(keys), index), sp["kind"].tolist()))
+    return {"off": _offsets(row, n), "k": _codes(sp["key"], index), "ds": _r(delta), "ms": _r(ms_r),
+            "src": _codes(sp["source"], index), "kinds": {str(k): v for k, v in kinds.items()}}
 
 
 def _events_table(run: Run, t: pd.DataFrame) -> pd.DataFrame:

@@ -36,9 +36,10 @@
   var C = D.colors || {};
 
   function spansOf(i) {  // [[key, start ms, ms, source, kind], ...] of turn i
-    var S = D.turns.spans, out = [];
+    var S = D.turns.spans, out = [], cum = 0;
     for (var j = S.off[i]; j < S.off[i + 1]; j++) {
-      out.push([NAMES[S.k[j]], S.s[j], S.ms[j], NAMES[S.src[j]], NAMES[S.kind[j]]]);
+      out.push([NAMES[S.k[j]], Math.round((cum + S.ds[j]) * 10) / 10, S.ms[j], NAMES[S.src[j]], S.kinds[S.k[j]]]);
+      cum += S.ms[j];
     }
     return out;
   }
