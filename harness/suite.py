@@ -116,7 +116,9 @@ def exit_code(verdicts: list[Verdict]) -> int:
 def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | Path = "reports/suites",
               agent_url: str | None = None, baseline: int = 7, policy: Policy | None = None,
               junit_path: str | Path | None = None, night: str | None = None, runner: Runner | None = None,
-              headers: dict[str, str] | None = None, run_reports: bool = True, echo: Callable[[str], None] | None = None) -> SuiteResult:
+              headers: dict[str, str] | None = None, run_reports: bool = True,
+              echo: Callable[[str], None] | None = None) -> SuiteResult:
+    """Run every scenario of `scenario_dir` (see the module docstring); ``result.exit_code`` is the CI verdict."""
     scenarios = load_scenarios(scenario_dir)  # every file checked before anything runs
     hist = History(history)  # its version checked before anything runs
     night = check_night(night) if night else tonight()
@@ -162,12 +164,12 @@ def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | P
 
 
 def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, agent_url: str | None,
-             request_extra: dict,
-             target_url: str | None, night: str, suite_id: str, baseline: int, policy: Policy) -> Verdict:
+             request_extra: dict, target_url: str | None, night: str, suite_id: str, baseline: int, policy: Policy) -> Verdict:
     v = Verdict(sc.name, str(sc.source or ""))
     t0 = time.monotonic()
     try:
-        run_dir = Path(runner(RunRequest(sc, suite_dir / "runs" / sc.name, agent_url, night, suite_id, **request_extra)))
+        request = RunRequest(sc, suite_dir / "runs" / sc.name, agent_url, night, suite_id, **request_extra)
+        run_dir = Path(runner(request))
         run, turns = read_run_folder(run_dir)
     except VlhError as exc:
         return _error(v, t0, str(exc))
@@ -196,31 +198,34 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
     v.comparison = compare(turns, base.turns, scenario=sc.name, night=night, baseline_nights=base.nights,
                            policy=policy, notes=notes)
     v.elapsed_s = time.monotonic() - t0
-    errors = sorted(set(turns.loc[turns["status"].astype(str).str.startswith("error"), "status"].astype(str)))
-    failed = [s for s in v.slo if not s.passed]
-    if run.get("partial"):
-        v.status, v.error = "error", f"the run of {sc.name} did not finish (run.json partial: true)"
-    elif len(answered) and starved.sum() * 2 > len(answered):
-        worst = max(pd.to_numeric(answered.get(c, pd.Series(dtype=float)), errors="coerce").max()
-                    for c in ("harness_stall_ms", "mic_late_ms"))
-        v.status = "error"
-        v.error = (f"{sc.name}: the harness was starved of CPU on {int(starved.sum())} of {len(answered)} answered "
-                   f"turns (stalls up to {worst:.0f} ms): its numbers cannot be trusted; run the suite on a quieter "
-                   "host (see harness_stall_ms, mic_late_ms in turns.csv)")
-    elif errors:
-        v.status = "error"
-        v.error = f"{sc.name}: turns ended in {', '.join(errors)} (see {run_dir / 'turns.csv'})"
-    elif failed or v.comparison.regressed:
-        v.status = "red"
-    else:
-        v.status = "green"
+    v.status, v.error = _judge(sc.name, run, run_dir, turns, answered, starved, v)
     bits = [f"SLO {sum(s.passed for s in v.slo)}/{len(v.slo)} met"] if v.slo else []
-    bits += [s.detail for s in failed]
+    bits += [s.detail for s in v.slo if not s.passed]
     bits.append(v.comparison.headline().removeprefix(f"{sc.name}: "))
     if v.error:
         bits.insert(0, v.error)
     v.headline = "; ".join(bits)
     return v
+
+
+def _judge(name: str, run: dict, run_dir: Path, turns: pd.DataFrame, answered: pd.DataFrame, starved: pd.Series,
+           v: Verdict) -> tuple[str, str | None]:
+    """(status, error): error when nothing trustworthy was measured, red on an SLO breach or regression."""
+    if run.get("partial"):
+        return "error", f"the run of {name} did not finish (run.json partial: true)"
+    if len(answered) and starved.sum() * 2 > len(answered):
+        cols = [c for c in ("harness_stall_ms", "mic_late_ms") if c in answered.columns]
+        worst = max((pd.to_numeric(answered[c], errors="coerce").max() for c in cols), default=math.nan)
+        how = f" (stalls up to {worst:.0f} ms)" if math.isfinite(worst) else ""
+        return "error", (f"{name}: the harness was starved of CPU on {int(starved.sum())} of {len(answered)} "
+                         f"answered turns{how}: its numbers cannot be trusted; run the suite on a quieter host "
+                         "(see harness_stall_ms, mic_late_ms in turns.csv)")
+    errors = sorted(set(turns.loc[turns["status"].astype(str).str.startswith("error"), "status"].astype(str)))
+    if errors:
+        return "error", f"{name}: turns ended in {', '.join(errors)} (see {run_dir / 'turns.csv'})"
+    if any(not s.passed for s in v.slo) or v.comparison.regressed:
+        return "red", None
+    return "green", None
 
 
 def _error(v: Verdict, t0: float, message: str) -> Verdict:

@@ -317,13 +317,12 @@ real = pytest.mark.skipif(not _have_run(), reason="harness.run (vlh run) has not
 
 TINY = """\
 name: tiny
-description: a short question to the fast reference agent, short replies (keeps a simulated night short)
+description: a short question, short replies (keeps a simulated night short)
 turns:
   - say: "What time is it?"
     pause_after_ms: 300
 repetitions: 5
 timeout_s: 8
-agent: {{profile: fast, responses: ["Sure, at noon."], tts_ttfb_ms: {tts}}}
 slo:
   ttfa_p95_ms: 5000
 """
@@ -333,19 +332,33 @@ slo:
 @pytest.mark.slow
 def test_real_nights_then_tts_plus_150_ms(tmp_path):
     """Done means (issue 7): seven nights against the reference agent, five unchanged nights without a false alarm,
-    then a night with +150 ms TTS TTFB: regression, TTS named, exit 1, JUnit says so."""
+    then a night whose deploy made TTS 150 ms slower: regression, TTS named, exit 1, JUnit says so.
+
+    One reference agent process serves the twelve unchanged nights (`--agent URL`, as against staging); the last
+    night gets a new agent with tts_ttfb_ms +150."""
+    from harness.run import ReferenceAgent
+
     scen = tmp_path / "scen"
     scen.mkdir()
+    (scen / "tiny.yaml").write_text(TINY)
     kw = dict(history=tmp_path / "hist", out_dir=tmp_path / "out", run_reports=False)
+    settings = {"responses": ["Sure, at noon."], "tts_ttfb_ms": 30}
     codes, heads = [], []
-    for i in range(1, 13):
-        (scen / "tiny.yaml").write_text(TINY.format(tts=30))
-        r = run_suite(scen, night=night(i), **kw)
-        codes.append(r.exit_code)
-        heads.append(r.verdicts[0].headline)
+    agent = ReferenceAgent("fast", settings, [], tmp_path / "truth-before.jsonl")
+    try:
+        url = agent.start()
+        for i in range(1, 13):
+            r = run_suite(scen, night=night(i), agent_url=url, **kw)
+            codes.append(r.exit_code)
+            heads.append(r.verdicts[0].headline)
+    finally:
+        agent.stop()
     assert codes == [0] * 12, "\n".join(f"{night(i + 1)}: {c} {h}" for i, (c, h) in enumerate(zip(codes, heads)))
-    (scen / "tiny.yaml").write_text(TINY.format(tts=180))  # the night's deploy: TTS 150 ms slower
-    r = run_suite(scen, night=night(13), **kw)
+    agent = ReferenceAgent("fast", {**settings, "tts_ttfb_ms": 180}, [], tmp_path / "truth-after.jsonl")
+    try:
+        r = run_suite(scen, night=night(13), agent_url=agent.start(), **kw)
+    finally:
+        agent.stop()
     v = r.verdicts[0]
     assert r.exit_code == 1, v.headline
     assert v.comparison.regressed and v.comparison.moved_stage.metric == "tts_ttfb_ms", v.headline
@@ -353,8 +366,7 @@ def test_real_nights_then_tts_plus_150_ms(tmp_path):
     assert m.p50_shift_ms == pytest.approx(150, abs=10)  # the agent reports its TTS stage: ±5 ms each side
     f = junit_cases(r.junit_path)[("tiny", "regression tts_ttfb_ms")].find("failure")
     assert f is not None and "TTS regressed" in f.get("message")
-    turns = History(tmp_path / "hist").turns("tiny")
-    assert len(turns) == 13 * 5
+    assert len(History(tmp_path / "hist").turns("tiny")) == 13 * 5
 
 
 @real
