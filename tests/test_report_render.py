@@ -159,3 +159,27 @@ def test_redact_url():
         "https://***@agent.example/offer?token=***&x=1"
     assert redact_url("https://a.example/o?api_key=s3cret") == "https://a.example/o?api_key=***"
     assert redact_url(None) == "—"
+
+
+def test_run_json_without_summary_and_comparison_with_an_unanswered_run(tmp_path):
+    a = make_run(tmp_path / "a", turns=6, calls=1, seed=1, recordings="none")
+    meta = json.loads((a / "run.json").read_text())
+    del meta["summary"]
+    (a / "run.json").write_text(json.dumps(meta))
+    html = write_report([a], tmp_path / "a.html").read_text()
+    assert "Headline computed from the turns table (run.json has no summary)" in html
+    assert 'data-banner="mismatch"' not in html
+    z = make_run(tmp_path / "z", turns=3, calls=1, zero_ok=True, recordings="none")
+    html = write_report([a, z], tmp_path / "az.html").read_text()
+    assert "too few answered turns to compare" in html and 'data-banner="zero-ok"' in html
+
+
+def test_summary_disagreement_is_a_banner(tmp_path):
+    a = make_run(tmp_path / "a", turns=6, calls=1, seed=1, recordings="none")
+    meta = json.loads((a / "run.json").read_text())
+    meta["summary"]["ttfa_ms"]["p50"] += 40.0
+    (a / "run.json").write_text(json.dumps(meta))
+    out = write_report([a], tmp_path / "a.html")
+    s = scan(out)
+    assert float(s.metrics["ttfa_p50_ms"]) == meta["summary"]["ttfa_ms"]["p50"]  # run.json's number, flagged
+    assert 'data-banner="mismatch"' in out.read_text() and "ttfa_ms p50" in out.read_text()
