@@ -83,7 +83,8 @@ def update_readme(path: Path, rows: list[dict], repeat: int) -> None:
             f"{time.strftime('%Y-%m-%d')}; other jobs shared the cores (load average column), so wall time is "
             f"inflated; CPU time is this process's own. Target: ≤ 5 s and ≤ 15 MB at 10 000 turns."
             f"\n\n{table(rows)}\n")
-    text = path.read_text() if path.exists() else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n"
+    text = (path.read_text() if path.exists()
+            else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n")
     if SECTION in text:
         start = text.index(SECTION)
         nxt = text.find("\n## ", start + len(SECTION))
@@ -107,7 +108,8 @@ def main() -> int:
         for n in args.turns:
             r = bench(n, args.repeat, args.browser, work)
             rows.append(r)
-            print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; report {r['report_s']:.2f}–{r['report_s_max']:.2f} s "
+            print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; "
+                  f"report {r['report_s']:.2f}–{r['report_s_max']:.2f} s "
                   f"(CPU {r['cpu_s']:.2f} s, load {r['load']:.1f}), {r['size_mb']:.1f} MB"
                   + (f"; Chromium drawn in {r['browser_s']:.1f} s" if "browser_s" in r else ""), flush=True)
     finally:

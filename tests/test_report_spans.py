@@ -38,8 +38,8 @@ def test_keys_kinds_and_defaults():
     df, probs = spans.parse(["", raw])
     assert probs == [] and df["row"].tolist() == [1, 1, 1, 1]
     assert df["kind"].tolist() == ["stage", "unattributed", "residual", "residual"]
-    assert df["key"].tolist() == ["endpointing", "stt…llm_ttft (unattributed)", "residual (llm_dispatch…llm_dispatch)",
-                                  "residual"]
+    assert df["key"].tolist() == ["endpointing", "stt…llm_ttft (unattributed)",
+                                  "residual (llm_dispatch…llm_dispatch)", "residual"]
     assert df["source"].tolist()[1] == "missing" and np.isnan(df["start_mono"].iloc[1])
     assert df["ms"].tolist() == [10.0, 20.5, -2.0, 1.0]
 

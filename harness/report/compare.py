@@ -3,8 +3,8 @@
 `compare_samples(a, b)` tests one metric: the two-sided Mann–Whitney U p-value (scipy) and percentile bootstrap
 95 % CIs of p50(b) − p50(a) and p95(b) − p95(a). The bootstrap distribution of a sample quantile is computed
 exactly instead of by resampling: for the quantile defined as the smallest x with F(x) ≥ q (numpy's
-`inverted_cdf`), a resample's quantile is ≤ x_(j) exactly when at least ⌈qn⌉ of its n draws are ≤ x_(j), which is
-Binomial(n, j/n) — so drawing from that distribution *is* drawing bootstrap quantiles, at O(n) cost for any
+`inverted_cdf`), a resample's quantile is ≤ x_(j) exactly when at least ⌈qn⌉ of its n draws are ≤ x_(j),
+which is Binomial(n, j/n) — so drawing from that distribution *is* drawing bootstrap quantiles, at O(n) cost for any
 number of replicates (tests check it against brute-force resampling).
 
 `compare_runs(a, b)` does that for TTFA, provider TTFT, the gap and every stage; stage p-values are Holm-corrected;
@@ -103,8 +103,8 @@ def sentence(c: dict) -> str:
     if not t["enough"]:
         return "too few answered turns to compare (need at least 2 in each run)"
     lo, hi = t["ci_p50"]
-    head = (f"TTFA p50 {t['p50_a']:.0f} → {t['p50_b']:.0f} ms ({t['d_p50']:+.0f} ms, 95% CI {lo:+.0f} … {hi:+.0f}), "
-            f"Mann–Whitney p = {_p(t['p_value'])}: ")
+    head = (f"TTFA p50 {t['p50_a']:.0f} → {t['p50_b']:.0f} ms ({t['d_p50']:+.0f} ms, "
+            f"95% CI {lo:+.0f} … {hi:+.0f}), Mann–Whitney p = {_p(t['p_value'])}: ")
     head += "significant." if t["significant"] else "not significant."
     moved = [r for r in c["stages"] if r["moved"]]
     moved.sort(key=lambda r: -abs(r["d_p50"]))

@@ -102,7 +102,8 @@ def _read_meta(p: Path) -> dict:
     except UnicodeDecodeError:
         raise VlhError(f"{p}: not UTF-8 text; restore the file or re-run `vlh run`") from None
     except json.JSONDecodeError as exc:
-        raise VlhError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); restore the file or re-run `vlh run`") from None
+        raise VlhError(f"{p}: not valid JSON (line {exc.lineno}: {exc.msg}); "
+                       "restore the file or re-run `vlh run`") from None
     if not isinstance(meta, dict):
         raise VlhError(f"{p}: expected a JSON object with run metadata, found {type(meta).__name__}")
     return meta

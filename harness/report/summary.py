@@ -74,8 +74,11 @@ def headline(meta: dict, turns: pd.DataFrame) -> dict:
     out: dict = {"source": "run.json" if stored else "turns", "metrics": {}}
     for m in HEADLINE_METRICS:
         s = stored.get(m) if isinstance(stored.get(m), dict) else None
-        out["metrics"][m] = ({k: _num(s.get(k)) for k in list(PERCENTILES) + ["max"]} | {"n": int(_num(s.get("n")) or 0)}
-                             if s else computed[m])
+        if s:
+            out["metrics"][m] = {k: _num(s.get(k)) for k in list(PERCENTILES) + ["max"]}
+            out["metrics"][m]["n"] = int(_num(s.get("n")) or 0)
+        else:
+            out["metrics"][m] = computed[m]
     st = stored_status(stored)
     out["status"] = dict(st) if st else computed["status"]
     out["status"].setdefault("total", computed["status"]["total"])

@@ -2,8 +2,9 @@
 turn on click, and the waveforms + audio of the featured turns.
 
 Times are ms relative to the turn's user_speech_end. Spans and events are flat arrays with per-turn offsets;
-strings repeated across turns (span names, sources, event names) go into one `names` list, referred to by index. Agent-provided text stays raw here: the page puts it
-into the DOM with textContent and escapes it before plotly sees it.
+strings repeated across turns (span names, sources, event names) go into one `names` list, referred to by index.
+Agent-provided text stays raw here: the page puts it into the DOM with textContent and escapes it before plotly
+sees it.
 """
 
 from __future__ import annotations
