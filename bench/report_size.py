@@ -60,37 +60,36 @@ async def _browser_time(path: Path) -> float:
         return dt
 
 
-def table(rows: list[dict]) -> str:
-    browser = any("browser_s" in r for r in rows)
-    head = ("| turns | wall time (best) | wall time (worst) | CPU time (best) | host load avg | file size |"
-            + (" Chromium drawn |" if browser else ""))
-    sep = "|---:|---:|---:|---:|---:|---:|" + ("---:|" if browser else "")
-    lines = [head, sep]
-    for r in rows:
-        line = (f"| {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['cpu_s']:.2f} s | "
-                f"{r['load']:.1f} | {r['size_mb']:.1f} MB |")
-        if browser:
-            line += f" {r['browser_s']:.1f} s |" if "browser_s" in r else " – |"
-        lines.append(line)
-    return "\n".join(lines)
+HEAD = ("| date | turns | wall time (best) | wall time (worst) | CPU time (best) | host load avg | file size "
+        "| Chromium drawn |")
+SEP = "|---|---:|---:|---:|---:|---:|---:|---:|"
+MARK = "<!-- report_size rows -->"
+
+
+def rows_md(rows: list[dict]) -> list[str]:
+    day = time.strftime("%Y-%m-%d")
+    return [f"| {day} | {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['cpu_s']:.2f} s | "
+            f"{r['load']:.1f} | {r['size_mb']:.1f} MB | "
+            + (f"{r['browser_s']:.1f} s |" if "browser_s" in r else "– |") for r in rows]
 
 
 def update_readme(path: Path, rows: list[dict], repeat: int) -> None:
-    cpu = platform.processor() or platform.machine()
-    body = (f"{SECTION}\n\n`write_report` on synthetic runs (load, schema checks, summary, figures, 5 featured turns "
-            f"with waveform + 16 kHz clip, render, write), best and worst of {repeat}; "
-            f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, measured "
-            f"{time.strftime('%Y-%m-%d')}; other jobs shared the cores (load average column), so wall time is "
-            f"inflated; CPU time is this process's own. Target: ≤ 5 s and ≤ 15 MB at 10 000 turns."
-            f"\n\n{table(rows)}\n")
+    """Add the rows to this script's table in `path` (the section is created on first use; older rows stay)."""
     text = (path.read_text() if path.exists()
             else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n")
-    if SECTION in text:
-        start = text.index(SECTION)
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + body + (text[nxt + 1:] if nxt != -1 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
+    if SECTION not in text:
+        intro = (f"{SECTION}\n\n`write_report` on synthetic run folders written by `harness.report.synthetic` "
+                 "through the run store (load, schema checks, summary, figures, 5 featured turns with waveform and a "
+                 "16 kHz clip, render, write): best and worst of `--repeat` runs; CPU time is this process's own, "
+                 "wall time suffers when other jobs share the cores (load average column). \"Chromium drawn\": "
+                 "headless Chromium opening the file until every chart is drawn. Target: ≤ 5 s and ≤ 15 MB at "
+                 "10 000 turns. Machine: "
+                 f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), Python "
+                 f"{platform.python_version()}.\n\n```sh\n.venv/bin/python bench/report_size.py --browser "
+                 "--readme bench/README.md   # 1 000 and 10 000 turns\n```\n\n"
+                 f"{HEAD}\n{SEP}\n{MARK}\n")
+        text = text.rstrip("\n") + "\n\n" + intro
+    text = text.replace(MARK, "\n".join(rows_md(rows)) + "\n" + MARK, 1)
     path.write_text(text)
 
 
@@ -117,7 +116,7 @@ def main() -> int:
             print(f"run folders kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    print(table(rows))
+    print("\n".join([HEAD, SEP] + rows_md(rows)))
     if args.readme:
         update_readme(args.readme, rows, args.repeat)
         print(f"table written to {args.readme}")

@@ -183,3 +183,13 @@ def test_summary_disagreement_is_a_banner(tmp_path):
     s = scan(out)
     assert float(s.metrics["ttfa_p50_ms"]) == meta["summary"]["ttfa_ms"]["p50"]  # run.json's number, flagged
     assert 'data-banner="mismatch"' in out.read_text() and "ttfa_ms p50" in out.read_text()
+
+
+def test_comparison_escapes_agent_text(tmp_path):
+    a = make_run(tmp_path / "a", turns=8, calls=1, seed=1, recordings="none", payload=True, unattributed_every=2)
+    b = make_run(tmp_path / "b", turns=8, calls=1, seed=2, recordings="none", payload=True, anomaly_every=2)
+    out = write_report([a, b], tmp_path / "c.html")
+    html = out.read_text()
+    assert all(x not in html for x in XSS)
+    s = scan(out)
+    assert "img" not in s.tags and all(not k.startswith("on") for _, a in s.attrs for k in a)
