@@ -169,7 +169,7 @@ def cmd_calibrate(args) -> int:
         def progress(i, n, r):
             if not args.json:
                 parts = [f"{k[:-3]} {r[k]:.3f} ms" for k in ("mic_ms", "ear_ms") if r.get(k) is not None]
-                flag = "  (discontinuity: left out)" if r["glitches"] else ""
+                flag = "  (discontinuity)" if r["glitches"] else ""
                 print(f"  {i:2d}/{n}: {', '.join(parts)}{flag}", flush=True)
 
         cal = asyncio.run(calibrate.calibrate(devices, reps=args.reps, latency=latency, state_dir=args.state_dir,
@@ -195,8 +195,8 @@ def cmd_calibrate(args) -> int:
         if p:
             print(f"{label}: mean {p.mean_ms:.3f} ms, stdev {p.stdev_ms:.3f} ms, min {p.min_ms:.3f}, "
                   f"max {p.max_ms:.3f} (n={p.n})")
-    if cal.glitched:
-        print(f"left out: {cal.glitched} repetition(s) with dropped/repeated samples")
+    for r in cal.left_out:
+        print(f"left out: session {r['attempt']} ({r['why']})")
     if drift:
         for k in ("mic", "ear"):
             if f"{k}_trend_ms_per_min" in drift:

@@ -12,8 +12,8 @@ sinks:
 
 Nothing of the user's own configuration is touched: the PCMs live in `<state>/vlh-asound.conf`, which a process
 reaches through `ALSA_CONFIG_PATH=<system alsa.conf>:<state>/vlh-asound.conf` (`activate()` does this in-process;
-`child_env()` gives the variables for another process). The PCMs name the PulseAudio server explicitly, so no `PULSE_SERVER` is
-needed for them.
+`child_env()` gives the variables for another process). The PCMs name the PulseAudio server explicitly, so no
+`PULSE_SERVER` is needed for them.
 
 Everything `up()` creates is recorded in a state file (`<state>/loopback.json`, under a lock); `down()` removes only
 that, also after a crash (a dead daemon, a dead owner). Users of the devices hold *leases* (`"cli"` for
@@ -281,6 +281,7 @@ def start_daemon(sdir: Path) -> tuple[str, int, str]:
     env.pop("PULSE_SERVER", None)
     cmd = [binary, "--daemonize=yes", "--system=no", "--exit-idle-time=-1", "--disallow-exit=yes",
            "--disallow-module-loading=no", "--use-pid-file=yes", "-n", "--realtime=yes", "--high-priority=yes",
+           "--disable-shm=yes",  # memfd blocks trip PulseAudio bug #824 here (log spam, copies); sockets suffice
            f"--log-target=file:{logf}", "--log-level=notice",
            "-L", f"module-native-protocol-unix socket={sock} auth-anonymous=1"]
     try:
@@ -472,6 +473,19 @@ def status(sdir: str | os.PathLike | None = None) -> dict:
     if dead:
         out["problems"].append(f"leases of dead processes (cleared by the next up/down): {', '.join(dead)}")
     return out
+
+
+def sink_latencies(sdir: str | os.PathLike | None = None) -> dict:
+    """{sink: configured latency in ms} — a null sink renders blocks of this size, so its monitor delivers audio
+    that much ahead of its clock; equal on both sinks, it cancels out of ch1 − ch0. Empty if unavailable."""
+    sdir = state_dir(sdir)
+    try:
+        st = read_state(sdir)
+        sinks = list_sinks(sdir, st["server"])
+        return {n: round((sinks[n].get("latency") or {}).get("configured", 0.0) / 1e3, 3) for n in SINKS
+                if n in sinks}
+    except (VlhError, KeyError, TypeError):
+        return {}
 
 
 def ensure_ready(sdir: str | os.PathLike | None = None) -> dict:

@@ -1,0 +1,90 @@
+"""Loopback sound devices for the tests that need them (import the fixtures into a test module).
+
+    from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
+
+`loopback` brings up private devices once per test process: vlh's own PulseAudio daemon (never the user's) in a
+temporary state directory, so concurrent test sessions never share — and mix audio on — the same sinks. It is torn
+down when the last module using it finishes; a crashed session's leftovers (dead leases) are cleaned by the next.
+`loopback_calibration` runs the 20-repetition calibration once on those devices and stores it there.
+CI has no sound card and no daemon: this starts PulseAudio itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from harness.transports import pulse
+
+PREFIX = "vlh-loopback-test-"
+_shared = {"users": 0, "dir": None, "lease": None, "env": None, "cal": None}
+
+
+def _clean_stale() -> None:
+    for d in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*")):
+        try:
+            st = pulse.read_state(Path(d))
+        except Exception:
+            st = {}
+        if st and any(pulse.lease_alive(x) for x in st.get("leases", [])):
+            continue  # another live session's devices
+        try:
+            pulse.down(d, force=True)
+        except Exception:
+            pass
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _acquire() -> Path:
+    if _shared["users"] == 0:
+        _clean_stale()
+        d = Path(tempfile.mkdtemp(prefix=PREFIX))
+        lease = pulse.process_lease()
+        pulse.up(d, lease=lease, reuse_running=False)
+        pulse.activate(d)
+        _shared.update(dir=d, lease=lease, env=os.environ.get("VLH_STATE_DIR"))
+        os.environ["VLH_STATE_DIR"] = str(d)
+    _shared["users"] += 1
+    return _shared["dir"]
+
+
+def _release() -> None:
+    _shared["users"] -= 1
+    if _shared["users"] > 0:
+        return
+    d = _shared["dir"]
+    try:
+        pulse.down(d, lease=_shared["lease"])
+    finally:
+        if _shared["env"] is None:
+            os.environ.pop("VLH_STATE_DIR", None)
+        else:
+            os.environ["VLH_STATE_DIR"] = _shared["env"]
+        shutil.rmtree(d, ignore_errors=True)
+        _shared.update(dir=None, lease=None, cal=None)
+
+
+@pytest.fixture(scope="session")
+def loopback():
+    """The state directory of private, running loopback devices (VLH_STATE_DIR points at it meanwhile)."""
+    d = _acquire()
+    try:
+        yield d
+    finally:
+        _release()
+
+
+@pytest.fixture(scope="session")
+def loopback_calibration(loopback):
+    """The 20-repetition calibration of the loopback devices (stored in their state directory)."""
+    if _shared["cal"] is None:
+        from harness.transports.calibrate import calibrate
+
+        _shared["cal"] = asyncio.run(calibrate(reps=20, state_dir=loopback))
+    return _shared["cal"]
