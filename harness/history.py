@@ -67,7 +67,7 @@ _TURN_TYPES["suite_id"] = _STR
 RUN_TYPES: dict[str, pa.DataType] = {
     "entry": _STR, "run_id": _STR, "suite_id": _STR, "recorded_utc": _STR, "vlh_version": _STR, "fingerprint": _STR,
     "target": _STR, "transport": _STR, "run_dir": _STR, "calls": _I64, "n_turns": _I64, "n_ok": _I64,
-    "n_no_response": _I64, "n_error": _I64, "ttfa_p50_ms": _F64, "ttfa_p95_ms": _F64, "run_partial": pa.bool_(),
+    "n_no_response": _I64, "n_error": _I64, "n_unreliable": _I64, "ttfa_p50_ms": _F64, "ttfa_p95_ms": _F64, "run_partial": pa.bool_(),
     "suite_partial": pa.bool_(), "slo_ok": pa.bool_(), "slo_json": _STR,
 }
 
@@ -136,10 +136,11 @@ class History:
 
     # -- writing ------------------------------------------------------------------------------------------------
     def append_run(self, run_dir: str | Path, *, scenario: str, night: str, suite_id: str, fingerprint: str,
-                   target: str, slo: list[dict] | None = None) -> dict:
+                   target: str, slo: list[dict] | None = None, n_unreliable: int = 0) -> dict:
         """Add one run folder (run.json + turns.parquet) to the history; returns its summary row.
 
-        The row is marked ``suite_partial`` until `mark_suite_complete(suite_id)`.
+        The row is marked ``suite_partial`` until `mark_suite_complete(suite_id)`. `n_unreliable`: answered turns
+        the harness could not time (``regress.unreliable``); over half of them keeps the run out of baselines.
         """
         check_night(night)
         run_dir = Path(run_dir)
@@ -161,7 +162,7 @@ class History:
             "transport": str(run.get("transport", "")), "run_dir": str(run_dir.resolve()),
             "calls": int(run.get("calls") or 0), "n_turns": int(len(turns)), "n_ok": int((statuses == "ok").sum()),
             "n_no_response": int((statuses == "no_response").sum()),
-            "n_error": int(statuses.str.startswith("error").sum()),
+            "n_error": int(statuses.str.startswith("error").sum()), "n_unreliable": int(n_unreliable),
             "ttfa_p50_ms": float(np.percentile(ok, 50)) if len(ok) else np.nan,
             "ttfa_p95_ms": float(np.percentile(ok, 95)) if len(ok) else np.nan,
             "run_partial": bool(run.get("partial", False)), "suite_partial": True,
@@ -227,8 +228,9 @@ class History:
     def baseline(self, scenario: str, before_night: str, n: int, fingerprint: str | None = None) -> Baseline:
         """The last `n` nights before `before_night` with a usable run of `scenario` (latest run of each night).
 
-        Left out, each with a note: runs that were themselves incomplete (``run_partial``), and runs of a different
-        stimulus (``fingerprint``), which would compare unlike with unlike.
+        Left out, each with a note: runs that were themselves incomplete (``run_partial``), runs the harness could not
+        time (over half their answered turns ``n_unreliable``), and runs of a different stimulus (``fingerprint``),
+        which would compare unlike with unlike.
         """
         check_night(before_night)
         runs = self.runs(scenario)
@@ -240,6 +242,11 @@ class History:
         if bad.any():
             notes.append(f"{int(bad.sum())} incomplete run(s) left out (nights {', '.join(sorted(set(runs.loc[bad, 'night'].astype(str))))})")
         runs = runs[~bad]
+        starved = pd.to_numeric(runs["n_unreliable"], errors="coerce").fillna(0) * 2 > runs["n_ok"].astype(float)
+        if starved.any():
+            notes.append(f"{int(starved.sum())} run(s) timed by a starved harness left out (nights "
+                         f"{', '.join(sorted(set(runs.loc[starved, 'night'].astype(str))))})")
+        runs = runs[~starved]
         if fingerprint is not None:
             other = runs["fingerprint"].astype(str) != fingerprint
             if other.any():

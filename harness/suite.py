@@ -184,7 +184,7 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
     target = target_url or "reference:" + json.dumps(sc.agent.as_data(), sort_keys=True)
     try:
         hist.append_run(run_dir, scenario=sc.name, night=night, suite_id=suite_id, fingerprint=sc.fingerprint,
-                        target=target, slo=[s.to_dict() for s in v.slo])
+                        target=target, slo=[s.to_dict() for s in v.slo], n_unreliable=int(starved.sum()))
     except VlhError as exc:
         return _error(v, t0, str(exc))
     base = hist.baseline(sc.name, night, baseline, sc.fingerprint)

@@ -84,6 +84,8 @@ def test_baseline_last_n_nights_latest_run_each_and_exclusions(tmp_path):
     second = add(h, tmp_path, "a", "2024-05-05", 99)  # a re-run the same night: the later one counts
     add(h, tmp_path, "a", "2024-05-04", 50, partial=True)  # incomplete: left out; night 4 still has its first run
     add(h, tmp_path, "a", "2024-05-03", 60, fp="other")  # another stimulus: left out
+    d = run_folder(tmp_path, "starved", 61)  # the harness could not time most of it: left out
+    h.append_run(d, scenario="a", night="2024-05-05", suite_id="starved", fingerprint="fp1", target="t", n_unreliable=5)
     add(h, tmp_path, "a", "2024-05-06", 70)  # tonight or later: never in the baseline
     add(h, tmp_path, "b", "2024-05-05", 80)  # another scenario
     b = h.baseline("a", "2024-05-06", n=3, fingerprint="fp1")
@@ -92,7 +94,7 @@ def test_baseline_last_n_nights_latest_run_each_and_exclusions(tmp_path):
     assert "synthetic-14" not in set(b.turns["run_id"]) and "synthetic-99" in set(b.turns["run_id"])
     assert set(b.turns["entry"]) == set(b.entries) and set(b.turns["scenario"]) == {"a"}
     notes = " ".join(b.notes)
-    assert "incomplete" in notes and "different version of the scenario" in notes
+    assert "incomplete" in notes and "different version of the scenario" in notes and "starved harness" in notes
     assert len(h.baseline("a", "2024-05-06", n=10, fingerprint="fp1").nights) == 5
     assert h.baseline("a", "2024-05-01", n=3, fingerprint="fp1").nights == []
 

@@ -183,6 +183,9 @@ def test_a_starved_harness_is_exit_2_not_a_regression(suite_dir, tmp_path):
     v = r.verdicts[0]
     assert r.exit_code == 2 and v.status == "error"
     assert "starved of CPU on 5 of 6" in v.error and "up to 1200 ms" in v.error
+    v = run(suite_dir, tmp_path, 10).verdicts[0]  # that night is no baseline for the next
+    assert night(9) not in v.comparison.baseline_nights and night(8) in v.comparison.baseline_nights
+    assert any("starved harness left out" in n for n in v.comparison.notes)
 
 
 def test_agent_errors_in_turns_are_exit_2(suite_dir, tmp_path):
