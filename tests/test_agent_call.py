@@ -56,8 +56,9 @@ async def test_truth_stage_durations_equal_the_configuration(utterance, tmp_path
     expected = {"endpointing": 250, "stt": 60, "llm_dispatch": 15, "llm_ttft": 150, "reasoning": 120,
                 "aggregation": 8, "tts_ttfb": 50}  # aggregation: "Hello there." completes at the 2nd word
     for stage, ms in expected.items():
-        assert d[stage] == pytest.approx(ms, abs=TOL_MS), (stage, d)
+        assert d[stage] == pytest.approx(ms, abs=TOL_MS), (stage, d, t["lateness_ms"])
     assert t["audio_first_injected_delay_ms"] == 30.0 and d["network"] == 30.0
+    assert (t["audio_first_wire"] - t["audio_first_sent"]) * 1000 == pytest.approx(30.0, abs=TOL_MS)
     # the reply starts on a frame boundary; 7.3 ms of leading silence = 350 samples put its voice mid-packet
     assert t["reply_leading_silence_samples"] == 350
     assert t["reply_first_voiced_sample"] == 350

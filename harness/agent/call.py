@@ -108,6 +108,8 @@ class Call:
         self.tx_packets = self.tx_dropped = 0
         self._hi_seq: int | None = None
         self._last_audible: tuple | None = None
+        self._unsent: dict[int, dict] = {}  # out packet records waiting for their wire instant, by seq
+        self._first_seq: dict[int, Turn] = {}  # seq of a reply's first voiced packet → its turn
         self._later = []
         self._watchdog: asyncio.Task | None = None
         self.closed = False
@@ -373,11 +375,15 @@ class Call:
 
     # ------------------------------------------------------------------ outgoing audio
     def _on_media_wire(self, data: bytes, t_wire: float) -> None:
-        """The real send instant of a media packet (after the injected delay): truth for its arrival."""
+        """The real send instant of a media packet (after the injected delay and whatever the loop added)."""
         seq, _ts, _pt = rtp_header(data)
-        for turn in self.turns.values():
-            if turn.reply.get("first_seq") == seq and "audio_first_wire" not in turn.t:
-                turn.t["audio_first_wire"] = t_wire
+        rec = self._unsent.pop(seq, None)
+        if rec is not None:
+            rec["wire"] = t_wire
+            self._log_packet(rec)
+        turn = self._first_seq.pop(seq, None)
+        if turn is not None:
+            turn.t["audio_first_wire"] = t_wire
 
     def _on_media_sent(self, data: bytes, t_send: float, delay: float, dropped: bool) -> None:
         seq, ts, _pt = rtp_header(data)
@@ -403,6 +409,8 @@ class Call:
                     self._stamp(turn, "audio_first_sent", t_send)
                     turn.reply.update(first_seq=seq, first_rtp_ts=ts, first_delay_ms=delay * 1000.0,
                                       first_dropped=dropped, first_voiced_offset=part.first_voiced_offset)
+                    if not dropped:
+                        self._first_seq[seq] = turn
                     rec["first_voiced_offset"] = part.first_voiced_offset
                 turn.t["reply_last_sent"] = t_send
                 turn.reply["last_seq"] = seq
@@ -416,7 +424,11 @@ class Call:
                 turn.t["reply_end_sent"] = turn.t.get("reply_last_sent")
                 self.tel.rtvi_msg("bot-stopped-speaking")
                 self._finish(turn, "interrupted")
-        self._log_packet(rec)
+        if dropped:
+            rec["wire"] = None
+            self._log_packet(rec)
+        else:
+            self._unsent[seq] = rec  # logged with its wire instant by _on_media_wire
 
     # ------------------------------------------------------------------ records
     def _turn_record(self, turn: Turn) -> dict:
@@ -478,6 +490,10 @@ class Call:
         self.endpointer.close()
         for later in self._later:
             later.cancel()
+        for rec in self._unsent.values():  # delayed packets that never left
+            rec["wire"] = None
+            self._log_packet(rec)
+        self._unsent.clear()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
         for turn in list(self.active):

@@ -63,10 +63,11 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
         ann = field.annotation
         origin = typing.get_origin(ann)
         if name == "telemetry":
-            g.add_argument("--telemetry", dest=name, metavar="DIALECTS", default=None,
-                           help=f"{desc}: 'vlh,rtvi', 'vlh', 'rtvi' or 'none' [default: {','.join(default)}]")
+            g.add_argument("--telemetry", dest=name, metavar="DIALECTS", default=None, action="append",
+                           help=f"{desc}: 'vlh,rtvi', 'vlh', 'rtvi' or 'none' (repeatable) "
+                                f"[default: {','.join(default)}]")
         elif name in LIST_KNOBS:
-            g.add_argument(_flag(name), dest=name, action="append", metavar="TEXT", default=None,
+            g.add_argument(_flag(name), "--" + name, dest=name, action="append", metavar="TEXT", default=None,
                            help=f"{desc}; repeat the flag for several turns")
         elif ann is bool:
             g.add_argument(_flag(name), dest=name, type=_bool, metavar="true|false", default=None,
@@ -114,6 +115,8 @@ def config_from_args(args):
     from harness.agent.config import AgentConfig, build_config
 
     overrides = {name: getattr(args, name, None) for name in AgentConfig.model_fields}
+    if overrides.get("telemetry") is not None:  # repeated and/or comma-separated
+        overrides["telemetry"] = ",".join(overrides["telemetry"])
     return build_config(args.profile, overrides)
 
 
