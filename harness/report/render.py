@@ -278,7 +278,7 @@ def _env() -> jinja2.Environment:
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["ms"] = _fmt_ms
     env.filters["ms1"] = lambda v: _fmt_ms(v, 1)
-    env.filters["pct"] = lambda v: "—" if v is None else f"{100 * v:.0f}%"
+    env.filters["pct"] = lambda v: "—" if v is None else f"{_fmt_ms(100 * v)}%"
     env.filters["num"] = _fmt_num
     env.filters["pval"] = lambda p: "—" if p is None else (f"{p:.2g}" if p >= 1e-4 else f"{p:.1e}")
     env.filters["exact"] = lambda v: "" if v is None else repr(float(v))
@@ -309,7 +309,7 @@ def _render(template: str, ctx: dict) -> str:
 def _fmt_ms(v, nd: int = 0) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "—"
-    return f"{v:.{nd}f}"
+    return f"{v + 0.0:.{nd}f}" if round(v, nd) != 0 else f"{0:.{nd}f}"  # no "-0"
 
 
 def _fmt_num(v) -> str:

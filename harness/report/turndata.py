@@ -47,11 +47,12 @@ def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> di
         waves[str(i)] = clip
     calls = sorted(set(cols["call"]))
     paths = [recording_link(run.recording(c), report_dir) for c in calls]
+    exists = [run.recording(c).is_file() for c in calls]
     where = {c: k for k, c in enumerate(calls)}
     return {"cols": cols, "spans": _spans(run.spans, ref, len(t), index), "events": _events(ev, ref, len(t), index,
                                                                                             featured_rows),
             "names": names, "waves": waves,
-            "recordings": {"paths": paths, "idx": [where[c] for c in cols["call"]]},
+            "recordings": {"paths": paths, "exists": exists, "idx": [where[c] for c in cols["call"]]},
             "featured": [[why, i] for why, i in featured]}
 
 

@@ -165,6 +165,7 @@
 
   function recordingLink(i) {
     var R = D.turns.recordings, href = R.paths[R.idx[i]];
+    if (!R.exists[R.idx[i]]) { return el("span", "note", "recording " + href + " is not in the run folder"); }
     var off = T.us_end_s[i] !== null ? Math.max(0, T.us_end_s[i] - 2) : null;
     var a = el("a", null, "full recording");
     a.setAttribute("href", href + (off !== null ? "#t=" + off.toFixed(2) : ""));
