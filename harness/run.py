@@ -330,12 +330,23 @@ def run_measurement(cfg: RunConfig) -> Path:
         if agent:
             agent.stop()
         store.merge_parts()
-        store.flush(partial=partial)
+        store.flush(partial=partial, extra={"slo": _slo_verdicts(cfg, store)})
     if cfg.report and store.rows:
         _write_report(out)
     if partial:
         raise KeyboardInterrupt
     return out
+
+
+def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:
+    """The scenario's SLOs judged on this run's turns (none without a scenario)."""
+    sc = cfg.scenario
+    if sc is None or not store.rows:
+        return []
+    from harness.slo import evaluate
+
+    thresholds = sc.slo.thresholds() if hasattr(sc.slo, "thresholds") else {}
+    return [r.to_dict() for r in evaluate(store.dataframe(), thresholds)] if thresholds else []
 
 
 def call_groups(calls: int, per_process: int) -> list[list[int]]:

@@ -47,6 +47,18 @@ def true_arrival(t: dict) -> float:
     return t.get("audio_first_wire") or (t["audio_first_sent"] + t["audio_first_injected_delay_ms"] / 1e3)
 
 
+def _truth_for(row: dict, rows: list[dict], truth: dict) -> dict | None:
+    """The agent's turn for a harness turn: the first whose endpoint falls between this utterance's start and the
+    next one's (the agent's own turn numbers drift when its endpointing splits an utterance)."""
+    nxt = [r["mic_start_mono"] for r in rows
+           if r["call"] == row["call"] and r["mic_start_mono"] > row["mic_start_mono"]]
+    hi = min(nxt) if nxt else float("inf")
+    cands = [t for (call, _), t in truth.items() if call == row.get("agent_call_id")
+             and t.get("user_speech_end_detected") is not None
+             and row["mic_start_mono"] <= t["user_speech_end_detected"] < hi]
+    return min(cands, key=lambda t: t["user_speech_end_detected"]) if cands else None
+
+
 def errors(run_dir: str | Path) -> pd.DataFrame:
     """One row per ok turn: signed errors (measured − truth) in ms."""
     run_dir = Path(run_dir)
@@ -55,8 +67,9 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
     meta = json.loads((run_dir / "run.json").read_text())
     clock = {c["call"]: c for c in meta.get("clock", [])}
     rows = []
-    for r in df.to_dict("records"):
-        t = truth.get((r.get("agent_call_id"), r["turn"]))
+    records = df.to_dict("records")
+    for r in records:
+        t = _truth_for(r, records, truth)
         if t is None or r["status"] != "ok":
             continue
         lost = bool(t.get("audio_first_dropped")) or t.get("audio_first_sent") is None or (
