@@ -1,0 +1,286 @@
+"""Soak: many turns over one long call and over many short calls (issue 8.5).
+
+Both modes run `harness.run.run_call` (what `vlh run` does per call) in this process, against one reference agent
+(`vlh agent`, its own process) with short utterances and the reply "Okay.", and check:
+- **memory**: this process's RSS after every turn (and, for short calls, after every wave of calls has closed and
+  been analysed); least-squares slope in KB per turn, over all turns and over the second half. In the long call
+  the capture (two float32 channels, 384 KB per second of call, held in memory until the call ends) grows by
+  design, so the slope of RSS minus the capture's samples is given too — that is what would show a leak;
+- **no turn lost**: every planned turn has a row, is `ok`, and matches a turn of the agent's truth log;
+- **no drift**: the signed ear-boundary errors vs truth (`harness.verify.errors`) against the turn index,
+  least-squares slope in ms per 1000 turns, plus p50 / p99 / max of |error|.
+
+    .venv/bin/python bench/soak.py                     # 1000 turns in one call, then 1000 turns in calls of 10
+    .venv/bin/python bench/soak.py --turns 200 --mode short --concurrent 5
+    .venv/bin/python bench/soak.py --quick             # smoke: 4 turns each way (the test suite)
+    .venv/bin/python bench/soak.py --estimate          # print the expected runtime and stop
+    .venv/bin/python bench/soak.py --update-readme     # also write the table into bench/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+import weakref
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import load_avg, machine, today, update_section  # noqa: E402
+from scale import EAR, EAR_TOL_MS, rss_mb  # noqa: E402
+
+from harness import __version__  # noqa: E402
+
+TEXTS = ["Okay?", "Is it open?", "Thanks.", "How far?", "Right now?"]
+REPLY = "Okay."
+PAUSE_S = 0.3  # after the reply's end (silence detected) before the next utterance
+REPLY_END_SILENCE_S = 0.5
+EXPECTED_TTFA_S = 0.9  # typical profile: hangover 200 + STT 100 + LLM 350 + aggregation + TTS 120 + network 20
+FLAT_MB_PER_1000 = 10.0  # "memory stays flat": at most this many MB of growth per 1000 turns (beyond the capture)
+DRIFT_MS_PER_1000 = 0.5  # "no growing drift": |slope of the ear-boundary error| per 1000 turns
+
+
+def slope(x, y) -> float:
+    """Least-squares slope dy/dx (nan with fewer than 3 points)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0:
+        return math.nan
+    return float(np.polyfit(x[ok], y[ok], 1)[0])
+
+
+class _Calls:
+    """Every live WebRTCCall of this process (to read how many capture samples it holds)."""
+
+    live: "weakref.WeakSet" = weakref.WeakSet()
+
+    @classmethod
+    def install(cls) -> None:
+        import harness.transports.webrtc as w
+
+        if getattr(w.WebRTCCall, "_soak_tracked", False):
+            return
+        base = w.WebRTCCall
+
+        class Tracked(base):
+            _soak_tracked = True
+
+            def __init__(self, *a, **k):
+                super().__init__(*a, **k)
+                cls.live.add(self)
+
+        w.WebRTCCall = Tracked
+
+    @classmethod
+    def capture_mb(cls) -> float:
+        return sum(4 * sum(c.timeline._len) for c in list(cls.live)) / 2**20
+
+
+def utterances(n: int, timeout_s: float = 10.0):
+    """n turns cycling through TEXTS; each text synthesised once."""
+    from harness.audio.synth import synthesize
+    from harness.run import Utterance, crisp
+
+    cache = {t: crisp(synthesize(t)) for t in TEXTS}
+    return [Utterance(TEXTS[i % len(TEXTS)], cache[TEXTS[i % len(TEXTS)]], PAUSE_S, timeout_s) for i in range(n)]
+
+
+def estimate_s(mode: str, turns: int, per_call: int, concurrent: int) -> float:
+    """Expected wall time of one mode: per turn the utterance, the agent's latency, the reply, the end-of-reply
+    silence and the pause; per call the connection and lead-in."""
+    from harness.audio.synth import synthesize
+    from harness.run import crisp
+
+    utts = utterances(min(turns, len(TEXTS)))
+    speak = float(np.mean([len(u.samples) / 48000 for u in utts]))
+    reply = len(crisp(synthesize(REPLY))) / 48000
+    per_turn = speak + EXPECTED_TTFA_S + reply + REPLY_END_SILENCE_S + PAUSE_S + 0.1
+    if mode == "long":
+        return turns * per_turn + 2.0
+    calls = math.ceil(turns / per_call)
+    waves = math.ceil(calls / concurrent)
+    return waves * (per_call * per_turn + 2.5)
+
+
+def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, profile: str) -> dict:
+    from harness.priority import set_nice
+    from harness.run import ReferenceAgent, RunConfig, run_call
+    from harness.store import RunStore
+    from harness.verify import errors, load_truth
+    import pandas as pd
+
+    _Calls.install()
+    set_nice(-10)
+    run_dir = root / mode
+    if mode == "long":
+        plan = [turns]
+    else:
+        plan = [per_call] * (turns // per_call) + ([turns % per_call] if turns % per_call else [])
+    waves = [list(range(i + 1, min(i + concurrent, len(plan)) + 1)) for i in range(0, len(plan), concurrent)]
+    store = RunStore(run_dir, {"transport": "webrtc", "scenario": f"bench-soak-{mode}", "calls": len(plan),
+                               "config": {"turns": turns, "calls": len(plan), "concurrent": concurrent}}, force=True)
+    cfg = RunConfig(agent_profile=profile, turns=turns, calls=len(plan), report=False, progress=False,
+                    reply_end_silence_s=REPLY_END_SILENCE_S)
+    utts = utterances(max(plan))
+    agent = ReferenceAgent(profile, {"response": REPLY}, [], run_dir / "agent-truth.jsonl")
+    samples = []  # (turns done, t, rss MB, capture MB, agent rss MB)
+    wave_rss = []  # (turns done, rss MB) after each wave has closed and been analysed
+    done = {"n": 0}
+
+    def on_turn(row):
+        done["n"] += 1
+        samples.append((done["n"], time.monotonic(), rss_mb(), _Calls.capture_mb(), rss_mb(agent.proc.pid)))
+
+    load0 = load_avg()
+    t0 = time.monotonic()
+    url = agent.start(timeout=120)
+    try:
+        async def main():
+            for wave in waves:
+                await asyncio.gather(*(run_call(cfg, url, c, utts[:plan[c - 1]], store, on_turn=on_turn)
+                                       for c in wave))
+                store.flush(partial=True)
+                wave_rss.append((done["n"], rss_mb()))
+
+        base_rss = rss_mb()
+        asyncio.run(main())
+    finally:
+        agent.stop()
+    wall = time.monotonic() - t0
+    store.flush()
+    df = pd.read_parquet(run_dir / "turns.parquet")
+    truth, _ = load_truth(run_dir / "agent-truth.jsonl")
+    err = errors(run_dir)
+    order = {(c, t): i for i, (c, t) in enumerate(sorted(zip(df["call"], df["turn"])))}
+    idx = np.array([order[(c, t)] for c, t in zip(err["call"], err["turn"])]) if len(err) else np.array([])
+    flagged = int(df["anomalies"].fillna("").str.contains("harness").sum()) if "anomalies" in df else 0
+    s = np.array(samples, float)
+    half = s[len(s) // 2:] if len(s) else s
+    w = np.array(wave_rss, float)
+    out = {
+        "mode": mode, "planned": turns, "rows": len(df), "ok": int((df["status"] == "ok").sum()),
+        "truth_turns": sum(1 for k in truth if k[0] in set(df["agent_call_id"].dropna())), "matched": len(err),
+        "calls": len(plan), "concurrent": concurrent if mode == "short" else 1, "wall_s": wall,
+        "rss_start": base_rss, "rss_end": float(s[-1, 2]) if len(s) else math.nan,
+        "rss_max": float(s[:, 2].max()) if len(s) else math.nan,
+        "slope_kb": 1024 * slope(s[:, 0], s[:, 2]) if len(s) else math.nan,
+        "slope_kb_half": 1024 * slope(half[:, 0], half[:, 2]) if len(s) else math.nan,
+        "slope_nocap_kb": 1024 * slope(s[:, 0], s[:, 2] - s[:, 3]) if len(s) else math.nan,
+        "slope_nocap_kb_half": 1024 * slope(half[:, 0], half[:, 2] - half[:, 3]) if len(s) else math.nan,
+        "wave_slope_kb": 1024 * slope(w[:, 0], w[:, 1]) if len(w) else math.nan,
+        "wave_slope_kb_half": 1024 * slope(w[len(w) // 2:, 0], w[len(w) // 2:, 1]) if len(w) else math.nan,
+        "agent_slope_kb": 1024 * slope(s[:, 0], s[:, 4]) if len(s) else math.nan,
+        "capture_mb_max": float(s[:, 3].max()) if len(s) else math.nan,
+        "flagged": flagged, "load": f"{load0} → {load_avg()}", "run_dir": str(run_dir),
+    }
+    for c in EAR:
+        v = err[c].to_numpy(float) if c in err else np.array([])
+        fin = np.isfinite(v)
+        out[f"{c}_q"] = ((float(np.percentile(np.abs(v[fin]), 50)), float(np.percentile(np.abs(v[fin]), 99)),
+                          float(np.abs(v[fin]).max())) if fin.any() else (math.nan,) * 3)
+        out[f"{c}_drift"] = 1000 * slope(idx[fin], v[fin]) if fin.any() else math.nan
+    return out
+
+
+def _f(t) -> str:
+    return " / ".join("–" if not np.isfinite(x) else f"{x:.2f}" for x in t)
+
+
+def table(results: list[dict]) -> str:
+    lines = ["| mode | turns ok / planned / matched to truth | calls | wall time | RSS start → end (max), MB "
+             "| RSS slope, KB/turn (all; 2nd half) | slope without the capture buffer, KB/turn (all; 2nd half) "
+             "| RSS after each wave of calls, KB/turn (all; 2nd half) | agent RSS slope, KB/turn "
+             "| user end \\|error\\| p50 / p99 / max (ms) | first arrival \\|error\\| | first voiced offset \\|error\\| "
+             "| error drift per 1000 turns (ms): user end / arrival / offset | turns flagged (harness starved) "
+             "| load avg (1 min) |",
+             "|---|---|---:|---:|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        wave = (f"{r['wave_slope_kb']:.1f}; {r['wave_slope_kb_half']:.1f}" if r["mode"] == "short" else "–")
+        lines.append(
+            f"| {r['mode']} ({r['calls']} call{'s' if r['calls'] > 1 else ''}"
+            f"{', %d at a time' % r['concurrent'] if r['mode'] == 'short' else ''}) | {r['ok']} / {r['planned']} / "
+            f"{r['matched']} | {r['calls']} | {r['wall_s'] / 60:.1f} min | {r['rss_start']:.0f} → {r['rss_end']:.0f} "
+            f"({r['rss_max']:.0f}) | {r['slope_kb']:.1f}; {r['slope_kb_half']:.1f} | {r['slope_nocap_kb']:.1f}; "
+            f"{r['slope_nocap_kb_half']:.1f} | {wave} | {r['agent_slope_kb']:.1f} | "
+            f"{_f(r['user_speech_end_ms_q'])} | {_f(r['first_audio_arrival_ms_q'])} | "
+            f"{_f(r['first_voiced_offset_ms_q'])} | {r['user_speech_end_ms_drift']:+.2f} / "
+            f"{r['first_audio_arrival_ms_drift']:+.2f} / {r['first_voiced_offset_ms_drift']:+.2f} | {r['flagged']} | "
+            f"{r['load']} |")
+    return "\n".join(lines)
+
+
+def verdict(results: list[dict]) -> str:
+    out = []
+    for r in results:
+        lost = r["planned"] - min(r["rows"], r["ok"], r["matched"], r["truth_turns"])
+        # the leak indicator: long call → RSS minus the capture buffer; short calls → RSS after each wave
+        mem = r["slope_nocap_kb_half"] if r["mode"] == "long" else r["wave_slope_kb_half"]
+        flat = np.isfinite(mem) and mem * 1000 / 1024 <= FLAT_MB_PER_1000
+        drifts = [r[f"{c}_drift"] for c in EAR]
+        steady = all(np.isfinite(d) and abs(d) <= DRIFT_MS_PER_1000 for d in drifts)
+        worst = max(r[f"{c}_q"][2] for c in EAR)
+        out.append(
+            f"{r['mode']}: no turn lost — {'met' if lost == 0 else 'NOT met (%d of %d)' % (lost, r['planned'])}"
+            f"; memory flat (≤ {FLAT_MB_PER_1000:g} MB per 1000 turns, "
+            f"{'RSS minus capture, 2nd half' if r['mode'] == 'long' else 'RSS after each wave, 2nd half'}: "
+            f"{mem * 1000 / 1024:.1f} MB per 1000 turns) — {'met' if flat else 'NOT met'}; no growing drift "
+            f"(|slope| ≤ {DRIFT_MS_PER_1000:g} ms per 1000 turns) — {'met' if steady else 'NOT met'}; worst ear "
+            f"error {worst:.2f} ms (tolerance {EAR_TOL_MS:g} ms) — {'within' if worst <= EAR_TOL_MS else 'OUTSIDE'}.")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--turns", type=int, default=1000, help="turns per mode")
+    ap.add_argument("--mode", choices=["long", "short", "both"], default="both")
+    ap.add_argument("--turns-per-call", type=int, default=10, help="short mode: turns per call")
+    ap.add_argument("--concurrent", type=int, default=10, help="short mode: calls at a time")
+    ap.add_argument("--profile", default="typical", help="reference-agent profile")
+    ap.add_argument("--quick", action="store_true", help="4 turns each way: one call of 4, two calls of 2 (smoke test)")
+    ap.add_argument("--estimate", action="store_true", help="print the expected runtime and stop")
+    ap.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
+    ap.add_argument("--update-readme", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.turns, args.turns_per_call, args.concurrent = 4, 2, 2
+    modes = ["long", "short"] if args.mode == "both" else [args.mode]
+    est = {m: estimate_s(m, args.turns, args.turns_per_call, args.concurrent) for m in modes}
+    print("estimated runtime: " + ", ".join(f"{m} {v / 60:.1f} min" for m, v in est.items())
+          + f" (total {sum(est.values()) / 60:.1f} min)", flush=True)
+    if args.estimate:
+        return 0
+    root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vlh-soak-"))
+    results = []
+    for m in modes:
+        r = run_mode(m, args.turns, args.turns_per_call, args.concurrent, root, args.profile)
+        results.append(r)
+        print(f"{m}: {r['ok']}/{r['planned']} ok, {r['matched']} matched; RSS {r['rss_start']:.0f} → "
+              f"{r['rss_end']:.0f} MB, slope {r['slope_kb']:.1f} KB/turn (without capture "
+              f"{r['slope_nocap_kb']:.1f}); drift user end {r['user_speech_end_ms_drift']:+.2f} ms/1000 turns; "
+              f"{r['wall_s'] / 60:.1f} min (estimated {est[m] / 60:.1f}); load {r['load']}", flush=True)
+    text = table(results) + "\n\n" + verdict(results)
+    print(text)
+    print(f"run folders: {root}")
+    if args.update_readme:
+        cmd = " ".join(["bench/soak.py"] + (argv if argv is not None else sys.argv[1:]))
+        update_section("soak", "\n".join([
+            "## Soak: 1000 turns in one call and in many short calls — `bench/soak.py`", "",
+            f"Date: {today()}. Machine: {machine()}. vlh {__version__}. Command: `.venv/bin/python {cmd}` "
+            f"(profile {args.profile}, utterances {', '.join(TEXTS)}, reply \"{REPLY}\"; short calls of "
+            f"{args.turns_per_call} turns, {args.concurrent} at a time, in waves).", "",
+            "RSS is the harness process's (the agent runs in its own process; its RSS slope is shown apart). In "
+            "one long call the capture (2 × float32 at 48 kHz = 384 KB per second of call) is held in memory "
+            "until the call ends, by design, so its samples are subtracted to look for leaks. Errors are signed "
+            "measured − truth per turn (`harness.verify.errors`); drift is their least-squares slope against the "
+            "turn index.", "", text]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
