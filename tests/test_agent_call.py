@@ -121,7 +121,8 @@ async def test_turns_cycle_scripts_and_events_follow_the_pipeline(utterance):
 
 async def test_barge_in_stops_the_reply(utterance):
     long_reply = "This is a long answer that keeps going for quite a while so that you can interrupt it."
-    cfg = AgentConfig(endpoint_hangover_ms=200, stt_delay_ms=20, llm_ttft_ms=50, token_interval_ms=2,
+    # a long hangover: a client stalled by a busy machine must not split its own utterance into two turns
+    cfg = AgentConfig(endpoint_hangover_ms=500, stt_delay_ms=20, llm_ttft_ms=50, token_interval_ms=2,
                       tts_ttfb_ms=20, responses=[long_reply, "Okay."])
     async with AgentServer(cfg, port=0) as srv:
         await srv.warm()

@@ -152,11 +152,11 @@ async def _serve(server, port_file) -> int:
     await server.start()
     try:
         await server.warm()
-        print(server.url, flush=True)
-        if port_file:
+        if port_file:  # before the URL line: whoever reads either may use both
             tmp = Path(str(port_file) + ".tmp")
             tmp.write_text(f"{server.port}\n")
             tmp.replace(port_file)
+        print(server.url, flush=True)
         print(f"vlh agent: listening on {server.url} (POST /api/offer); Ctrl-C to stop", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
