@@ -218,3 +218,60 @@ def test_policy_checks_and_metric_list():
         Policy(min_effect_ms=-1)
     assert METRICS[0] == "ttfa_ms" and "tts_ttfb_ms" in METRICS and "interruption_ms" in METRICS
     assert "Mann–Whitney" in Policy().describe() and "50 ms" in Policy().describe()
+
+
+# ---- the false-alarm / power table of the README ("vlh suite": measured on synthetic nights) ---------------------
+# python tests/test_regress.py [TRIALS]   (about a minute per 200 trials and row on a quiet 2-core machine)
+
+def _draw(rng, nights: int, n: int, night_sd: float, shift: dict | None = None) -> pd.DataFrame:
+    """nights × n turns; a per-night offset N(0, night_sd) on llm_ttft stands for a slower host/provider that night."""
+    shift = shift or {}
+    total = nights * n
+    off = np.repeat(rng.normal(0, night_sd, nights) if night_sd else np.zeros(nights), n)
+    cols = {}
+    for s, (m, sd) in STAGE.items():
+        if s == "llm_ttft":
+            v = m * np.exp(rng.normal(0, sd, total))
+            v = np.where(rng.random(total) < 0.02, v * 4, v) + off
+        elif sd == 0:
+            v = np.full(total, m)
+        else:
+            v = np.maximum(0.2, rng.normal(m, sd, total))
+        cols[f"{s}_ms"] = v + shift.get(s, 0.0)
+    cols["residual_ms"] = rng.normal(0, 1.5, total)
+    cols["unattributed_ms"] = np.zeros(total)
+    cols["ttfa_ms"] = sum(cols[f"{s}_ms"] for s in STAGES) + cols["residual_ms"]
+    df = pd.DataFrame(cols)
+    df["status"] = "ok"
+    df["night"] = np.repeat([f"d{i}" for i in range(nights)], n)
+    return df
+
+
+def simulate(trials: int, turns: int, night_sd: float, tts_shift: float = 0.0, nights: int = 7,
+             policy: Policy | None = None, seed: int = 2024) -> tuple[int, int]:
+    """(flagged, TTS named) over `trials` comparisons of a fresh tonight against fresh baseline nights."""
+    policy = policy or Policy(n_boot=10)  # the verdict does not use the bootstrap
+    rng = np.random.default_rng(seed)
+    labels = [f"d{i}" for i in range(nights)]
+    flagged = named = 0
+    for _ in range(trials):
+        base = _draw(rng, nights, turns, night_sd)
+        tonight = _draw(rng, 1, turns, night_sd, {"tts_ttfb": tts_shift} if tts_shift else None)
+        c = compare(tonight, base, baseline_nights=labels, policy=policy)
+        flagged += c.regressed
+        named += bool(c.moved_stage and c.moved_stage.metric == "tts_ttfb_ms")
+    return flagged, named
+
+
+if __name__ == "__main__":
+    import sys
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    k = max(1, n * 3 // 10)
+    rows = [(n, 6, 0, 0, {}), (n, 10, 0, 0, {}), (n, 6, 30, 0, {}), (n, 10, 30, 0, {}),
+            (n, 10, 30, 0, {"min_effect_ms": 100}), (k, 6, 0, 150, {}), (k, 6, 30, 150, {}),
+            (k, 6, 0, 60, {}), (k, 6, 0, 40, {})]
+    for trials, turns, sd, shift, kw in rows:
+        f, named = simulate(trials, turns, sd, shift, policy=Policy(n_boot=10, **kw))
+        print(f"{turns} turns/night, night-to-night sd {sd} ms, TTS +{shift} ms, {kw or 'defaults'}: "
+              f"flagged {f}/{trials}, TTS named {named}", flush=True)
