@@ -23,7 +23,7 @@ import pytest
 from harness.transports import pulse
 
 PREFIX = "vlh-loopback-test-"
-_shared = {"users": 0, "dir": None, "lease": None, "env": None, "cal": None}
+_shared = {"users": 0, "dir": None, "lease": None, "env": None, "alsa": None, "cal": None}
 
 
 def _clean_stale() -> None:
@@ -47,8 +47,9 @@ def _acquire() -> Path:
         d = Path(tempfile.mkdtemp(prefix=PREFIX))
         lease = pulse.process_lease()
         pulse.up(d, lease=lease, reuse_running=False)
+        _shared.update(dir=d, lease=lease, env=os.environ.get("VLH_STATE_DIR"),
+                       alsa=os.environ.get("ALSA_CONFIG_PATH"))
         pulse.activate(d)
-        _shared.update(dir=d, lease=lease, env=os.environ.get("VLH_STATE_DIR"))
         os.environ["VLH_STATE_DIR"] = str(d)
     _shared["users"] += 1
     return _shared["dir"]
@@ -62,10 +63,12 @@ def _release() -> None:
     try:
         pulse.down(d, lease=_shared["lease"])
     finally:
-        if _shared["env"] is None:
-            os.environ.pop("VLH_STATE_DIR", None)
-        else:
-            os.environ["VLH_STATE_DIR"] = _shared["env"]
+        for var, key in (("VLH_STATE_DIR", "env"), ("ALSA_CONFIG_PATH", "alsa")):
+            if _shared[key] is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = _shared[key]
+        pulse.reinit_portaudio()
         shutil.rmtree(d, ignore_errors=True)
         _shared.update(dir=None, lease=None, cal=None)
 

@@ -204,6 +204,10 @@ def cmd_calibrate(args) -> int:
                       f"trend {drift[f'{k}_trend_ms_per_min']:+.4f} ms/min, span {drift[f'{k}_span_ms']:.3f} ms")
         print("stream clocks vs host: " + ", ".join(f"{k} {v:+.2f} ppm"
                                                     for k, v in drift["stream_drift_ppm"].items()))
+        n = sum(len(v) for v in drift["discontinuities"].values())
+        print(f"discontinuities during the drift session: {n}"
+              + ("" if not n else " — " + "; ".join(f"{k}: " + ", ".join(f"{d['step_ms']:+.1f} ms" for d in v)
+                                                    for k, v in drift["discontinuities"].items() if v)))
     if not args.no_save:
         print(f"saved to {calibrate.default_path(args.state_dir)}")
     return 0

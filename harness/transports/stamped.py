@@ -38,6 +38,8 @@ SAMPLE_RATE = 48000
 DEFAULT_LATENCY = 0.05  # s, PortAudio suggested latency: robust on a busy 2-core machine, calibrated away
 WINDOW_S = 0.5
 STEP_TOL_S = 0.002
+LOCAL_WINDOWS = 4  # a step is judged against the median floor of this many preceding windows
+DRIFT_MIN_S = 10.0  # fit a drift only over at least this much audio
 RT_PRIORITY = 5  # SCHED_RR priority of the PulseAudio client threads (PortAudio's callback thread gets its own)
 
 
@@ -78,22 +80,24 @@ class StreamClock:
             k = a + int(np.argmin(r[a:b]))
             w_floor.append(r[k]); w_n.append(n[k]); w_lo.append(a); w_hi.append(b)
         w_floor, w_n = np.array(w_floor), np.array(w_n)
-        drift = _theil_sen(w_n / sample_rate, w_floor) if (len(w_n) >= 8 and
-                                                            (w_n[-1] - w_n[0]) / sample_rate >= 10.0) else 0.0
+        # steps: a window off the local level (the last few windows of the segment) by more than tol, confirmed
+        # by the next window — a drift moves the local level only by drift × a few windows
+        seg_w = [0]
+        for i in range(1, len(w_floor)):
+            ref = float(np.median(w_floor[max(seg_w[-1], i - LOCAL_WINDOWS):i]))
+            if (abs(w_floor[i] - ref) > tol_s and i + 1 < len(w_floor)
+                    and abs(w_floor[i + 1] - w_floor[i]) <= tol_s):
+                seg_w.append(i)
+        bounds_w = seg_w + [len(w_floor)]
+        seg_of = np.repeat(np.arange(len(seg_w)), np.diff(bounds_w))
+        drift = 0.0
+        if (w_n[-1] - w_n[0]) / sample_rate >= DRIFT_MIN_S and len(w_n) >= 8:
+            drift = _theil_sen(w_n / sample_rate, w_floor, seg_of)
         f = w_floor - drift * w_n / sample_rate
         rd = r - drift * n / sample_rate
-        # segmentation: a new level must hold for two windows in a row
-        seg_w = [0]
-        i = 1
-        while i < len(f):
-            level = float(np.median(f[seg_w[-1]:i]))
-            d = f[i] - level
-            if abs(d) > tol_s and i + 1 < len(f) and abs(f[i + 1] - f[i]) <= tol_s:
-                seg_w.append(i)
-            i += 1
         segs, discs = [], []
         for j, w0 in enumerate(seg_w):
-            w1 = seg_w[j + 1] if j + 1 < len(seg_w) else len(f)
+            w1 = bounds_w[j + 1]
             level = float(np.median(f[w0:w1]))
             if j == 0:
                 segs.append(Segment(0, level))
@@ -147,10 +151,11 @@ class StreamClock:
                 "discontinuities": list(self.discontinuities), "lateness_ms": dict(self.lateness_ms)}
 
 
-def _theil_sen(x: np.ndarray, y: np.ndarray) -> float:
+def _theil_sen(x: np.ndarray, y: np.ndarray, group: np.ndarray) -> float:
+    """Median slope over pairs of points in the same group (a step between segments is not a slope)."""
     i, j = np.triu_indices(len(x), 1)
     dx = x[j] - x[i]
-    ok = dx > 0
+    ok = (dx > 1.0) & (group[i] == group[j])  # pairs at least 1 s apart: the floor's jitter over 1 s is < 1e-4
     return float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
 
 
