@@ -42,7 +42,11 @@ class OfferError(Exception):
 
 def check_offer(sdp: str) -> None:
     """Reject offers without an audio m-line or without Opus 48 kHz, before touching aiortc."""
-    desc = SessionDescription.parse(sdp)
+    try:
+        desc = SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise OfferError(f"the offer's SDP cannot be parsed ({type(exc).__name__}: {exc}); "
+                         "send the SDP text of an RTCPeerConnection offer") from None
     if not desc.media:
         raise OfferError("the offer's SDP has no media section (is it an SDP offer?)")
     audio = [m for m in desc.media if m.kind == "audio"]
@@ -216,16 +220,17 @@ class Call:
             log.info("call %s: undecodable packet %d: %s", self.pc_id, seq, exc)
             return
         if frames:
-            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
             channels = len(frames[0].layout.channels)
-            mono = pcm.reshape(-1, channels)[:, 0] if channels > 1 else pcm
-            loud = np.flatnonzero(np.abs(mono.astype(np.int32)) > AUDIBLE)
-            if len(loud):
-                self._last_audible = (t_arrival, seq, ts, int(loud[-1]))
+            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])  # s16, interleaved
+            mono = np.ascontiguousarray(pcm.reshape(-1, channels)[:, 0]) if channels > 1 else pcm
+            level = np.abs(mono.astype(np.int32))
+            peak = int(level.max()) if len(level) else 0
+            if peak > AUDIBLE:
+                self._last_audible = (t_arrival, seq, ts, int(np.flatnonzero(level > AUDIBLE)[-1]))
             before = self.endpointer.voiced_frames
-            self.endpointer.feed(mono.astype(np.int16, copy=False), PacketRef(t_arrival, seq, ts))
+            self.endpointer.feed(mono, PacketRef(t_arrival, seq, ts))
             rec["voiced"] = self.endpointer.voiced_frames > before
-            rec["peak"] = float(np.abs(mono.astype(np.int32)).max()) / 32768.0 if len(mono) else 0.0
+            rec["peak"] = peak / 32768.0
         self._log_packet(rec)
 
     def _log_packet(self, rec: dict) -> None:
