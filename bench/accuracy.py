@@ -89,6 +89,12 @@ def table(results: list[dict]) -> str:
     lines.append(f"Goal ear boundaries p99 ≤ 2 ms: worst condition {ear99:.2f} ms — "
                  f"{'met' if ear99 <= 2 else 'NOT met'}. Goal stages p99 ≤ 5 ms: worst condition {st99:.2f} ms — "
                  f"{'met' if st99 <= 5 else 'NOT met'}.")
+    missed = [r for r in results if not (r["ear"][1] <= 2 and (not np.isfinite(r["stages"][1]) or r["stages"][1] <= 5))]
+    if missed:
+        lines.append("Conditions that miss: " + "; ".join(
+            f"{r['condition']} (ear p99 {r['ear'][1]:.2f} ms, stages p99 {r['stages'][1]:.2f} ms, "
+            f"{r['flagged']} of {r['turns']} turns flagged as timed by a starved harness, load {r['load']})"
+            for r in missed) + ".")
     return "\n".join(lines)
 
 
@@ -112,8 +118,15 @@ def main(argv=None) -> int:
     text = table(results)
     print(text)
     if args.update_readme:
-        update_section("accuracy", f"Machine: {machine()}. Date: {today()}. Command: "
-                                   f"`.venv/bin/python bench/accuracy.py --turns {turns}`.\n\n{text}")
+        from harness import __version__
+
+        cmd = " ".join(["bench/accuracy.py"] + list(sys.argv[1:] if argv is None else argv))
+        update_section("accuracy", f"## Accuracy against the reference agent's truth — `bench/accuracy.py`\n\n"
+                                   f"Date: {today()}. Machine: {machine()}. vlh {__version__}. Command: "
+                                   f"`.venv/bin/python {cmd}` ({turns} turns per condition). |error| = "
+                                   f"|measured − truth| per turn (`harness.verify.errors`); ear boundaries = end "
+                                   f"of user speech, first reply packet's arrival, first voiced sample's place in "
+                                   f"it; load = 1-minute load average (2 cores, shared).\n\n{text}")
     return 0
 
 
