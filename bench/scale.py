@@ -282,9 +282,11 @@ async def bare_call(url: str, utterances, lead_in_s=0.8, reply_end_silence_s=0.8
     await pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
     rtrack = await asyncio.wait_for(remote, 15)
     levels: list[tuple[float, float]] = []
+    stop = asyncio.Event()
 
     async def rx():
-        while True:
+        # a flag as well as cancel(): Python 3.11's wait_for can swallow a cancellation that races a result
+        while not stop.is_set():
             try:
                 f = await asyncio.wait_for(rtrack.recv(), 1.0)
             except asyncio.TimeoutError:
@@ -318,12 +320,10 @@ async def bare_call(url: str, utterances, lead_in_s=0.8, reply_end_silence_s=0.8
                 await asyncio.sleep(utt.pause_after_s)
         await asyncio.sleep(0.3)
     finally:
+        stop.set()
         rx_task.cancel()
-        try:
-            await rx_task
-        except (asyncio.CancelledError, Exception):
-            pass
-        await pc.close()
+        await asyncio.wait({rx_task}, timeout=3)
+        await asyncio.wait_for(pc.close(), 10)
     return {"turns": len(utterances), "answered": answered}
 
 

@@ -193,25 +193,28 @@ def _f(t) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| mode | turns ok / planned / matched to truth | calls | wall time | RSS start → end (max), MB "
-             "| RSS slope, KB/turn (all; 2nd half) | slope without the capture buffer, KB/turn (all; 2nd half) "
-             "| RSS after each wave of calls, KB/turn (all; 2nd half) | agent RSS slope, KB/turn "
-             "| user end \\|error\\| p50 / p99 / max (ms) | first arrival \\|error\\| | first voiced offset \\|error\\| "
-             "| error drift per 1000 turns (ms): user end / arrival / offset | turns flagged (harness starved) "
-             "| load avg (1 min) |",
-             "|---|---|---:|---:|---|---|---|---|---|---|---|---|---|---|---|"]
+    head = ["mode", "turns ok / planned / matched to truth / the agent's turns", "wall time",
+            "RSS start → end (max), MB", "RSS slope, KB/turn (all; 2nd half)",
+            "slope without the capture buffer, KB/turn (all; 2nd half)",
+            "RSS after each wave of calls, KB/turn (all; 2nd half)", "agent RSS slope, KB/turn",
+            "user end \\|error\\| p50 / p99 / max (ms)", "first arrival \\|error\\|",
+            "first voiced offset \\|error\\|", "error drift per 1000 turns (ms): user end / arrival / offset",
+            "turns flagged (harness starved)", "load avg (1 min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
-        wave = (f"{r['wave_slope_kb']:.1f}; {r['wave_slope_kb_half']:.1f}" if r["mode"] == "short" else "–")
-        lines.append(
-            f"| {r['mode']} ({r['calls']} call{'s' if r['calls'] > 1 else ''}"
-            f"{', %d at a time' % r['concurrent'] if r['mode'] == 'short' else ''}) | {r['ok']} / {r['planned']} / "
-            f"{r['matched']} | {r['calls']} | {r['wall_s'] / 60:.1f} min | {r['rss_start']:.0f} → {r['rss_end']:.0f} "
-            f"({r['rss_max']:.0f}) | {r['slope_kb']:.1f}; {r['slope_kb_half']:.1f} | {r['slope_nocap_kb']:.1f}; "
-            f"{r['slope_nocap_kb_half']:.1f} | {wave} | {r['agent_slope_kb']:.1f} | "
-            f"{_f(r['user_speech_end_ms_q'])} | {_f(r['first_audio_arrival_ms_q'])} | "
-            f"{_f(r['first_voiced_offset_ms_q'])} | {r['user_speech_end_ms_drift']:+.2f} / "
-            f"{r['first_audio_arrival_ms_drift']:+.2f} / {r['first_voiced_offset_ms_drift']:+.2f} | {r['flagged']} | "
-            f"{r['load']} |")
+        calls = f"{r['calls']} call{'s' if r['calls'] > 1 else ''}"
+        if r["mode"] == "short":
+            calls += f", {r['concurrent']} at a time"
+        cells = [
+            f"{r['mode']} ({calls})", f"{r['ok']} / {r['planned']} / {r['matched']} / {r['truth_turns']}",
+            f"{r['wall_s'] / 60:.1f} min", f"{r['rss_start']:.0f} → {r['rss_end']:.0f} ({r['rss_max']:.0f})",
+            f"{r['slope_kb']:.1f}; {r['slope_kb_half']:.1f}",
+            f"{r['slope_nocap_kb']:.1f}; {r['slope_nocap_kb_half']:.1f}",
+            f"{r['wave_slope_kb']:.1f}; {r['wave_slope_kb_half']:.1f}" if r["mode"] == "short" else "–",
+            f"{r['agent_slope_kb']:.1f}", _f(r["user_speech_end_ms_q"]), _f(r["first_audio_arrival_ms_q"]),
+            _f(r["first_voiced_offset_ms_q"]),
+            " / ".join(f"{r[c + '_drift']:+.2f}" for c in EAR), str(r["flagged"]), r["load"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -219,6 +222,7 @@ def verdict(results: list[dict]) -> str:
     out = []
     for r in results:
         lost = r["planned"] - min(r["rows"], r["ok"], r["matched"], r["truth_turns"])
+        split = r["truth_turns"] - r["planned"]  # the agent heard more turns than were spoken: a starved harness
         # the leak indicator: long call → RSS minus the capture buffer; short calls → RSS after each wave
         mem = r["slope_nocap_kb_half"] if r["mode"] == "long" else r["wave_slope_kb_half"]
         flat = np.isfinite(mem) and mem * 1000 / 1024 <= FLAT_MB_PER_1000
@@ -227,7 +231,9 @@ def verdict(results: list[dict]) -> str:
         worst = max(r[f"{c}_q"][2] for c in EAR)
         out.append(
             f"{r['mode']}: no turn lost — {'met' if lost == 0 else 'NOT met (%d of %d)' % (lost, r['planned'])}"
-            f"; memory flat (≤ {FLAT_MB_PER_1000:g} MB per 1000 turns, "
+            + (f" (but the agent heard {split} extra turns: utterances split by late mic frames)"
+               if split > 0 else "")
+            + f"; memory flat (≤ {FLAT_MB_PER_1000:g} MB per 1000 turns, "
             f"{'RSS minus capture, 2nd half' if r['mode'] == 'long' else 'RSS after each wave, 2nd half'}: "
             f"{mem * 1000 / 1024:.1f} MB per 1000 turns) — {'met' if flat else 'NOT met'}; no growing drift "
             f"(|slope| ≤ {DRIFT_MS_PER_1000:g} ms per 1000 turns) — {'met' if steady else 'NOT met'}; worst ear "

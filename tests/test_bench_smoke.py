@@ -62,11 +62,11 @@ def test_report_size_small():
 
 
 def test_scale_quick(tmp_path):
-    # two calls, each on its own agent process and its own harness worker: every part of the script runs
-    out = _run("scale.py", "--quick", "--calls-per-agent", "1", "--per-process", "1", "--out", str(tmp_path))
+    # two calls, each on its own agent process (their truth logs are merged), one harness worker per phase
+    out = _run("scale.py", "--quick", "--calls-per-agent", "1", "--out", str(tmp_path))
     rows = _table_rows(out, "| calls |")
     assert [r[0] for r in rows] == ["2"]
-    assert rows[0][1] == "2 / 2"  # agents / harness processes
+    assert rows[0][1] == "2 / 1"  # agents / harness processes
     ok, matched = rows[0][2].split(" / ")
     assert ok == "2/2" and matched == "2", rows[0]  # both turns answered and found in the agents' truth logs
     assert re.search(r"\*\*\d+\.\d\d×\*\*", rows[0][5]), rows[0][5]  # the vlh / bare ratio
@@ -80,6 +80,6 @@ def test_soak_quick(tmp_path):
     rows = _table_rows(out, "| mode |")
     assert [r[0].split(" ")[0] for r in rows] == ["long", "short"]
     for r in rows:
-        ok, planned, _matched = r[1].split(" / ")
+        ok, planned, _matched, _agent = r[1].split(" / ")
         assert planned == "4" and ok == "4", r  # no turn lost (matching to truth is the script's verdict)
     assert "long: no turn lost" in out and "short: no turn lost" in out
