@@ -37,7 +37,6 @@ def register(sub) -> None:
                    help="playout emulator: 'adaptive' (browser-like, 20 ms floor) or 'fixed:<ms>' [adaptive]")
     p.add_argument("--map-processor", action="append", default=[], metavar="NAME=STAGE",
                    help="RTVI metrics: count processor NAME (substring) as stage stt|llm_ttft|tts_ttfb")
-    p.add_argument("--transport", choices=["webrtc", "loopback"], default="webrtc", help="[webrtc]")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
     p.set_defaults(func=main)
@@ -63,8 +62,6 @@ def main(args) -> int:
         raise VlhError("--calls: give a number from 1 to 200")
     if args.turns is not None and args.turns < 1:
         raise VlhError("--turns: give a number ≥ 1")
-    if args.transport == "loopback":
-        raise VlhError("--transport loopback: not available yet in this build; use webrtc")
     scenario = None
     if args.scenario:
         from harness.scenario import load_scenario
@@ -82,7 +79,7 @@ def main(args) -> int:
                     agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
                     out_dir=Path(args.out) if args.out else None, timeout_s=args.timeout,
                     headers=parse_headers(args.header), jitter_buffer=args.jitter_buffer, processor_map=pmap,
-                    transport=args.transport, report=not args.no_report, force=args.force)
+                    report=not args.no_report, force=args.force)
     try:
         out = run_measurement(cfg)
         partial = False
