@@ -1,8 +1,12 @@
-"""A plain aiortc client for the agent tests (deliberately not vlh's own client).
+"""A plain aiortc client for the agent tests (deliberately not vlh's own client), kept light so that ten of them
+fit in one process next to the agent on a 2-core machine:
 
-It sends a paced mic track (20 ms frames of queued audio, silence otherwise), opens the "chat" data channel,
-stamps every agent RTP packet on arrival (wrapping its receiver's `_handle_rtp_packet`, then handing the packet on),
-and keeps the decoded agent audio and every data-channel message with its arrival time.
+- the mic track paces 20 ms frames (`t0 + n·20 ms`) of queued audio, silence otherwise, and hands aiortc's sender
+  ready Opus packets (aiortc's own encoder; steady silence is encoded once and reused);
+- every agent RTP packet is stamped on arrival and stored (the receiver's `_handle_rtp_packet` is replaced: no
+  jitter buffer, no decoder thread); `ear_audio()` decodes the stored packets afterwards with aiortc's decoder,
+  each at its RTP timestamp;
+- every data-channel message is kept with its arrival time.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import aiohttp
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.codecs.opus import OpusDecoder, OpusEncoder
+from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
-from av import AudioFrame
+from av import AudioFrame, Packet
 
 SR = 48000
 FRAME = 960
+TB = fractions.Fraction(1, SR)
 
 
 class MicTrack(MediaStreamTrack):
@@ -34,33 +41,56 @@ class MicTrack(MediaStreamTrack):
         self._t0 = None
         self._n = 0
         self.frame_times: list[float] = []  # host instant each frame was handed to the sender
+        self._enc = OpusEncoder()
+        self._quiet = 0
+        self._silence = None
 
     def play(self, audio: np.ndarray) -> None:
         pcm = np.clip(np.round(np.asarray(audio, dtype=np.float64) * 32767), -32768, 32767).astype(np.int16)
-        self._queue.extend(pcm.tolist())
+        self._queue.append(pcm)
 
     @property
     def idle(self) -> bool:
         return not self._queue
 
-    async def recv(self) -> AudioFrame:
+    def _take(self) -> np.ndarray:
+        out = np.zeros(FRAME, np.int16)
+        at = 0
+        while at < FRAME and self._queue:
+            head = self._queue[0]
+            n = min(FRAME - at, len(head))
+            out[at:at + n] = head[:n]
+            at += n
+            if n == len(head):
+                self._queue.popleft()
+            else:
+                self._queue[0] = head[n:]
+        return out
+
+    def _encode(self, pcm: np.ndarray) -> bytes:
+        silent = not pcm.any()
+        if silent and self._quiet >= 3 and self._silence is not None:
+            return self._silence
+        f = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        f.sample_rate, f.pts, f.time_base = SR, self._n * FRAME, TB
+        data = self._enc.encode(f)[0][0]
+        self._quiet = self._quiet + 1 if silent else 0
+        if silent and self._quiet >= 3:
+            self._silence = data
+        return data
+
+    async def recv(self) -> Packet:
         now = time.monotonic()
         if self._t0 is None:
             self._t0 = now
         sched = self._t0 + self._n * FRAME / SR
         if sched > now:
             await asyncio.sleep(sched - now)
-        n = min(FRAME, len(self._queue))
-        pcm = np.zeros(FRAME, dtype=np.int16)
-        if n:
-            pcm[:n] = [self._queue.popleft() for _ in range(n)]
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SR
-        frame.pts = self._n * FRAME
-        frame.time_base = fractions.Fraction(1, SR)
+        packet = Packet(self._encode(self._take()))
+        packet.pts, packet.time_base = self._n * FRAME, TB
         self._n += 1
         self.frame_times.append(time.monotonic())
-        return frame
+        return packet
 
 
 class AgentTestClient:
@@ -72,10 +102,9 @@ class AgentTestClient:
         self.mic = MicTrack()
         self.arrivals: dict[int, float] = {}  # agent RTP seq → host arrival instant
         self.first_ts: int | None = None  # RTP timestamp of the first agent packet received (ear index 0)
+        self.packets: list[tuple[int, int, bytes]] = []  # (seq, rtp ts, Opus payload) in arrival order
         self.messages: list[tuple[float, dict]] = []
-        self.ear: list[np.ndarray] = []
         self.pc_id = None
-        self._reader = None
         self._pongs: dict[int, asyncio.Future] = {}
         self.channel = None
 
@@ -103,34 +132,32 @@ class AgentTestClient:
         self.pc_id = ans["pc_id"]
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=ans["sdp"], type=ans["type"]))
         tr = self.pc.getTransceivers()[0]
-        orig = tr.receiver._handle_rtp_packet
 
         async def stamped(packet, arrival_time_ms):
             self.arrivals.setdefault(packet.sequence_number, time.monotonic())
             if self.first_ts is None:
                 self.first_ts = packet.timestamp
-            await orig(packet, arrival_time_ms)
+            self.packets.append((packet.sequence_number, packet.timestamp, bytes(packet.payload)))
 
         tr.receiver._handle_rtp_packet = stamped
-        self._reader = asyncio.ensure_future(self._read(tr.receiver.track))
         await asyncio.wait_for(opened, 10)
 
-    async def _read(self, track) -> None:
-        try:
-            while True:
-                frame = await asyncio.wait_for(track.recv(), 5)
-                a = frame.to_ndarray().reshape(-1, len(frame.layout.channels))[:, 0]
-                self.ear.append((int(frame.pts), a.astype(np.float32) / 32768.0))
-        except Exception:
-            pass
-
     def ear_audio(self) -> np.ndarray:
-        """Decoded agent audio placed by RTP timestamp: index 0 = the first agent packet received."""
-        if not self.ear:
+        """The agent audio decoded with aiortc's Opus decoder, in sequence order, each packet placed at its RTP
+        timestamp: index 0 = the first agent packet received. Lost packets leave silence."""
+        if not self.packets:
             return np.zeros(0, np.float32)
-        end = max(p + len(a) for p, a in self.ear)
-        out = np.zeros(end, np.float32)
-        for p, a in self.ear:
+        base = self.packets[0][0]
+        order = sorted({((seq - base + 0x8000) & 0xFFFF, ts, p) for seq, ts, p in self.packets})
+        dec, parts = OpusDecoder(), []
+        for _, ts, payload in order:
+            pos = (ts - self.first_ts) & 0xFFFFFFFF
+            for fr in dec.decode(JitterFrame(data=payload, timestamp=ts)):
+                a = fr.to_ndarray().reshape(-1, len(fr.layout.channels))[:, 0]
+                parts.append((pos, a.astype(np.float32) / 32768.0))
+                pos += len(a)
+        out = np.zeros(max(p + len(a) for p, a in parts), np.float32)
+        for p, a in parts:
             out[p:p + len(a)] = a
         return out
 
@@ -153,8 +180,6 @@ class AgentTestClient:
         return [m for _, m in self.messages if m.get("label") == "rtvi-ai" and (type_ is None or m["type"] == type_)]
 
     async def close(self) -> None:
-        if self._reader:
-            self._reader.cancel()
         await self.pc.close()
 
 
@@ -259,14 +284,15 @@ class FileTruth:
 
 
 @contextlib.asynccontextmanager
-async def agent_process(tmp_path, *flags: str, startup_s: float = 90.0):
+async def agent_process(tmp_path, *flags: str, packet_log: bool = False, startup_s: float = 90.0):
     """`vlh agent --port 0 …` as a subprocess (the way `vlh run` starts it); yields (url, FileTruth, proc)."""
     import subprocess
     import sys
 
     tl, pl = tmp_path / "truth.jsonl", tmp_path / "packets.jsonl"
+    extra = ["--packet-log", str(pl)] if packet_log else []
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "harness", "agent", "--port", "0", "--truth-log", str(tl), "--packet-log", str(pl),
+        sys.executable, "-m", "harness", "agent", "--port", "0", "--truth-log", str(tl), *extra,
         *flags, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), startup_s)

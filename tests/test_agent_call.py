@@ -45,7 +45,7 @@ async def test_truth_stage_durations_equal_the_configuration(utterance, tmp_path
     tts = Tts()
     first_sentence = (await tts.prepare("Hello there.")).pcm.astype(np.float32) / 32768
     tts.close()
-    async with agent_process(tmp_path, *flags) as (url, truth, _proc):
+    async with agent_process(tmp_path, *flags, packet_log=True) as (url, truth, _proc):
         c, turns, frames = await converse(url, truth, [utterance])
     ins = truth.packets_of(c.pc_id, "in")
     assert len(turns) == 1

@@ -59,7 +59,8 @@ def test_busy_port_is_a_clear_error(tmp_path):
 
 
 async def test_truth_log_file_holds_call_and_turn_records(tmp_path):
-    async with agent_process(tmp_path, "--profile", "fast", "--response", "All good.") as (url, truth, proc):
+    async with agent_process(tmp_path, "--profile", "fast", "--response", "All good.",
+                             packet_log=True) as (url, truth, proc):
         c, turns, _ = await converse(url, truth, [speech("Hello there")])
         deadline = time.monotonic() + 10
         while len([r for r in truth.calls if r["event"] == "end"]) < 1 and time.monotonic() < deadline:

@@ -6,36 +6,41 @@ import numpy as np
 import pytest
 
 from agent_testclient import realtime  # noqa: F401 (realtime: autouse fixture)
-from harness.agent.outgoing import FRAME, FrameLedger, ReplyTrack, Segment, Stutter, to_int16
+from fractions import Fraction
+
+from harness.agent.outgoing import FRAME, FrameLedger, OpusFrames, ReplyTrack, Segment, Stutter, to_int16
 
 
 async def test_frames_follow_an_absolute_schedule():
     tr = ReplyTrack()
-    frames = [await tr.recv() for _ in range(26)]
+    packets = [await tr.recv() for _ in range(26)]
     infos = [tr.ledger._infos[k] for k in range(26)]
     t0 = infos[0].sched
     for k, info in enumerate(infos):
         assert info.sched == pytest.approx(t0 + k * 0.02, abs=1e-9)  # no accumulated drift
         assert info.produced >= info.sched
     assert infos[-1].produced - t0 == pytest.approx(0.5, abs=0.02)
-    assert all(f.samples == FRAME and f.sample_rate == 48000 for f in frames)
-    assert [f.pts for f in frames] == [k * FRAME for k in range(26)]
-    assert all(not np.any(f.to_ndarray()) for f in frames)  # silence when nothing is queued
+    assert [p.pts for p in packets] == [k * FRAME for k in range(26)]
+    assert all(p.time_base == Fraction(1, 48000) for p in packets)
+    # silence: encoded until it is steady, then the same packet is reused
+    assert tr._opus.encoded == OpusFrames.QUIET and tr._opus.reused == 26 - OpusFrames.QUIET
+    assert len({bytes(p) for p in packets[OpusFrames.QUIET - 1:]}) == 1
     tr.stop()
 
 
 async def test_reply_samples_land_exactly_and_are_marked():
     tr = ReplyTrack()
-    await tr.recv()  # frame 0: silence
+    await tr.next_pcm()  # frame 0: silence
     pcm = (np.arange(3000) % 200 + 1).astype(np.int16)
     tr.enqueue(Segment(turn=7, pcm=pcm, first_voiced=350, first=True, last=False))
     tr.enqueue(Segment(turn=7, pcm=np.full(100, 5, np.int16), last=True))
-    got = [await tr.recv() for _ in range(5)]
-    audio = np.concatenate([f.to_ndarray().reshape(-1) for f in got])
+    got = [await tr.next_pcm() for _ in range(5)]
+    audio = np.concatenate([a for a, _ in got])
     assert np.array_equal(audio[:3000], pcm) and np.all(audio[3000:3100] == 5) and not np.any(audio[3100:])
-    i1 = tr.ledger._infos[1]
-    assert i1.parts[0].reply_start and i1.parts[0].first_voiced_offset == 350 and i1.parts[0].offset == 0
-    i4 = tr.ledger._infos[4]  # samples 2880…3839 of the reply: the end of segment 1 and all of segment 2
+    i1 = got[0][1]
+    assert i1.index == 1 and i1.parts[0].reply_start and i1.parts[0].first_voiced_offset == 350
+    assert i1.parts[0].offset == 0
+    i4 = got[3][1]  # samples 2880…3839 of the reply: the end of segment 1 and all of segment 2
     assert [p.count for p in i4.parts] == [120, 100] and i4.parts[1].reply_end and not i4.parts[0].reply_end
     assert not tr.busy
     tr.stop()
@@ -44,16 +49,36 @@ async def test_reply_samples_land_exactly_and_are_marked():
 async def test_first_voiced_sample_in_a_later_frame_and_clear():
     tr = ReplyTrack()
     tr.enqueue(Segment(turn=1, pcm=np.ones(5000, np.int16), first_voiced=2500, first=True, last=True))
-    await tr.recv(), await tr.recv()
-    info = tr.ledger._infos[2 - 1]
-    assert info.parts[0].first_voiced_offset is None
-    await tr.recv()
-    assert tr.ledger._infos[2].parts[0].first_voiced_offset == 2500 - 2 * FRAME
+    (_, i0), (_, i1) = await tr.next_pcm(), await tr.next_pcm()
+    assert i1.parts[0].first_voiced_offset is None
+    _, i2 = await tr.next_pcm()
+    assert i2.parts[0].first_voiced_offset == 2500 - 2 * FRAME
     cut = tr.clear(1)
     assert cut == 5000 - 3 * FRAME and not tr.busy
-    f = await tr.recv()
-    assert not np.any(f.to_ndarray())
+    a, _ = await tr.next_pcm()
+    assert not np.any(a)
     tr.stop()
+
+
+def test_own_encoding_is_aiortcs_with_the_same_delay():
+    """The track's packets decode like aiortc's own pipeline: a noise burst after silence reuse lands 312 samples late
+    (Opus pre-skip), exactly as the sender's encoder would have put it."""
+    from aiortc.codecs.opus import OpusDecoder
+    from aiortc.jitterbuffer import JitterFrame
+
+    enc, dec = OpusFrames(), OpusDecoder()
+    frames = [np.zeros(FRAME, np.int16) for _ in range(10)]
+    burst = (np.random.default_rng(1).standard_normal(FRAME * 5) * 4000).astype(np.int16)  # no periodicity
+    frames += [burst[k * FRAME:(k + 1) * FRAME] for k in range(5)]
+    out = []
+    for k, f in enumerate(frames):
+        p = enc.encode(f, k)
+        out += [fr.to_ndarray().reshape(-1, 2)[:, 0] for fr in dec.decode(JitterFrame(bytes(p), p.pts))]
+    y = np.concatenate(out).astype(np.float64)
+    assert enc.reused > 0
+    ref = burst[:2000].astype(np.float64)
+    lag = int(np.argmax(np.correlate(y[9 * FRAME:], ref, mode="valid"))) + 9 * FRAME
+    assert lag - 10 * FRAME == 312
 
 
 def test_ledger_maps_rtp_timestamps_across_wraparound():

@@ -163,6 +163,7 @@ async def test_ten_concurrent_calls_in_real_time(tmp_path):
             return await converse(url, truth, [u], timeout=40)
 
         results = await asyncio.gather(*(one(k) for k in range(10)))
+        await wait_for(lambda: len([r for r in truth.calls if r["event"] == "end"]) == 10, 15)  # clients closed
         calls = truth.calls
     assert len({c.pc_id for c, _, _ in results}) == 10
     lates, outputs = [], []

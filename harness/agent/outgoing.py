@@ -1,9 +1,10 @@
 """The agent's outgoing audio: a paced track of 20 ms, 48 kHz mono frames, silence between replies.
 
 Frame n is returned by `recv()` at `t_start + n·20 ms` (an absolute schedule, no sleep drift); its content is
-taken from the reply queue at that instant, so audio queued just before a tick goes out in that frame. aiortc's
-Opus encoder turns each frame into exactly one RTP packet whose timestamp is `ts_first + 960·n`, which is how
-the send hook (`FrameLedger.info_for_rtp`) finds the frame — and the reply samples — inside each packet.
+taken from the reply queue at that instant, so audio queued just before a tick goes out in that frame. The track
+encodes each frame into exactly one Opus packet (pts 960·n) that aiortc's sender packs into one RTP packet whose
+timestamp is `ts_first + 960·n`, which is how the send hook (`FrameLedger.info_for_rtp`) finds the frame — and the
+reply samples — inside each packet.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-from aiortc.mediastreams import MediaStreamTrack
-from av import AudioFrame
+from aiortc.codecs.opus import OpusEncoder
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av import AudioFrame, Packet
 
 SAMPLE_RATE = 48000
 FRAME = 960  # samples per 20 ms frame
@@ -67,6 +69,7 @@ class ReplyTrack(MediaStreamTrack):
         self._n = 0
         self.ledger = FrameLedger()
         self.max_lateness = 0.0
+        self._opus = OpusFrames()
 
     # -- queue
     def enqueue(self, seg: Segment) -> None:
@@ -93,9 +96,9 @@ class ReplyTrack(MediaStreamTrack):
         return self._t0 is not None
 
     # -- pacing
-    async def recv(self) -> AudioFrame:
+    async def next_pcm(self) -> tuple[np.ndarray, FrameInfo]:
+        """The next 20 ms of int16 audio, returned at its slot `t0 + n·20 ms` (never before)."""
         if self.readyState != "live":
-            from aiortc.mediastreams import MediaStreamError
             raise MediaStreamError
         now = time.monotonic()
         if self._t0 is None:
@@ -106,15 +109,17 @@ class ReplyTrack(MediaStreamTrack):
         pcm = np.zeros(FRAME, dtype=np.int16)
         info = FrameInfo(index=self._n, sched=sched, produced=0.0)
         self._fill(pcm, info)
-        info.produced = time.monotonic()
-        self.max_lateness = max(self.max_lateness, info.produced - sched)
-        self.ledger.add(info)
-        frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = SAMPLE_RATE
-        frame.pts = self._n * FRAME
-        frame.time_base = TIME_BASE
         self._n += 1
-        return frame
+        return pcm, info
+
+    async def recv(self) -> Packet:
+        """An Opus packet for aiortc's sender (encoded here, see `OpusFrames`), pts = 960·n."""
+        pcm, info = await self.next_pcm()
+        packet = self._opus.encode(pcm, info.index)
+        info.produced = time.monotonic()
+        self.max_lateness = max(self.max_lateness, info.produced - info.sched)
+        self.ledger.add(info)
+        return packet
 
     def _fill(self, pcm: np.ndarray, info: FrameInfo) -> None:
         at = 0
@@ -132,6 +137,45 @@ class ReplyTrack(MediaStreamTrack):
                 part.reply_end = seg.last
             if n > 0 or part.reply_end:
                 info.parts.append(part)
+
+
+class OpusFrames:
+    """Encodes the track's frames itself, so aiortc's sender only packs them: no executor hop per frame and no
+    per-frame audio-level computation in the event loop. aiortc's own `OpusEncoder` (same settings, same 312-sample
+    delay). Steady silence is not re-encoded: after `QUIET` silent frames the encoder's last silent packet is
+    reused until audio comes back (the encoder then resumes from silence, as if it had been fed all along)."""
+
+    QUIET = 3
+
+    def __init__(self):
+        self.encoder = OpusEncoder()
+        self._quiet = 0
+        self._silence: bytes | None = None
+        self.encoded = 0
+        self.reused = 0
+
+    def encode(self, pcm: np.ndarray, index: int) -> Packet:
+        silent = not pcm.any()
+        if silent and self._quiet >= self.QUIET and self._silence is not None:
+            data = self._silence
+            self.reused += 1
+        else:
+            frame = AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = SAMPLE_RATE
+            frame.pts = index * FRAME
+            frame.time_base = TIME_BASE
+            payloads, _ts = self.encoder.encode(frame)
+            if len(payloads) != 1:  # aiortc's encoder gives one packet per 20 ms frame of 48 kHz input
+                raise RuntimeError(f"Opus encoder returned {len(payloads)} packets for one 20 ms frame")
+            data = payloads[0]
+            self.encoded += 1
+            self._quiet = self._quiet + 1 if silent else 0
+            if silent and self._quiet >= self.QUIET:
+                self._silence = data
+        packet = Packet(data)
+        packet.pts = index * FRAME
+        packet.time_base = TIME_BASE
+        return packet
 
 
 class FrameLedger:
