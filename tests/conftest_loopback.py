@@ -16,6 +16,7 @@ import glob
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -27,25 +28,27 @@ _shared = {"users": 0, "dir": None, "lease": None, "env": None, "alsa": None, "c
 
 
 def _clean_stale() -> None:
-    for d in glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*")):
+    """Remove what crashed sessions left behind — never a live session's devices (other test sessions may run
+    at the same time): `down` with a lease nobody holds tears down only when no live lease is left, under the
+    state's lock."""
+    for d in map(Path, glob.glob(os.path.join(tempfile.gettempdir(), PREFIX + "*"))):
         try:
-            st = pulse.read_state(Path(d))
+            if not (d / pulse.STATE_FILE).exists():
+                if time.time() - d.stat().st_mtime > 600:  # died before its devices were made
+                    shutil.rmtree(d, ignore_errors=True)
+                continue
+            res = pulse.down(d, lease="reaper")
+            if not res["kept_for"] and not (d / pulse.STATE_FILE).exists():
+                shutil.rmtree(d, ignore_errors=True)
         except Exception:
-            st = {}
-        if st and any(pulse.lease_alive(x) for x in st.get("leases", [])):
-            continue  # another live session's devices
-        try:
-            pulse.down(d, force=True)
-        except Exception:
-            pass
-        shutil.rmtree(d, ignore_errors=True)
+            continue
 
 
 def _acquire() -> Path:
     if _shared["users"] == 0:
         _clean_stale()
         d = Path(tempfile.mkdtemp(prefix=PREFIX))
-        lease = pulse.process_lease()
+        lease = pulse.process_lease(tag="pytest")
         pulse.up(d, lease=lease, reuse_running=False)
         _shared.update(dir=d, lease=lease, env=os.environ.get("VLH_STATE_DIR"),
                        alsa=os.environ.get("ALSA_CONFIG_PATH"))

@@ -70,6 +70,9 @@ def test_cli_calibrate_json(loopback, capsys):  # noqa: F811
     cal = out["calibration"]
     assert cal["repetitions"] == 3 and cal["mic_path"]["n"] == 3 and out["saved_to"] is None
     assert cal["devices"]["mic_play"] == "vlh_mic" and cal["mode"] == "null-sink"
+    from harness.transports import pulse
+
+    assert pulse.ensure_ready(loopback), "the CLI's own lease must not take the session's devices down"
 
 
 def test_cli_calibrate_bad_arguments(capsys):
@@ -77,3 +80,23 @@ def test_cli_calibrate_bad_arguments(capsys):
     assert "--reps 1: need at least 2" in capsys.readouterr().err
     assert main(["loopback", "calibrate", "--mic-device", "hw:1"]) == 2
     assert "--mic-device and --ear-device go together" in capsys.readouterr().err
+
+
+async def test_calibration_refuses_devices_in_use(loopback):  # noqa: F811
+    import asyncio
+    import subprocess
+
+    from harness.transports import pulse
+
+    rec = subprocess.Popen(["pacat", "-r", "-d", "vlh_mic.monitor"], stdout=subprocess.DEVNULL,
+                           env=pulse.child_env(loopback))
+    try:
+        for _ in range(100):
+            if pulse.foreign_streams(loopback):
+                break
+            await asyncio.sleep(0.05)
+        with pytest.raises(VlhError, match=rf"pacat \(pid {rec.pid}\) records vlh_mic.monitor — stop it first"):
+            await calibrate.calibrate(reps=2, state_dir=loopback, save=False)
+    finally:
+        rec.terminate()
+        rec.wait(5)

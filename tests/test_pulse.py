@@ -63,10 +63,13 @@ def test_up_is_idempotent_and_down_removes_what_it_created(sdir):
 
 def test_leases_keep_the_devices_for_live_processes(sdir):
     pulse.up(sdir, reuse_running=False)
-    mine = pulse.process_lease()
+    mine, also_mine = pulse.process_lease(), pulse.process_lease()  # two holders in one process
+    assert mine != also_mine and pulse.lease_alive(mine)
     pulse.up(sdir, lease=mine)
+    pulse.up(sdir, lease=also_mine)
     res = pulse.down(sdir)  # the CLI's lease goes, this process still holds them
-    assert res["kept_for"] == [mine] and (sdir / pulse.ALSA_FILE).exists()
+    assert sorted(res["kept_for"]) == sorted([mine, also_mine]) and (sdir / pulse.ALSA_FILE).exists()
+    assert pulse.down(sdir, lease=also_mine)["kept_for"] == [mine]  # one holder leaving keeps them for the other
     assert pulse.down(sdir, lease=mine)["removed"]
     assert not (sdir / "loopback.json").exists()
 
@@ -75,7 +78,7 @@ def test_a_dead_process_lease_does_not_hold_the_devices(sdir):
     pulse.up(sdir, reuse_running=False)
     child = subprocess.Popen(["sleep", "0"])
     child.wait()
-    dead = f"pid:{child.pid}:12345"
+    dead = pulse.process_lease(child.pid)
     assert not pulse.lease_alive(dead)
     pulse.up(sdir, lease=dead)
     assert pulse.down(sdir)["removed"]  # only the dead lease was left

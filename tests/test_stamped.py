@@ -78,6 +78,9 @@ def test_drift_is_fitted():
 
 def test_stamped_streams_on_the_loopback_devices(loopback):  # noqa: F811
     """What StampedOutput writes arrives bit-exact in StampedInput, and the two clocks agree on when."""
+    from harness.transports import pulse
+
+    pulse.activate(loopback)
     mic = StampedInput("vlh_mic_monitor")
     out = StampedOutput("vlh_mic")
     for s in (mic, out):
@@ -104,5 +107,8 @@ def test_stamped_streams_on_the_loopback_devices(loopback):  # noqa: F811
 
 
 def test_unknown_device_is_a_clear_error(loopback):  # noqa: F811
+    from harness.transports import pulse
+
+    pulse.activate(loopback)
     with pytest.raises(VlhError, match=r"sound input device 'no-such-mic' not found; input devices here: .*vlh_mic"):
         StampedInput("no-such-mic").open()

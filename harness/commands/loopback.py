@@ -100,9 +100,10 @@ def cmd_status(args) -> int:
 
     st = pulse.status(args.state_dir)
     devices = []
-    if st["up"] and (pulse.state_dir(args.state_dir) / pulse.ALSA_FILE).exists():
-        pulse.activate(args.state_dir)
+    before = os.environ.get("ALSA_CONFIG_PATH")
     try:
+        if st["up"] and (pulse.state_dir(args.state_dir) / pulse.ALSA_FILE).exists():
+            pulse.activate(args.state_dir)
         import sounddevice as sd
 
         devices = [{"index": i, "name": d["name"], "inputs": d["max_input_channels"],
@@ -110,6 +111,13 @@ def cmd_status(args) -> int:
                    for i, d in enumerate(sd.query_devices())]
     except OSError as exc:  # PortAudio library missing
         st["problems"].append(f"sounddevice unavailable: {exc}")
+    finally:  # leave the process as it was (status may run inside a longer-lived program)
+        if os.environ.get("ALSA_CONFIG_PATH") != before:
+            if before is None:
+                os.environ.pop("ALSA_CONFIG_PATH", None)
+            else:
+                os.environ["ALSA_CONFIG_PATH"] = before
+            pulse.reinit_portaudio()
     cal = calibrate.load(state_dir=args.state_dir)
     st["sounddevice"] = devices
     st["calibration"] = cal.brief() if cal else None

@@ -217,6 +217,11 @@ async def calibrate(devices: LoopbackDevices | None = None, *, ear_play: str | N
         ear_play = pulse.DEVICES.ear_play if devices.mic_record else None
     mode = "null-sink" if devices.mic_record else "cable"
     max_attempts = max_attempts or 2 * reps
+    if devices.pulse_managed:
+        others = pulse.foreign_streams(state_dir)
+        if others:
+            raise VlhError("calibration needs the loopback devices to itself, but " + "; ".join(others)
+                           + " — stop it first (an agent would hear the calibration chirps and answer them)")
     runs: list[dict] = []
     i = 0
     while True:

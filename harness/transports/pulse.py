@@ -162,10 +162,14 @@ def _write_state(sdir: Path, st: dict) -> None:
     tmp.replace(p)
 
 
-def process_lease(pid: int | None = None) -> str:
-    """A lease naming a process (with its start time, so a recycled pid is not mistaken for it)."""
+def process_lease(pid: int | None = None, tag: str | None = None) -> str:
+    """A lease held by a process (with its start time, so a recycled pid is not mistaken for it) and a tag unique
+    to the holder, so that two holders in one process (a test session running `vlh loopback calibrate` in-process)
+    never drop each other's lease."""
+    import uuid
+
     pid = os.getpid() if pid is None else pid
-    return f"pid:{pid}:{_proc_start(pid)}"
+    return f"pid:{pid}:{_proc_start(pid)}:{tag or uuid.uuid4().hex[:8]}"
 
 
 def _proc_start(pid: int) -> str:
@@ -179,7 +183,7 @@ def lease_alive(lease: str) -> bool:
     if not lease.startswith("pid:"):
         return True
     try:
-        _, pid, start = lease.split(":", 2)
+        _, pid, start = lease.split(":")[:3]
         return _proc_start(int(pid)) == start and start != "?"
     except ValueError:
         return False
@@ -365,8 +369,11 @@ def up(sdir: str | os.PathLike | None = None, *, lease: str = CLI_LEASE, reuse_r
     with _locked(sdir):
         st = read_state(sdir)
         st.setdefault("version", 1)
-        st.setdefault("leases", [])
         st.setdefault("modules", {})
+        st["leases"] = [x for x in st.get("leases", []) if lease_alive(x)]
+        if lease not in st["leases"]:
+            st["leases"].append(lease)
+        _write_state(sdir, st)  # held from the start: a cleaner never takes half-made devices for abandoned ones
         server = st.get("server")
         if server and server_info(sdir, server) is None:
             log.info("loopback: server %s is gone; starting afresh", server)
@@ -392,9 +399,13 @@ def up(sdir: str | os.PathLike | None = None, *, lease: str = CLI_LEASE, reuse_r
                 if mine is not None and sinks[name].get("owner_module") != mine:
                     st["modules"].pop(name)  # recreated by someone else: not ours to remove
                 continue
-            res = pactl(sdir, server, "load-module", "module-null-sink", f"sink_name={name}",
-                        f"rate={SAMPLE_RATE}", "channels=1", "format=float32le", "norewinds=1",
-                        f"sink_properties=device.description={name}")
+            args = ["load-module", "module-null-sink", f"sink_name={name}", f"rate={SAMPLE_RATE}", "channels=1",
+                    "format=float32le", "norewinds=1", f"sink_properties=device.description={name}"]
+            try:
+                res = pactl(sdir, server, *args)
+            except VlhError:  # a server without the norewinds option (e.g. PipeWire's pulse layer)
+                log.warning("loopback: %s refused norewinds=1; loading %s without it", server, name)
+                res = pactl(sdir, server, *[a for a in args if a != "norewinds=1"])
             st["modules"][name] = int(res.stdout.strip())
             _write_state(sdir, st)
         sinks = list_sinks(sdir, server)
@@ -404,9 +415,6 @@ def up(sdir: str | os.PathLike | None = None, *, lease: str = CLI_LEASE, reuse_r
         if not conf.exists() or conf.read_text() != text:
             conf.write_text(text)
         st["alsa_conf"] = str(conf)
-        st["leases"] = [x for x in st["leases"] if lease_alive(x)]
-        if lease not in st["leases"]:
-            st["leases"].append(lease)
         _write_state(sdir, st)
         return st
 
@@ -502,6 +510,34 @@ def sink_latencies(sdir: str | os.PathLike | None = None) -> dict:
                 if n in sinks}
     except (VlhError, KeyError, TypeError):
         return {}
+
+
+def foreign_streams(sdir: str | os.PathLike | None = None, own_pid: int | None = None) -> list[str]:
+    """Streams of other processes on the loopback sinks or their monitors (e.g. a running agent)."""
+    sdir = state_dir(sdir)
+    own = str(os.getpid() if own_pid is None else own_pid)
+    st = read_state(sdir)
+    server = st.get("server")
+    if not server:
+        return []
+    sinks = {s.get("index"): n for n, s in list_sinks(sdir, server).items() if n in SINKS}
+    try:
+        sources = {x["index"]: x["name"] for x in json.loads(pactl(sdir, server, "--format=json", "list", "sources")
+                                                              .stdout or "[]") if x.get("name") in
+                   {n + ".monitor" for n in SINKS}}
+        ins = json.loads(pactl(sdir, server, "--format=json", "list", "sink-inputs").stdout or "[]")
+        outs = json.loads(pactl(sdir, server, "--format=json", "list", "source-outputs").stdout or "[]")
+    except (ValueError, KeyError, TypeError):
+        return []
+    found = []
+    for kind, items, where in (("plays into", ins, sinks), ("records", outs, sources)):
+        for x in items:
+            dev = where.get(x.get(kind == "plays into" and "sink" or "source"))
+            pid = str((x.get("properties") or {}).get("application.process.id", "?"))
+            if dev and pid != own:
+                name = (x.get("properties") or {}).get("application.process.binary", "?")
+                found.append(f"{name} (pid {pid}) {kind} {dev}")
+    return found
 
 
 def ensure_ready(sdir: str | os.PathLike | None = None) -> dict:
