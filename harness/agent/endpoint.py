@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
+from harness.agent.timing import SPIN_S, sleep_until
+
 SAMPLE_RATE = 48000
 
 
@@ -53,6 +55,7 @@ class Endpointer:
         self.first_voiced: PacketRef | None = None
         self.last_voiced: PacketRef | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._spin: asyncio.Task | None = None
         self.frames = 0
         self.voiced_frames = 0
 
@@ -94,16 +97,32 @@ class Endpointer:
             self._arm(ref.arrival)
 
     def _arm(self, arrival: float) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        target = arrival + self.hangover_s
+        # a plain timer until just before the end, then a precise wait (asyncio timers wake ~1 ms late)
+        self._timer = loop.call_at(target - SPIN_S, self._near_end, target)
+
+    def _near_end(self, target: float) -> None:
+        self._timer = None
+        self._spin = asyncio.ensure_future(self._expire_at(target))
+
+    async def _expire_at(self, target: float) -> None:
+        await sleep_until(target)
+        self._spin = None
+        self._expire()
+
+    def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(arrival + self.hangover_s, self._expire)
+            self._timer = None
+        if self._spin is not None and self._spin is not asyncio.current_task():
+            self._spin.cancel()
+        self._spin = None
 
     def _expire(self) -> None:
         t = time.monotonic()
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
+        self._disarm()
         self.speaking = False
         first, last = self.first_voiced, self.last_voiced
         self.first_voiced = self.last_voiced = None
@@ -111,6 +130,4 @@ class Endpointer:
             self.on_end(first, last, t)
 
     def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._disarm()
