@@ -35,6 +35,12 @@ def _turns(out) -> pd.DataFrame:
     return pd.read_parquet(out / "turns.parquet")
 
 
+def _ordering_anomalies(df) -> list[str]:
+    """Anomalies about the agent's instants (impossible orderings, clock); the harness-health notes about its own
+    CPU starvation are information, checked by the accuracy assertions instead."""
+    return [a for cell in df["anomalies"].fillna("") for a in cell.split(";") if a and "harness" not in a]
+
+
 def _check_errors(out, n_turns):
     err = errors(out)
     assert len(err) == n_turns, f"{len(err)} of {n_turns} turns matched the truth"
@@ -55,7 +61,7 @@ def test_typical_profile_recovers_truth(tmp_path):
     err = _check_errors(out, 10)
     df = _turns(out)
     assert (df["status"] == "ok").all()
-    assert df["anomalies"].eq("").all(), df["anomalies"].tolist()
+    assert not _ordering_anomalies(df), _ordering_anomalies(df)
     assert err["llm_ttft_ms"].abs().max() <= STAGE_TOL
     assert (out / "recordings" / "call-1.wav").exists() and (out / "recordings" / "call-1.wav.json").exists()
 
@@ -67,7 +73,7 @@ def test_skewed_clock_offset_recovered(tmp_path):
     meta = json.loads((out / "run.json").read_text())
     assert abs(meta["clock"][0]["drift_ppm"] - 100) < 60
     assert meta["clock"][0]["offset_ms"] == pytest.approx(1500, abs=10)
-    assert _turns(out)["anomalies"].eq("").all()
+    assert not _ordering_anomalies(_turns(out))  # no false anomaly from the skewed clock
 
 
 def test_reasoning_flags_invisible_ttft(tmp_path):

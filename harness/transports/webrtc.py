@@ -51,6 +51,9 @@ class MicTrack:
                 self._segments: deque = deque()  # (start_sample_abs, samples)
                 self._sched_end = 0
                 self.lateness: list[float] = []
+                from aiortc.codecs.opus import OpusEncoder
+
+                self._encoder = OpusEncoder()
 
             def next_frame_sample(self) -> int:
                 return (self.frames_sent + 1) * FRAME  # a frame boundary safely after the one being sent
@@ -103,7 +106,13 @@ class MicTrack:
                 frame.pts = a
                 frame.time_base = Fraction(1, SAMPLE_RATE)
                 self.frames_sent = n + 1
-                return frame
+                # Encode here, in the loop (≈50 µs): aiortc would hop to a thread pool for every frame, which
+                # costs more than the encoding under the GIL. A packet is passed through as it is.
+                payloads, _ = self._encoder.encode(frame)
+                packet = av.Packet(payloads[0] if payloads else b"")
+                packet.pts = a
+                packet.time_base = Fraction(1, SAMPLE_RATE)
+                return packet
 
         return _MicTrack(*a, **k)
 
