@@ -113,6 +113,18 @@ def test_bad_flags_are_clear(capsys, tmp_path):
     assert "Name: value" in _one_line_error(capsys, code)
 
 
+def _truth_turns(path: Path) -> int:
+    if not path.exists():
+        return 0
+    n = 0
+    for line in path.read_text().splitlines():
+        try:
+            n += json.loads(line).get("kind") == "turn"
+        except ValueError:
+            pass  # a line being written
+    return n
+
+
 def _start_agent(tmp_path, *flags):
     port_file = tmp_path / "port"
     truth = tmp_path / "truth.jsonl"
@@ -147,11 +159,11 @@ def test_agent_dying_mid_call_keeps_finished_turns(tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--agent", url, "--turns", "6",
                             "--out", str(out), "--no-report", "--json"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
-    # kill the agent once two turns are in its truth log
+    # kill the agent once its third reply is out: two replies have surely reached the harness's ear
     truth = tmp_path / "truth.jsonl"
-    deadline = time.time() + 60
+    deadline = time.time() + 90
     while time.time() < deadline:
-        if truth.exists() and truth.read_text().count('"kind":"turn"') + truth.read_text().count('"kind": "turn"') >= 2:
+        if _truth_turns(truth) >= 3:
             break
         time.sleep(0.2)
     proc.kill()
@@ -170,9 +182,10 @@ def test_ctrl_c_keeps_finished_turns_and_marks_partial(tmp_path):
     truth = out / "agent-truth.jsonl"
     deadline = time.time() + 90
     while time.time() < deadline:
-        if truth.exists() and truth.read_text().count('"turn"') >= 3:
+        if _truth_turns(truth) >= 3:
             break
         time.sleep(0.2)
+    time.sleep(1.0)  # the third reply's end at the ear
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr
