@@ -237,10 +237,6 @@ def realtime():
 def opus_roundtrip(audio: np.ndarray, lead_frames: int = 5) -> np.ndarray:
     """`audio` (float32) through aiortc's own Opus encoder and decoder, frame-aligned as the mic track sends it
     (after `lead_frames` of silence); returns the decoded int16 samples aligned to the input (lead removed)."""
-    import av
-    from aiortc.codecs.opus import OpusDecoder, OpusEncoder
-    from aiortc.jitterbuffer import JitterFrame
-
     pcm = np.clip(np.round(np.asarray(audio, np.float64) * 32767), -32768, 32767).astype(np.int16)
     sig = np.concatenate([np.zeros(FRAME * lead_frames, np.int16), pcm, np.zeros(FRAME * 10, np.int16)])
     sig = sig[: len(sig) // FRAME * FRAME]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
-from agent_testclient import AgentTestClient, converse, realtime, speech, wait_for  # noqa: F401
+from agent_testclient import converse, realtime, speech, wait_for  # noqa: F401 (realtime: autouse fixture)
 from harness.agent.config import AgentConfig
 from harness.agent.server import AgentServer
 from harness.agent.telemetry import (LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry,
