@@ -15,7 +15,7 @@ EVENT_MAP = {
     "bot-tts-started": "tts_request",
     "bot-started-speaking": "audio_first_sent",
 }
-INFO_TYPES = {"user-started-speaking", "bot-stopped-speaking", "bot-llm-stopped", "bot-tts-stopped", "bot-ready",
+INFO_TYPES = {"user-started-speaking", "bot-interrupted", "bot-stopped-speaking", "bot-llm-stopped", "bot-tts-stopped", "bot-ready",
               "bot-llm-text", "bot-tts-text", "bot-transcription", "user-transcription", "server-message",
               "bot-output", "user-llm-text", "error", "bot-llm-search-response", "llm-function-call"}
 
