@@ -118,11 +118,11 @@ class MicTrack:
 
 
 class LoopMonitor:
-    """One per event loop, shared by all its calls: records stalls of the loop (it wakes every 5 ms)."""
+    """One per event loop, shared by all its calls: records stalls of the loop (it wakes every 10 ms)."""
 
     _by_loop: dict = {}
 
-    def __init__(self, interval: float = 0.005, threshold: float = 0.004):
+    def __init__(self, interval: float = 0.01, threshold: float = 0.004):
         self.interval, self.threshold = interval, threshold
         self.stalls: deque = deque(maxlen=10000)
         self.users = 0
