@@ -6,7 +6,7 @@ same call's reply onsets, which must be steady) and Opus's 312-sample delay. The
 crisp utterance's first sample left the harness.
 """
 
-import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -14,6 +14,7 @@ import pandas as pd
 from harness.run import RunConfig, run_measurement
 from harness.scenario import load_scenario
 from harness.verify import load_truth
+from hostload import disturbed
 
 SCENARIO = """
 name: barge-in-check
@@ -35,9 +36,24 @@ def test_interruption_latency_matches_truth(tmp_path):
     f = tmp_path / "bi.yaml"
     f.write_text(SCENARIO)
     sc = load_scenario(f)
-    out = run_measurement(RunConfig(scenario=sc, agent_profile="typical",
-                                    agent_overrides={"response": [LONG, "Okay.", LONG, "Okay."]},
-                                    out_dir=tmp_path / "run", report=False, progress=False))
+
+    def run(name):
+        return run_measurement(RunConfig(scenario=sc, agent_profile="typical",
+                                         agent_overrides={"response": [LONG, "Okay.", LONG, "Okay."]},
+                                         out_dir=tmp_path / name, report=False, progress=False))
+
+    out = run("run")
+    try:
+        check(out)
+    except AssertionError as exc:  # re-measured once only when the host visibly disturbed the first run
+        why = disturbed(out)
+        if not why:
+            raise
+        warnings.warn(f"barge-in: re-measuring once ({why}): {str(exc)[:200]}")
+        check(run("again"))
+
+
+def check(out):
     df = pd.read_parquet(out / "turns.parquet")
     truth, calls = load_truth(out / "agent-truth.jsonl")
     cfg = next(iter(calls.values()))["config"]

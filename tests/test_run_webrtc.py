@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ import pytest
 
 from harness.run import RunConfig, run_measurement
 from harness.verify import errors
+from hostload import disturbed
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?",
          "Call my sister please."]
@@ -29,6 +31,20 @@ def _run(tmp_path, name, profile="typical", overrides=None, turns=4, calls=1, **
     cfg = RunConfig(agent_profile=profile, agent_overrides={**SHORT, **(overrides or {})}, turns=turns,
                     texts=TEXTS, calls=calls, out_dir=tmp_path / name, report=False, progress=False, **kw)
     return run_measurement(cfg)
+
+
+def measured(tmp_path, name, check, **kw):
+    """Run and check; if the check fails on a run the host visibly disturbed, measure once more and check that run
+    with the same tolerances (as the loopback tests do). A failure on an undisturbed run fails at once."""
+    out = _run(tmp_path, name, **kw)
+    try:
+        return check(out)
+    except AssertionError as exc:
+        why = disturbed(out)
+        if not why:
+            raise
+        warnings.warn(f"{name}: re-measuring once, the first run was disturbed ({why}): {str(exc)[:200]}")
+    return check(_run(tmp_path, name + "-again", **kw))
 
 
 def _turns(out) -> pd.DataFrame:
@@ -57,59 +73,68 @@ def _check_errors(out, n_turns):
 
 
 def test_typical_profile_recovers_truth(tmp_path):
-    out = _run(tmp_path, "typical", turns=10)
-    err = _check_errors(out, 10)
-    df = _turns(out)
-    assert (df["status"] == "ok").all()
-    assert not _ordering_anomalies(df), _ordering_anomalies(df)
-    assert err["llm_ttft_ms"].abs().max() <= STAGE_TOL
-    assert (out / "recordings" / "call-1.wav").exists() and (out / "recordings" / "call-1.wav.json").exists()
+    def check(out):
+        err = _check_errors(out, 10)
+        df = _turns(out)
+        assert (df["status"] == "ok").all()
+        assert not _ordering_anomalies(df), _ordering_anomalies(df)
+        assert err["llm_ttft_ms"].abs().max() <= STAGE_TOL
+        assert (out / "recordings" / "call-1.wav").exists() and (out / "recordings" / "call-1.wav.json").exists()
+
+    measured(tmp_path, "typical", check, turns=10)
 
 
 def test_skewed_clock_offset_recovered(tmp_path):
-    out = _run(tmp_path, "skew", overrides={"clock_offset_ms": 1500, "clock_drift_ppm": 100}, turns=3)
-    err = _check_errors(out, 3)
-    assert err["clock_offset_ms"].abs().max() <= 2.0
-    meta = json.loads((out / "run.json").read_text())
-    assert abs(meta["clock"][0]["drift_ppm"] - 100) < 60
-    assert meta["clock"][0]["offset_ms"] == pytest.approx(1500, abs=10)
-    assert not _ordering_anomalies(_turns(out))  # no false anomaly from the skewed clock
+    def check(out):
+        err = _check_errors(out, 3)
+        assert err["clock_offset_ms"].abs().max() <= 2.0
+        meta = json.loads((out / "run.json").read_text())
+        assert abs(meta["clock"][0]["drift_ppm"] - 100) < 60
+        assert meta["clock"][0]["offset_ms"] == pytest.approx(1500, abs=10)
+        assert not _ordering_anomalies(_turns(out))  # no false anomaly from the skewed clock
+
+    measured(tmp_path, "skew", check, overrides={"clock_offset_ms": 1500, "clock_drift_ppm": 100}, turns=3)
 
 
 def test_reasoning_flags_invisible_ttft(tmp_path):
-    out = _run(tmp_path, "reasoning", profile="reasoning", turns=2)
-    _check_errors(out, 2)
-    for row in _turns(out).to_dict("records"):
-        assert row["provider_ttft_invisible"]
-        assert row["reasoning_ms"] == pytest.approx(800, abs=STAGE_TOL)
-        assert "invisible" in row["anomalies"]
+    def check(out):
+        _check_errors(out, 2)
+        for row in _turns(out).to_dict("records"):
+            assert row["provider_ttft_invisible"]
+            assert row["reasoning_ms"] == pytest.approx(800, abs=STAGE_TOL)
+            assert "invisible" in row["anomalies"]
+
+    measured(tmp_path, "reasoning", check, profile="reasoning", turns=2)
 
 
 def test_rtvi_only_places_stages_by_arrival(tmp_path):
-    out = _run(tmp_path, "rtvi", overrides={"telemetry": "rtvi"}, turns=3)
-    err = errors(out)
-    assert err["user_speech_end_ms"].abs().max() <= EAR_TOL
-    assert err["first_audio_arrival_ms"].abs().max() <= EAR_TOL
-    for row in _turns(out).to_dict("records"):
-        assert row["status"] == "ok"
-        assert row["provider_ttft_source"] == "rtvi-metrics"
-        assert row["endpointing_source"] == "estimated"
-        assert row["llm_ttft_source"] == "estimated"
-        assert math.isclose(sum(s["ms"] for s in json.loads(row["stages_json"])), row["ttfa_ms"], abs_tol=0.01)
-    assert err["llm_ttft_ms"].abs().max() <= STAGE_TOL  # from metrics.ttfb
+    def check(out):
+        err = errors(out)
+        assert err["user_speech_end_ms"].abs().max() <= EAR_TOL
+        assert err["first_audio_arrival_ms"].abs().max() <= EAR_TOL
+        for row in _turns(out).to_dict("records"):
+            assert row["status"] == "ok"
+            assert row["provider_ttft_source"] == "rtvi-metrics"
+            assert row["endpointing_source"] == "estimated"
+            assert row["llm_ttft_source"] == "estimated"
+            assert math.isclose(sum(s["ms"] for s in json.loads(row["stages_json"])), row["ttfa_ms"], abs_tol=0.01)
+        assert err["llm_ttft_ms"].abs().max() <= STAGE_TOL  # from metrics.ttfb
+
+    measured(tmp_path, "rtvi", check, overrides={"telemetry": "rtvi"}, turns=3)
 
 
 def test_jitter_and_loss_go_to_the_jitter_buffer(tmp_path):
-    out = _run(tmp_path, "jitter", overrides={"net_delay_ms": 40, "net_jitter_ms": 15, "net_loss": 0.02},
-               turns=4, jitter_buffer="adaptive")
-    _check_errors(out, 4)
-    df = _turns(out)
-    assert np.median(df["jitter_buffer_ms"]) > 25  # grown from the 20 ms floor to absorb ±15 ms
-    assert (df["playout_stall_ms"] <= 100).all()  # loss is concealed, never a stall
-    meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())["meta"]["playout"]
-    assert meta["conceal"] > 0
+    def check(out):
+        _check_errors(out, 4)
+        df = _turns(out)
+        assert np.median(df["jitter_buffer_ms"]) > 25  # grown from the 20 ms floor to absorb ±15 ms
+        assert (df["playout_stall_ms"] <= 100).all()  # loss is concealed, never a stall
+        meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())["meta"]["playout"]
+        assert meta["conceal"] > 0
+
+    measured(tmp_path, "jitter", check, overrides={"net_delay_ms": 40, "net_jitter_ms": 15, "net_loss": 0.02},
+             turns=4, jitter_buffer="adaptive")
 
 
 def test_ten_concurrent_calls_stay_within_tolerance(tmp_path):
-    out = _run(tmp_path, "concurrent", turns=2, calls=10)
-    _check_errors(out, 20)
+    measured(tmp_path, "concurrent", lambda out: _check_errors(out, 20), turns=2, calls=10)

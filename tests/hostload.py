@@ -1,0 +1,20 @@
+"""Test helper: did the host visibly disturb a run's timing? (shared by the real-time WebRTC tests)"""
+
+import os
+
+import pandas as pd
+
+
+def disturbed(out) -> str:
+    """Why a run's timing cannot be trusted to the millisecond because the host was busy, or ''. The run itself
+    reports its event-loop stalls and late mic frames; the load average catches a starved agent process."""
+    df = pd.read_parquet(out / "turns.parquet")
+    load = os.getloadavg()[0]
+    why = []
+    if df["harness_stall_ms"].fillna(0).max() > 3:
+        why.append(f"harness event-loop stalls up to {df['harness_stall_ms'].max():.1f} ms")
+    if df["mic_late_ms"].fillna(0).max() > 5:
+        why.append(f"mic frames up to {df['mic_late_ms'].max():.1f} ms late")
+    if load > 1.5:
+        why.append(f"load average {load:.1f} on {os.cpu_count()} cores")
+    return ", ".join(why)
