@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.audio.synth import build_conversation  # noqa: E402
 from harness.audio.turns import find_turns  # noqa: E402
 from harness.audio.wavio import read_wav, write_wav  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine  # noqa: E402
 
 PHRASES = [
     ("I would like to book a table for two", "Sure, for what day"),
@@ -48,18 +50,6 @@ def recording(minutes: float, seed: int = 0) -> tuple[np.ndarray, list[dict]]:
     reps = -(-n // len(block))
     placed = [{k: v + r * len(block) for k, v in t.items()} for r in range(reps) for t in truth]
     return np.tile(block, (reps, 1))[:n], [t for t in placed if t["agent_end"] <= n]
-
-
-def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
 
 
 def main() -> int:

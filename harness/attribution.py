@@ -18,16 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BOUNDARIES = (
-    "user_speech_end",
-    "user_speech_end_detected",
-    "stt_final",
-    "llm_request",
-    "llm_first_token",
-    "llm_first_visible_token",
-    "tts_request",
-    "tts_first_audio",
-    "audio_first_sent",
+from harness.telemetry.events import EVENT_NAMES
+
+BOUNDARIES = ("user_speech_end",) + EVENT_NAMES + (
     "first_audio_arrival",
     "first_audio_playout",
     "first_audio_decoded",
