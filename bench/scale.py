@@ -24,6 +24,7 @@ the machine is shared, and CPU time — unlike wall time — barely depends on i
     .venv/bin/python bench/scale.py --quick                  # smoke: 2 calls, one turn (the test suite)
     .venv/bin/python bench/scale.py --update-readme          # also write the table into bench/README.md
     .venv/bin/python bench/scale.py --levels 10 --profile-dir /tmp/prof   # cProfile of each vlh worker
+    .venv/bin/python bench/scale.py --py-spy 6 --py-spy-levels 10        # where the CPU goes (py-spy installed)
 """
 
 from __future__ import annotations
@@ -370,16 +371,83 @@ def _groups(n: int, per: int) -> list[list[int]]:
     return call_groups(n, per)
 
 
-def _spawn(target, arg_sets: list[tuple]) -> None:
+def _spawn(target, arg_sets: list[tuple], spy: tuple[str, float, float] | None = None) -> list[Path]:
+    """Run one worker process per argument set. With `spy` = (path prefix, delay s, duration s), py-spy samples
+    every worker (all threads, without pausing it) once its calls are under way; returns the raw profiles."""
+    import shutil
+    import subprocess
+
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=target, args=a) for a in arg_sets]
     for p in procs:
         p.start()
+    spies, raws = [], []
+    if spy and shutil.which("py-spy", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]):
+        exe = shutil.which("py-spy", path=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+        time.sleep(spy[1])
+        for i, p in enumerate(procs):
+            raw = Path(f"{spy[0]}-{i}.raw")
+            raws.append(raw)
+            spies.append(subprocess.Popen([exe, "record", "--pid", str(p.pid), "-d", str(int(spy[2])), "-r", "100",
+                                           "-f", "raw", "-o", str(raw), "--threads", "--nonblocking"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    elif spy:
+        print("py-spy is not installed (.venv/bin/pip install py-spy): no CPU breakdown", file=sys.stderr)
     for p in procs:
         p.join()
+    for sp in spies:
+        sp.wait()
     bad = [p.exitcode for p in procs if p.exitcode]
     if bad:
         raise SystemExit(f"a worker process failed (exit codes {bad}); see its output above")
+    return [r for r in raws if r.exists()]
+
+
+# where the CPU goes: py-spy stacks (innermost frame first) → a named cost; the first rule that matches a frame wins
+COSTS = [
+    ("idle wait", ("Condition.wait", "_worker (concurrent/futures/thread.py:8", "EpollSelector.select")),
+    ("Opus encode", ("OpusEncoder.encode",)),
+    ("Opus decode", ("OpusDecoder.decode", "_OpusDecoder.decode")),
+    ("audio level (aiortc, pure Python)", ("compute_audio_level_dbov",)),
+    ("SRTP (pylibsrtp)", ("pylibsrtp",)),
+    ("UDP send / receive", ("sendto", "_read_ready", "recvfrom")),
+    ("executor thread hop (aiortc encoder)", ("concurrent/futures", "threading.py", "_write_to_self",
+                                              "_read_from_self")),
+    ("vlh after-call analysis and WAV", ("harness/analysis.py", "harness/audio/boundaries.py",
+                                         "harness/audio/wavio.py", "harness/audio/turns.py", "harness/store.py",
+                                         "harness/attribution.py")),
+    ("vlh mic track", ("_MicTrack",)),
+    ("vlh playout emulator", ("harness/transports/playout.py",)),
+    ("vlh capture timeline", ("harness/audio/capture.py",)),
+    ("vlh telemetry and pings", ("harness/telemetry/", "_ping_loop", "_on_message")),
+    ("vlh loop monitor", ("LoopMonitor",)),
+    ("vlh turn logic", ("harness/run.py", "harness/transports/webrtc.py")),
+    ("bare client: paced track, RMS, turn logic", ("bare_call", "PacedTrack")),
+    ("aiortc SCTP (data channel)", ("rtcsctptransport",)),
+    ("aiortc RTP/RTCP (sender, receiver, jitter buffer, packets)", ("rtcrtpsender", "rtcrtpreceiver", "aiortc/rtp.py",
+                                                                   "jitterbuffer", "rtcrtptransceiver")),
+    ("aiortc DTLS transport", ("rtcdtlstransport",)),
+    ("aioice", ("aioice",)),
+    ("PyAV frames", ("av/", "from_ndarray", "to_ndarray")),
+    ("asyncio event loop", ("asyncio/",)),
+]
+
+
+def cpu_breakdown(raws: list[Path]) -> list[tuple[str, float]]:
+    """Share of the busy samples per named cost, over the py-spy raw profiles of one phase."""
+    from collections import Counter
+
+    c: Counter = Counter()
+    for raw in raws:
+        for line in raw.read_text().splitlines():
+            stack, _, n = line.rpartition(" ")
+            frames = stack.split(";")[::-1]
+            if len(frames) < 2:  # only the thread's name: no Python frame could be read (native code)
+                continue
+            name = next((nm for f in frames for nm, keys in COSTS if any(k in f for k in keys)), "other")
+            c[name] += int(n)
+    busy = sum(v for k, v in c.items() if k != "idle wait")
+    return [(k, 100 * v / busy) for k, v in c.most_common() if k != "idle wait" and busy]
 
 
 def _sum_stats(files: list[Path]) -> dict:
@@ -417,8 +485,10 @@ def run_level(n: int, args, root: Path) -> dict:
         prof = [str(Path(args.profile_dir) / f"calls-{n}-worker-{i}.prof") if args.profile_dir else None
                 for i in range(len(groups))]
         t0 = time.monotonic()
-        _spawn(_vlh_worker, [(cfg, urls, utterances, g, str(run_dir), str(s), p)
-                             for g, s, p in zip(groups, stats, prof)])
+        sampled = args.py_spy and (not args.py_spy_levels or n in args.py_spy_levels)
+        spy = (str(level / "py-spy-vlh"), args.py_spy_delay, args.py_spy) if sampled else None
+        vlh_raws = _spawn(_vlh_worker, [(cfg, urls, utterances, g, str(run_dir), str(s), p)
+                                        for g, s, p in zip(groups, stats, prof)], spy)
         vlh_wall = time.monotonic() - t0
         agent_cpu_vlh = agents.cpu() - a0
         store.merge_parts()
@@ -427,7 +497,8 @@ def run_level(n: int, args, root: Path) -> dict:
         # bare aiortc
         a0 = agents.cpu()
         bstats = [level / f"bare-stats-{i}.json" for i in range(len(groups))]
-        _spawn(_bare_worker, [(urls, utterances, g, str(s)) for g, s in zip(groups, bstats)])
+        spy = (str(level / "py-spy-bare"), args.py_spy_delay, args.py_spy) if sampled else None
+        bare_raws = _spawn(_bare_worker, [(urls, utterances, g, str(s)) for g, s in zip(groups, bstats)], spy)
         bare = _sum_stats(bstats)
         agent_cpu_bare = agents.cpu() - a0
         load_end = load_avg()
@@ -457,7 +528,7 @@ def run_level(n: int, args, root: Path) -> dict:
         / bare["call_s"],
         "ear": absq(err, EAR), "stages": absq(err, STAGES), "ear_clean": absq(clean, EAR),
         "stages_clean": absq(clean, STAGES), "flagged": len(flagged_keys), "load": f"{load_start} → {load_end}",
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir), "vlh_costs": cpu_breakdown(vlh_raws), "bare_costs": cpu_breakdown(bare_raws),
     }
 
 
@@ -520,6 +591,25 @@ def verdict(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def breakdown_table(results: list[dict]) -> str:
+    """Where each side's busy CPU went (py-spy samples), per level that was sampled."""
+    out = []
+    for r in results:
+        if not (r["vlh_costs"] or r["bare_costs"]):
+            continue
+        names = [k for k, _ in r["vlh_costs"]] + [k for k, _ in r["bare_costs"] if k not in dict(r["vlh_costs"])]
+        v, b = dict(r["vlh_costs"]), dict(r["bare_costs"])
+        vlh_cpu, bare_cpu = r["vlh_live_pct"], r["bare_cpu_pct"]
+        out += [f"Where the CPU goes at {r['calls']} calls (py-spy samples of the busy threads during the calls; "
+                f"share of the samples, and that share of the per-call CPU):", "",
+                "| cost | vlh | bare aiortc |", "|---|---:|---:|"]
+        for k in names:
+            out.append(f"| {k} | {v.get(k, 0):.1f} % ≈ {v.get(k, 0) * vlh_cpu / 100:.2f} % of a core | "
+                       f"{b.get(k, 0):.1f} % ≈ {b.get(k, 0) * bare_cpu / 100:.2f} % of a core |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 5, 10, 20, 40])
@@ -530,6 +620,11 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one level of 2 calls, one turn each (smoke test)")
     ap.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--profile-dir", help="write a cProfile of every vlh worker here")
+    ap.add_argument("--py-spy", type=float, metavar="SECONDS",
+                    help="sample every worker with py-spy for this long and print where the CPU goes")
+    ap.add_argument("--py-spy-delay", type=float, default=8.0, help="seconds after the workers start (imports, "
+                    "connections) before sampling [default: 8]")
+    ap.add_argument("--py-spy-levels", type=int, nargs="+", help="sample only at these levels [default: all]")
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
@@ -547,6 +642,9 @@ def main(argv=None) -> int:
               f"{r['ok']}/{r['turns']} ok, ear max {r['ear'][2]:.2f} ms, stages max {r['stages'][2]:.2f} ms, "
               f"flagged {r['flagged']}; load {r['load']} ({time.monotonic() - t:.0f} s)", flush=True)
     text = table(results) + "\n\n" + verdict(results)
+    costs = breakdown_table(results)
+    if costs:
+        text += "\n\n" + costs
     print(text)
     print(f"run folders: {root}")
     if args.update_readme:
