@@ -210,6 +210,7 @@ class WebRTCCall:
         self._tasks: list[asyncio.Task] = []
         self._monitor = None
         self._opus_pt: set[int] = set()
+        self._wire_stamps: dict[int, float] = {}  # RTP sequence number → datagram arrival
 
     # ---- set-up ------------------------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -272,10 +273,30 @@ class WebRTCCall:
         self._monitor = LoopMonitor.for_running_loop()
 
     def _hook_receiver(self) -> None:
-        """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator."""
+        """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator.
+
+        The stamp is taken where the datagram leaves the socket layer (aioice's `data_received`), before the queue
+        hop to the DTLS transport and SRTP decryption (≈0.5 ms on this machine); the SRTP header is clear, so the
+        datagram's sequence number finds its stamp again once aiortc hands over the decrypted packet."""
         for tr in self.pc.getTransceivers():
             if tr.kind != "audio":
                 continue
+            try:
+                conn = tr.receiver.transport.transport._connection
+                orig = conn.data_received
+                stamps = self._wire_stamps
+
+                def data_received(data: bytes, component: int, _orig=orig) -> None:
+                    if len(data) >= 12 and 128 <= data[0] <= 191 and not (192 <= data[1] <= 223):
+                        stamps[int.from_bytes(data[2:4], "big")] = time.monotonic()
+                        if len(stamps) > 512:
+                            for k in list(stamps)[:256]:
+                                stamps.pop(k, None)
+                    _orig(data, component)
+
+                conn.data_received = data_received
+            except AttributeError:  # another aiortc/aioice layout: stamp in the RTP handler instead
+                log.debug("aioice hook unavailable; RTP arrival stamped after decryption")
             for codec in (tr.receiver._RTCRtpReceiver__codecs or {}).values() if hasattr(
                     tr.receiver, "_RTCRtpReceiver__codecs") else []:
                 if codec.mimeType.lower() == "audio/opus":
@@ -283,7 +304,7 @@ class WebRTCCall:
             tr.receiver._handle_rtp_packet = self._on_rtp
 
     async def _on_rtp(self, packet, arrival_time_ms: int) -> None:
-        now = time.monotonic()
+        now = self._wire_stamps.pop(packet.sequence_number, None) or time.monotonic()
         if self._opus_pt and packet.payload_type not in self._opus_pt:
             return
         self.rtp_packets += 1
