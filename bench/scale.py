@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import json
 import math
+import signal
 import multiprocessing as mp
 import os
 import sys
@@ -644,6 +645,7 @@ def main(argv=None) -> int:
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--readme-marker", default="scale", help="the bench/README.md section to write [default: scale]")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the agents are stopped on the way out
     if args.quick:
         args.levels, args.turns = [2], 1
     if args.profile_dir:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import signal
 import sys
 import tempfile
 import time
@@ -253,6 +254,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--update-readme", action="store_true")
     args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the agents are stopped on the way out
     if args.quick:
         args.turns, args.turns_per_call, args.concurrent = 4, 2, 2
     modes = ["long", "short"] if args.mode == "both" else [args.mode]
