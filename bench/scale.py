@@ -33,9 +33,9 @@ import argparse
 import asyncio
 import json
 import math
-import signal
 import multiprocessing as mp
 import os
+import signal
 import sys
 import tempfile
 import threading
