@@ -149,7 +149,7 @@ class Agents:
 
 # ---- vlh side (worker process) ---------------------------------------------------------------------------------
 def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, stats_path: str,
-                profile_path: str | None) -> None:
+                profile_path: str | None, barrier) -> None:
     from harness.priority import set_nice
 
     set_nice(-10)  # as vlh run's workers do
@@ -177,7 +177,7 @@ def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, s
 
     hr.measure_call = timed(hr.measure_call)  # after-call analysis
     store.add_call = timed(store.add_call)  # the WAV write and the part file
-    durations: list[float] = []
+    spans: list[tuple[float, float]] = []
 
     async def one(n: int):
         t = time.monotonic()
@@ -185,7 +185,7 @@ def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, s
             await hr.run_call(cfg, urls[n], n, utterances, store)
         except VlhError as exc:  # call 1 re-raises a failed connection; its rows are stored as error:connect
             print(f"vlh call {n}: {exc}", file=sys.stderr)
-        durations.append(time.monotonic() - t)
+        spans.append((t, time.monotonic()))
 
     async def main():
         await asyncio.gather(*(one(n) for n in numbers))
@@ -195,6 +195,7 @@ def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, s
         import cProfile
 
         prof = cProfile.Profile()
+    barrier.wait(300)  # every worker has imported and set up: the calls of all workers start together
     base_rss = rss_mb()
     c0, w0 = cpu_self(), time.monotonic()
     with RssSampler() as rs:
@@ -207,8 +208,8 @@ def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, s
     if prof:
         prof.dump_stats(profile_path)
     _write_stats(stats_path, calls=len(numbers), cpu_s=cpu, wall_s=wall, post_cpu_s=post["cpu"],
-                 post_wall_s=post["wall"], call_s=sum(durations) - post["wall"], base_rss_mb=base_rss,
-                 peak_rss_mb=max(rs.peak, rss_mb()), hwm_mb=rss_mb(key="VmHWM"))
+                 post_wall_s=post["wall"], call_s=sum(b - a for a, b in spans) - post["wall"], base_rss_mb=base_rss,
+                 peak_rss_mb=max(rs.peak, rss_mb()), hwm_mb=rss_mb(key="VmHWM"), spans=spans)
 
 
 def _write_stats(path: str, **kw) -> None:
@@ -333,7 +334,7 @@ async def bare_call(url: str, utterances, lead_in_s=0.8, reply_end_silence_s=0.8
     return {"turns": len(utterances), "answered": answered}
 
 
-def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str) -> None:
+def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str, barrier) -> None:
     from harness.priority import set_nice
 
     set_nice(-10)
@@ -341,7 +342,7 @@ def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str) ->
     import aiortc  # noqa: F401
     import av  # noqa: F401
 
-    durations, results = [], []
+    spans, results = [], []
 
     async def one(n):
         t = time.monotonic()
@@ -350,19 +351,20 @@ def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str) ->
         except Exception as exc:  # a starved machine can fail a connection: count it, go on
             print(f"bare call {n}: {exc.__class__.__name__} {exc}", file=sys.stderr)
             results.append({"turns": len(utterances), "answered": 0})
-        durations.append(time.monotonic() - t)
+        spans.append((t, time.monotonic()))
 
     async def main():
         await asyncio.gather(*(one(n) for n in numbers))
 
+    barrier.wait(300)
     base_rss = rss_mb()
     c0, w0 = cpu_self(), time.monotonic()
     with RssSampler() as rs:
         asyncio.run(main())
     _write_stats(stats_path, calls=len(numbers), cpu_s=cpu_self() - c0, wall_s=time.monotonic() - w0, post_cpu_s=0.0,
-                 post_wall_s=0.0, call_s=sum(durations), base_rss_mb=base_rss, peak_rss_mb=max(rs.peak, rss_mb()),
-                 hwm_mb=rss_mb(key="VmHWM"), answered=sum(r["answered"] for r in results),
-                 turns=sum(r["turns"] for r in results))
+                 post_wall_s=0.0, call_s=sum(b - a for a, b in spans), base_rss_mb=base_rss,
+                 peak_rss_mb=max(rs.peak, rss_mb()), hwm_mb=rss_mb(key="VmHWM"),
+                 answered=sum(r["answered"] for r in results), turns=sum(r["turns"] for r in results), spans=spans)
 
 
 # ---- one level -------------------------------------------------------------------------------------------------
@@ -379,7 +381,8 @@ def _spawn(target, arg_sets: list[tuple], spy: tuple[str, float, float] | None =
     import subprocess
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=target, args=a) for a in arg_sets]
+    barrier = ctx.Barrier(len(arg_sets))
+    procs = [ctx.Process(target=target, args=(*a, barrier)) for a in arg_sets]
     for p in procs:
         p.start()
     spies, raws = [], []
@@ -456,7 +459,18 @@ def _sum_stats(files: list[Path]) -> dict:
     out = {k: sum(s.get(k, 0) for s in st) for k in ("calls", "cpu_s", "post_cpu_s", "call_s", "base_rss_mb",
                                                       "peak_rss_mb", "hwm_mb", "answered", "turns")}
     out["procs"] = len(st)
+    out["overlap"] = peak_overlap([tuple(x) for s in st for x in s.get("spans", [])])
     return out
+
+
+def peak_overlap(spans: list[tuple[float, float]]) -> int:
+    """The largest number of calls that were in progress at the same instant."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans], key=lambda e: (e[0], e[1]))
+    peak = cur = 0
+    for _, d in events:
+        cur += d
+        peak = max(peak, cur)
+    return peak
 
 
 def run_level(n: int, args, root: Path) -> dict:
@@ -525,7 +539,8 @@ def run_level(n: int, args, root: Path) -> dict:
         return (float(np.percentile(v, 50)), float(np.percentile(v, 99)), float(v.max())) if len(v) else (math.nan,) * 3
 
     return {
-        "calls": n, "agents": n_agents, "procs": len(groups), "turns": len(df), "ok": int((df["status"] == "ok").sum()),
+        "calls": n, "overlap": vlh["overlap"], "bare_overlap": bare["overlap"], "agents": n_agents,
+        "procs": len(groups), "turns": len(df), "ok": int((df["status"] == "ok").sum()),
         "matched": len(err), "vlh_wall_s": vlh_wall,
         "vlh_cpu_pct": 100 * vlh["cpu_s"] / vlh["call_s"], "vlh_live_pct": 100 * (vlh["cpu_s"] - vlh["post_cpu_s"])
         / vlh["call_s"], "vlh_post_s_per_call": vlh["post_cpu_s"] / n, "vlh_call_s": vlh["call_s"] / n,
@@ -559,8 +574,8 @@ def demand(r: dict) -> float:
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| calls | agents / harness procs | turns ok / matched to truth | vlh CPU per call, % of a core (live + post) "
-        "| bare aiortc CPU per call | **ratio vlh / bare** (live only) | RSS growth per call, vlh / bare (MB) "
+        "| calls (at once: vlh / bare) | agents / harness procs | turns ok / matched to truth "
+        "| vlh CPU per call, % of a core (live + post) | bare aiortc CPU per call | **ratio vlh / bare** (live only) | RSS growth per call, vlh / bare (MB) "
         "| RSS per call incl. interpreter, vlh / bare (MB) | ear \\|error\\| p50 / p99 / max (ms) "
         "| stages \\|error\\| p50 / p99 / max (ms) | turns flagged (harness starved) "
         "| turns beyond tolerance / of them not flagged | agent CPU per call "
@@ -570,7 +585,8 @@ def table(results: list[dict]) -> str:
         ratio = r["vlh_cpu_pct"] / r["bare_cpu_pct"]
         live = r["vlh_live_pct"] / r["bare_cpu_pct"]
         lines.append(
-            f"| {r['calls']} | {r['agents']} / {r['procs']} | {r['ok']}/{r['turns']} / {r['matched']} | "
+            f"| {r['calls']} ({r['overlap']} / {r['bare_overlap']}) | {r['agents']} / {r['procs']} | "
+            f"{r['ok']}/{r['turns']} / {r['matched']} | "
             f"{r['vlh_cpu_pct']:.1f} % ({r['vlh_live_pct']:.1f} + {r['vlh_cpu_pct'] - r['vlh_live_pct']:.1f}) | "
             f"{r['bare_cpu_pct']:.1f} % | **{ratio:.2f}×** ({live:.2f}×) | {r['vlh_mem_mb']:.1f} / "
             f"{r['bare_mem_mb']:.1f} | {r['vlh_rss_mb']:.0f} / {r['bare_rss_mb']:.0f} | {_f(r['ear'])} | "

@@ -64,8 +64,8 @@ def test_report_size_small():
 def test_scale_quick(tmp_path):
     # two calls, each on its own agent process (their truth logs are merged), one harness worker per phase
     out = _run("scale.py", "--quick", "--calls-per-agent", "1", "--out", str(tmp_path))
-    rows = _table_rows(out, "| calls |")
-    assert [r[0] for r in rows] == ["2"]
+    rows = _table_rows(out, "| calls (at once")
+    assert [r[0] for r in rows] == ["2 (2 / 2)"]  # both calls were in progress together, in both phases
     assert rows[0][1] == "2 / 1"  # agents / harness processes
     ok, matched = rows[0][2].split(" / ")
     assert ok == "2/2" and matched == "2", rows[0]  # both turns answered and found in the agents' truth logs
