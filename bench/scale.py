@@ -575,7 +575,8 @@ def demand(r: dict) -> float:
 def table(results: list[dict]) -> str:
     lines = [
         "| calls (at once: vlh / bare) | agents / harness procs | turns ok / matched to truth "
-        "| vlh CPU per call, % of a core (live + post) | bare aiortc CPU per call | **ratio vlh / bare** (live only) | RSS growth per call, vlh / bare (MB) "
+        "| vlh CPU per call, % of a core (live + post) | bare aiortc CPU per call | **ratio vlh / bare** (live only) "
+        "| RSS growth per call, vlh / bare (MB) "
         "| RSS per call incl. interpreter, vlh / bare (MB) | ear \\|error\\| p50 / p99 / max (ms) "
         "| stages \\|error\\| p50 / p99 / max (ms) | turns flagged (harness starved) "
         "| turns beyond tolerance / of them not flagged | agent CPU per call "
