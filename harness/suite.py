@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from harness import __version__, junit
@@ -80,12 +81,13 @@ class Verdict:
     slo: list[SloResult] = field(default_factory=list)
     comparison: Comparison | None = None
     headline: str = ""
+    numbers: dict = field(default_factory=dict)  # tonight's headline figures (see `headline_numbers`)
 
     def to_dict(self) -> dict:
         return _clean({
             "scenario": self.scenario, "file": self.file, "status": self.status, "run_dir": self.run_dir,
             "run_id": self.run_id, "elapsed_s": self.elapsed_s, "error": self.error, "headline": self.headline,
-            "slo": [s.to_dict() for s in self.slo],
+            "numbers": self.numbers, "slo": [s.to_dict() for s in self.slo],
             "comparison": self.comparison.to_dict() if self.comparison else None,
         })
 
@@ -160,6 +162,7 @@ def run_suite(scenario_dir: str | Path, *, history: str | Path, out_dir: str | P
         junit.write(doc["scenarios"], junit_path, name=f"vlh suite {night}",
                     properties={"suite_id": suite_id, "night": night, "partial": str(partial).lower(),
                                 "agent": target_url or "reference"})
+        _write_suite_report(suite_dir, echo)
     return SuiteResult(suite_id, night, suite_dir, verdicts, partial, junit_path, verdicts_path)
 
 
@@ -178,6 +181,7 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
         return _error(v, t0, f"{type(exc).__name__}: {exc} (scenario {sc.name}; run with -vv for the traceback)")
     v.run_dir, v.run_id = str(run_dir.resolve()), str(run["run_id"])
     answered = turns[turns["status"].astype(str) == "ok"]
+    v.numbers = headline_numbers(turns)
     starved = unreliable(answered, policy.max_harness_stall_ms)
     # SLOs on what the harness could time (no_response and error turns stay: they carry no stamps to doubt)
     v.slo = evaluate(turns.drop(index=answered.index[starved.to_numpy()]), sc.slo.thresholds())
@@ -208,6 +212,23 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
     return v
 
 
+def headline_numbers(turns: pd.DataFrame) -> dict:
+    """Tonight's figures of one run for the suite report: TTFA, provider TTFT and (barge-in) interruption p50/p95
+    over the answered turns (numpy linear percentiles, like the run report and the SLOs), and the turn counts."""
+    status = turns["status"].astype(str) if "status" in turns.columns else pd.Series([], dtype=str)
+    ok = turns[status == "ok"]
+    out: dict = {"n_turns": int(len(turns)), "n_ok": int(len(ok)),
+                 "n_no_response": int((status == "no_response").sum()),
+                 "n_error": int(status.str.startswith("error").sum())}
+    for col, rows in (("ttfa_ms", ok), ("provider_ttft_ms", ok), ("interruption_ms", turns)):
+        v = pd.to_numeric(rows[col], errors="coerce").dropna().to_numpy(float) if col in rows.columns else []
+        base = col.removesuffix("_ms")
+        out[f"{base}_n"] = int(len(v))
+        for q in (50, 95):
+            out[f"{base}_p{q}_ms"] = float(np.percentile(v, q)) if len(v) else None
+    return out
+
+
 def _judge(name: str, run: dict, run_dir: Path, turns: pd.DataFrame, answered: pd.DataFrame, starved: pd.Series,
            v: Verdict) -> tuple[str, str | None]:
     """(status, error): error when nothing trustworthy was measured, red on an SLO breach or regression."""
@@ -226,6 +247,17 @@ def _judge(name: str, run: dict, run_dir: Path, turns: pd.DataFrame, answered: p
     if any(not s.passed for s in v.slo) or v.comparison.regressed:
         return "red", None
     return "green", None
+
+
+def _write_suite_report(suite_dir: Path, echo: Callable[[str], None]) -> None:
+    """<suite_dir>/report.html; a report that cannot be written is a warning, never a changed verdict."""
+    try:
+        from harness.report.suite import write_suite_report
+
+        write_suite_report(suite_dir)
+    except Exception as exc:  # noqa: BLE001 - the verdicts and JUnit are written; the page is a convenience
+        log.debug("suite report failed:\n%s", traceback.format_exc())
+        echo(f"warning: suite report not written ({type(exc).__name__}: {exc})")
 
 
 def _error(v: Verdict, t0: float, message: str) -> Verdict:

@@ -12,7 +12,9 @@ def register(sub) -> None:
         "suite", help="run a scenario suite, keep history, flag regressions, write JUnit",
         description="Run every scenario in DIR (each into its own run folder), append the turns to the history, "
                     "compare tonight with the last N nights per scenario (Mann–Whitney U per metric and stage, "
-                    "bootstrap CI of the p50/p95 shift) and judge the SLOs. Exit 0: all green; 1: an SLO breach "
+                    "bootstrap CI of the p50/p95 shift) and judge the SLOs. The suite folder gets verdicts.json, "
+                    "junit.xml and report.html (headlines, trends over the nights, SLO verdicts, regressions "
+                    "naming the stage that moved; `vlh report SUITE_DIR` rewrites it). Exit 0: all green; 1: an SLO breach "
                     "or a regression; 2: a harness or agent error.")
     p.add_argument("dir", metavar="DIR", help="directory of scenario files (e.g. scenarios/nightly)")
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL; default: the reference agent "
@@ -37,7 +39,8 @@ def register(sub) -> None:
                    help="parent of the suite folder <DIR>/<suite-id>/ (run folders, verdicts.json) [reports/suites]")
     p.add_argument("--night", metavar="YYYY-MM-DD",
                    help="the night to file this suite under (default: today's UTC date); for back-filling and tests")
-    p.add_argument("--no-report", action="store_true", help="do not write each run's report.html (faster)")
+    p.add_argument("--no-report", action="store_true", help="do not write each run's report.html (faster; the suite's own report.html is "
+                   "always written)")
     p.set_defaults(func=main)
 
 
@@ -71,6 +74,7 @@ def main(args) -> int:
                        echo=lambda s: print(s, flush=True))
     code = result.exit_code
     word = {0: "green", 1: "RED (SLO breach or regression)", 2: "ERROR (harness or agent)"}[code]
-    print(f"suite {result.suite_id}: {word}; verdicts {result.verdicts_path}; JUnit {result.junit_path}",
-          file=sys.stdout)
+    report = result.suite_dir / "report.html"
+    print(f"suite {result.suite_id}: {word}; verdicts {result.verdicts_path}; JUnit {result.junit_path}"
+          + (f"; report {report}" if report.is_file() else ""), file=sys.stdout)
     return code

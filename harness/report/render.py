@@ -49,6 +49,11 @@ def write_report(run_dirs: list[Path], out: Path) -> Path:
     runs = [load_run(d) for d in run_dirs]
     out.parent.mkdir(parents=True, exist_ok=True)
     page = render_single(runs[0], out.parent) if len(runs) == 1 else render_compare(runs, out.parent)
+    return write_page(out, page)
+
+
+def write_page(out: Path, page: str) -> Path:
+    """Write `page` to `out` atomically (a reader never sees half a report), with the umask's permissions."""
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report-", suffix=".html")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
