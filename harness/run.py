@@ -87,9 +87,7 @@ def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
             out.append(Utterance(text, crisp(synthesize(text)), 0.6, cfg.timeout_s or 10.0))
         return out, "builtin"
     out = []
-    turns = list(sc.turns)
-    if cfg.turns:
-        turns = [turns[i % len(turns)] for i in range(cfg.turns)]
+    turns = sc.played_turns(cfg.turns)  # the list `repetitions` times, or --turns N cycling through it
     for i, t in enumerate(turns):
         if t.say:
             samples = crisp(synthesize(t.say, voice=t.voice, rate=t.rate))

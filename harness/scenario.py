@@ -155,6 +155,13 @@ class Scenario(_Model):
     def barge_in(self) -> bool:
         return any(t.barge_in_after_ms is not None for t in self.turns)
 
+    def played_turns(self, n: int | None = None) -> list[Turn]:
+        """The turns one call plays, in order: the list of turns `repetitions` times; with `n` (``vlh run
+        --turns N``), exactly N turns, cycling through the list. The one place both `vlh run --scenario` and
+        `vlh suite` take their turns from."""
+        count = len(self.turns) * self.repetitions if n is None else int(n)
+        return [self.turns[i % len(self.turns)] for i in range(count)]
+
     @property
     def fingerprint(self) -> str:
         """A hash of the stimulus (turns, repetitions, timeouts, WAV contents): nights are only compared when equal.

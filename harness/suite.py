@@ -63,7 +63,7 @@ def default_runner(request: RunRequest) -> Path:
     sc = request.scenario
     cfg = RunConfig(
         agent_url=request.agent_url, agent_profile=sc.agent.profile, agent_overrides=sc.agent.overrides(),
-        scenario=sc, turns=len(sc.turns) * sc.repetitions if sc.repetitions > 1 else None, calls=1,
+        scenario=sc, turns=None, calls=1,  # None: the scenario's turns × repetitions (Scenario.played_turns)
         out_dir=request.out_dir, headers=dict(request.headers), progress=False, report=request.report,
     )
     return Path(run_measurement(cfg))
