@@ -232,6 +232,31 @@ class PlayoutEmulator:
         if self.on_frame is not None:
             self.on_frame(tick.t, pcm)
 
+    # ---- the per-packet playout log ---------------------------------------------------------------------------
+    LOG_COLUMNS = ("t_mono", "kind", "seq", "seq16", "rtp_ts", "rtp_ts32", "arrival_mono", "level")
+
+    def log_frame(self):
+        """Every output frame (README `recordings/call-<n>.playout.parquet`): its playout instant `t_mono` (host
+        monotonic, first sample of the frame), `kind` (play | conceal | expand | stretch), the packet it played
+        (`seq`/`rtp_ts` unwrapped, `seq16`/`rtp_ts32` as on the wire, `arrival_mono`) and its RMS `level`."""
+        import pandas as pd
+
+        rows = [(t.t, t.kind, t.seq, None if t.seq is None else t.seq & 0xFFFF, t.rtp_ts,
+                 None if t.rtp_ts is None else t.rtp_ts & 0xFFFFFFFF, t.arrival, t.level) for t in self.ticks]
+        df = pd.DataFrame(rows, columns=list(self.LOG_COLUMNS))
+        for c in ("seq", "seq16", "rtp_ts", "rtp_ts32"):
+            df[c] = df[c].astype("Int64")
+        return df
+
+    def write_log(self, path) -> None:
+        """The playout log as Parquet at `path` (see `log_frame`)."""
+        from pathlib import Path
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.log_frame().to_parquet(tmp, index=False)
+        tmp.replace(path)
+
     # ---- queries for attribution ----------------------------------------------------------------------------
     def tick_at(self, t: float) -> Tick | None:
         """The output frame playing at host time t."""
