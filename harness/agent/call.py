@@ -426,6 +426,9 @@ class Call:
         for turn in list(self.stopping):
             if turn.no not in in_frame and info is not None and info.produced > turn.stop_at:
                 turn.barge_in["audio_stopped_sent"] = t_send
+                # the stop packet: the first one without this reply's audio (its playout instant at the client is
+                # where the reply stops at the ear, + the codec delay)
+                turn.barge_in.update(audio_stopped_seq=seq, audio_stopped_rtp_ts=ts, audio_stopped_dropped=dropped)
                 turn.t["reply_end_sent"] = turn.t.get("reply_last_sent")
                 self.tel.rtvi_msg("bot-stopped-speaking")
                 self._finish(turn, "interrupted")
