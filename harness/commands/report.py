@@ -16,7 +16,8 @@ from harness.errors import VlhError
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "report", help="HTML attribution report of a run (several runs: a comparison)",
+        "report", help="HTML attribution report of a run (several runs: a comparison; a suite folder: the "
+        "suite report)",
         description="Writes one self-contained HTML file (opens offline): headline TTFA at the ear vs provider TTFT, "
         "the stage-by-stage attribution, distributions, the worst/median/best turns with their sound, anomalies "
         "and health. With several run folders: each headline side by side and whether the differences are "
@@ -27,7 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
                    help="run folder(s) written by `vlh run`, or one suite folder written by `vlh suite`")
     p.add_argument("-o", "--out", metavar="FILE",
-                   help="output file (default: RUN_DIR/report.html, or reports/compare-<timestamp>.html)")
+                   help="output file (default: RUN_DIR/report.html or SUITE_DIR/report.html, or "
+                   "reports/compare-<timestamp>.html)")
     p.add_argument("--force", action="store_true", help="overwrite FILE if it exists")
     p.set_defaults(func=run)
 

@@ -9,7 +9,7 @@ from harness.errors import VlhError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "suite", help="run a scenario suite, keep history, flag regressions, write JUnit",
+        "suite", help="run a scenario suite, keep history, flag regressions, write JUnit and the suite report",
         description="Run every scenario in DIR (each into its own run folder), append the turns to the history, "
                     "compare tonight with the last N nights per scenario (Mann–Whitney U per metric and stage, "
                     "bootstrap CI of the p50/p95 shift) and judge the SLOs. The suite folder gets verdicts.json, "
