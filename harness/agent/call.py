@@ -1,4 +1,10 @@
-"""One call of the reference agent: a peer connection, its endpointing, its turns and their ground truth.
+"""One call of the reference agent: its endpointing, its turns and their ground truth (`Pipeline`), carried by a
+WebRTC peer connection (`Call`) or by sound devices (harness/agent/device.py `DeviceCall`).
+
+The pipeline is transport-agnostic: a transport feeds it received audio (`Pipeline._heard`: 48 kHz mono int16 with
+an arrival reference), takes the reply audio from `Pipeline.out` (a SegmentQueue, filled into whatever buffers the
+transport hands over) and reports each buffer it handed over (`Pipeline._handed_over`: its parts and the true
+instant the buffer — and the reply's first voiced sample in it — left the agent).
 
 Pipeline per turn (all instants host `time.monotonic()`; each stage waits until an absolute target):
 endpoint (hangover after the last voiced packet's arrival) → +stt_delay → stt_final → +llm_dispatch →
@@ -24,7 +30,7 @@ from harness.agent.config import AgentConfig
 from harness.agent.endpoint import Endpointer, PacketRef
 from harness.agent.impair import Impairment, ImpairmentSpec, rtp_header, wrap_incoming, wrap_outgoing
 from harness.agent.llm import SentenceAggregator, schedule, sentences, stream
-from harness.agent.outgoing import SAMPLE_RATE, ReplyTrack, Segment, Stutter
+from harness.agent.outgoing import SAMPLE_RATE, FrameInfo, ReplyTrack, Segment, SegmentQueue, Stutter
 from harness.agent.timing import sleep_until
 from harness.agent.telemetry import LLM_MODEL, LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry
 
@@ -81,9 +87,14 @@ class Turn:
     sentences: list = field(default_factory=list)
 
 
-class Call:
-    def __init__(self, *, cfg: AgentConfig, index: int, pc_id: str, tts, truth, clock, on_closed=None,
-                 request_data=None):
+class Pipeline:
+    """One call's turns, whatever carries its audio. A subclass provides the transport (see the module docstring):
+    it calls `_heard` with received audio, hands `self.out`'s audio to its peer and calls `_handed_over` for each
+    buffer, fills `_mark` with its own identifiers of a buffer, and adds its fields to the truth record
+    (`_transport_record`)."""
+
+    def __init__(self, *, cfg: AgentConfig, index: int, pc_id: str, tts, truth, clock, out: SegmentQueue,
+                 on_closed=None):
         self.cfg = cfg
         self.index = index
         self.pc_id = pc_id
@@ -91,16 +102,12 @@ class Call:
         self.truth = truth
         self.clock = clock
         self.on_closed = on_closed
-        self.request_data = request_data
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.track = ReplyTrack()
+        self.out = out
         self.tel = CallTelemetry(clock, list(cfg.telemetry))
         self.endpointer = Endpointer(
             aggressiveness=cfg.vad_aggressiveness, frame_ms=cfg.vad_frame_ms,
             speech_start_ms=cfg.speech_start_ms, hangover_ms=cfg.endpoint_hangover_ms,
             on_start=self._on_speech_start, on_end=self._on_speech_end)
-        self.decoder = OpusDecoder()
-        self.opus_pt: int | None = None
         self.turn_no = 0
         self.turns: dict[int, Turn] = {}
         self.current: Turn | None = None  # the user turn being spoken
@@ -108,134 +115,27 @@ class Call:
         self.stopping: list[Turn] = []
         self.t_created = time.monotonic()
         self.last_rx = self.t_created
-        self.rx_packets = self.rx_late = self.rx_dropped = 0
-        self.tx_packets = self.tx_dropped = 0
-        self._hi_seq: int | None = None
         self._last_audible: tuple | None = None
-        self._unsent: dict[int, dict] = {}  # out packet records waiting for their wire instant, by seq
-        self._first_seq: dict[int, Turn] = {}  # seq of a reply's first voiced packet → its turn
-        self._later = []
-        self._watchdog: asyncio.Task | None = None
         self.closed = False
         self.close_reason = ""
-        self.channel = None
 
-    # ------------------------------------------------------------------ signalling
-    async def accept(self, sdp: str, type_: str) -> dict:
-        check_offer(sdp)
-        pc = self.pc
-
-        @pc.on("datachannel")
-        def on_datachannel(channel):
-            self._attach_channel(channel)
-
-        @pc.on("connectionstatechange")
-        async def on_state():
-            if pc.connectionState in ("failed", "closed"):
-                await self.close(f"connection {pc.connectionState}")
-
-        try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
-        except Exception as exc:
-            raise OfferError(f"the offer was refused by WebRTC: {exc}") from None
-        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
-        if not audio:
-            raise OfferError("the offer has no audio transceiver")
-        tr = audio[0]
-        opus = [c for c in tr._codecs if c.mimeType.lower() == "audio/opus"]
-        if not opus:
-            raise OfferError("no Opus codec in common with the offer")
-        tr._codecs = opus  # answer with Opus only
-        self.opus_pt = opus[0].payloadType
-        pc.addTrack(self.track)
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-        cfg = self.cfg
-        out_spec = ImpairmentSpec(cfg.net_delay_ms, cfg.net_jitter_ms, cfg.net_jitter_dist, cfg.net_loss)
-        in_spec = ImpairmentSpec(cfg.in_delay_ms, cfg.in_jitter_ms, cfg.net_jitter_dist, cfg.in_loss)
-        self._later.append(wrap_outgoing(tr.sender.transport, Impairment(out_spec, [cfg.seed, self.index, 1]),
-                                         self._on_media_sent, self._on_media_wire))
-        self._later.append(wrap_incoming(tr.receiver, Impairment(in_spec, [cfg.seed, self.index, 2]),
-                                         self._on_packet_in))
-        self._watchdog = asyncio.ensure_future(self._watch())
-        for text in cfg.responses:  # synthesis ahead of time: the TTS wait is then the configured one
+    def _prepare_replies(self) -> None:
+        for text in self.cfg.responses:  # synthesis ahead of time: the TTS wait is then the configured one
             for s in sentences(text):
-                self.tts.prepare(s, cfg.tts_voice, cfg.tts_rate)
-        self.truth.record({"kind": "call", "event": "start", "call": self.pc_id, "call_index": self.index,
-                           "t": time.monotonic(), "telemetry_clock": self.clock.describe(),
-                           "config": cfg.model_dump()})
-        desc = pc.localDescription
-        return {"sdp": desc.sdp, "type": desc.type, "pc_id": self.pc_id}
-
-    async def renegotiate(self, sdp: str, type_: str) -> dict:
-        check_offer(sdp)
-        try:
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-        except Exception as exc:
-            raise OfferError(f"the renegotiation offer was refused by WebRTC: {exc}") from None
-        desc = self.pc.localDescription
-        return {"sdp": desc.sdp, "type": desc.type, "pc_id": self.pc_id}
-
-    async def add_candidate(self, candidate) -> None:
-        await self.pc.addIceCandidate(candidate)
-
-    def _attach_channel(self, channel) -> None:
-        self.channel = channel
-
-        @channel.on("message")
-        def on_message(msg):
-            self.tel.handle(msg, time.monotonic())
-
-        if channel.readyState == "open":
-            self.tel.attach(channel.send)
-        else:
-            channel.on("open", lambda: self.tel.attach(channel.send))
-        channel.on("close", self.tel.detach)
+                self.tts.prepare(s, self.cfg.tts_voice, self.cfg.tts_rate)
 
     # ------------------------------------------------------------------ incoming audio
-    def _on_packet_in(self, packet, t_arrival, t_wire, delay) -> None:
-        if self.closed:
-            return
-        seq, ts = packet.sequence_number, packet.timestamp
-        rec = {"kind": "packet", "dir": "in", "call": self.pc_id, "seq": seq, "rtp_ts": ts,
-               "wire": t_wire, "arrival": t_arrival, "delay_ms": delay * 1000.0, "dropped": t_arrival is None}
-        if t_arrival is None:
-            self.rx_dropped += 1
-            self._log_packet(rec)
-            return
-        if packet.payload_type != self.opus_pt or not packet.payload:
-            return
-        self.last_rx = t_arrival
-        self.rx_packets += 1
-        if self._hi_seq is not None and ((seq - self._hi_seq) & 0xFFFF) >= 0x8000:
-            self.rx_late += 1  # older than what was decoded already: too late for the decoder
-            rec["late"] = True
-            self._log_packet(rec)
-            return
-        self._hi_seq = seq
-        try:
-            frames = self.decoder.decode(JitterFrame(data=packet.payload, timestamp=ts))
-        except Exception as exc:
-            log.info("call %s: undecodable packet %d: %s", self.pc_id, seq, exc)
-            return
-        if frames:
-            channels = len(frames[0].layout.channels)
-            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])  # s16, interleaved
-            mono = np.ascontiguousarray(pcm.reshape(-1, channels)[:, 0]) if channels > 1 else pcm
-            level = np.abs(mono.astype(np.int32))
-            peak = int(level.max()) if len(level) else 0
-            if peak > AUDIBLE:
-                self._last_audible = (t_arrival, seq, ts, int(np.flatnonzero(level > AUDIBLE)[-1]))
-            before = self.endpointer.voiced_frames
-            self.endpointer.feed(mono, PacketRef(t_arrival, seq, ts))
-            rec["voiced"] = self.endpointer.voiced_frames > before
-            rec["peak"] = peak / 32768.0
-        self._log_packet(rec)
-
-    def _log_packet(self, rec: dict) -> None:
-        if self.truth.wants_packets:
-            self.truth.packet(rec)
+    def _heard(self, mono: np.ndarray, ref: PacketRef, audible_ref=None) -> tuple[bool, int]:
+        """Received audio (48 kHz mono int16) that arrived at `ref.arrival`. `audible_ref(i)`: the truth log's
+        (arrival, seq, rtp_ts, offset) tuple for the chunk's last audible sample i. Returns (voiced, peak)."""
+        level = np.abs(mono.astype(np.int32))
+        peak = int(level.max()) if len(level) else 0
+        if peak > AUDIBLE:
+            i = int(np.flatnonzero(level > AUDIBLE)[-1])
+            self._last_audible = (audible_ref(i) if audible_ref else (ref.arrival, ref.seq, ref.rtp_ts, i))
+        before = self.endpointer.voiced_frames
+        self.endpointer.feed(mono, ref)
+        return self.endpointer.voiced_frames > before, peak
 
     # ------------------------------------------------------------------ turns
     def _on_speech_start(self, first: PacketRef, t_confirmed: float) -> None:
@@ -348,7 +248,7 @@ class Call:
             self.tel.rtvi_ttfb(TTS_PROCESSOR, t - turn.t["tts_request"])
             turn.reply["first_voiced_sample"] = fv
         turn.reply["samples"] = turn.reply.get("samples", 0) + len(pcm)
-        self.track.enqueue(Segment(turn=turn.no, pcm=pcm, first_voiced=fv, first=(k == 0), last=last))
+        self.out.enqueue(Segment(turn=turn.no, pcm=pcm, first_voiced=fv, first=(k == 0), last=last))
 
     def _interrupt(self, turn: Turn, by: Turn, t: float) -> None:
         playing = "reply_start_sent" in turn.t
@@ -357,7 +257,7 @@ class Call:
         for task in [turn.task, *turn.tts_tasks]:
             if task is not None and not task.done():
                 task.cancel()
-        cut = self.track.clear(turn.no)
+        cut = self.out.clear(turn.no)
         turn.barge_in["samples_cut"] = cut
         turn.stop_at = time.monotonic()
         self.tel.rtvi_msg("bot-interrupted")
@@ -379,64 +279,41 @@ class Call:
         self.truth.record(self._turn_record(turn))
 
     # ------------------------------------------------------------------ outgoing audio
-    def _on_media_wire(self, data: bytes, t_wire: float) -> None:
-        """The real send instant of a media packet (after the injected delay and whatever the loop added)."""
-        seq, _ts, _pt = rtp_header(data)
-        rec = self._unsent.pop(seq, None)
-        if rec is not None:
-            rec["wire"] = t_wire
-            self._log_packet(rec)
-        turn = self._first_seq.pop(seq, None)
-        if turn is not None:
-            turn.t["audio_first_wire"] = t_wire
-
-    def _on_media_sent(self, data: bytes, t_send: float, delay: float, dropped: bool) -> None:
-        seq, ts, _pt = rtp_header(data)
-        self.tx_packets += 1
-        self.tx_dropped += dropped
-        info = self.track.ledger.info_for_rtp(ts)
-        rec = {"kind": "packet", "dir": "out", "call": self.pc_id, "seq": seq, "rtp_ts": ts, "send": t_send,
-               "delay_ms": delay * 1000.0, "dropped": dropped}
+    def _handed_over(self, info: FrameInfo, t_send: float, t_first_voiced=None) -> None:
+        """A buffer of reply audio (`info.parts`) left the agent at `t_send`; `t_first_voiced(offset)`: the true
+        instant of the sample at `offset` in it (default: `t_send`, the buffer's instant)."""
         in_frame = set()
-        if info is not None:
-            rec.update(frame=info.index, sched=info.sched, produced=info.produced)
-            for part in info.parts:
-                in_frame.add(part.turn)
-                turn = self.turns.get(part.turn)
-                rec.setdefault("turns", []).append(part.turn)
-                if turn is None or turn.done:
-                    continue
-                if part.reply_start:
-                    turn.t["reply_start_sent"] = t_send
-                    turn.reply.update(start_seq=seq, start_rtp_ts=ts)
-                    self.tel.rtvi_msg("bot-started-speaking")
-                if part.first_voiced_offset is not None:
-                    self._stamp(turn, "audio_first_sent", t_send)
-                    turn.reply.update(first_seq=seq, first_rtp_ts=ts, first_delay_ms=delay * 1000.0,
-                                      first_dropped=dropped, first_voiced_offset=part.first_voiced_offset)
-                    if not dropped:
-                        self._first_seq[seq] = turn
-                    rec["first_voiced_offset"] = part.first_voiced_offset
-                turn.t["reply_last_sent"] = t_send
-                turn.reply["last_seq"] = seq
-                if part.reply_end:
-                    turn.t["reply_end_sent"] = t_send
-                    self.tel.rtvi_msg("bot-stopped-speaking")
-                    self._finish(turn, "ok")
+        for part in info.parts:
+            in_frame.add(part.turn)
+            turn = self.turns.get(part.turn)
+            if turn is None or turn.done:
+                continue
+            if part.reply_start:
+                turn.t["reply_start_sent"] = t_send
+                self._mark(turn, "start", part)
+                self.tel.rtvi_msg("bot-started-speaking")
+            if part.first_voiced_offset is not None:
+                off = part.first_voiced_offset
+                self._stamp(turn, "audio_first_sent", t_send if t_first_voiced is None else t_first_voiced(off))
+                turn.reply["first_voiced_offset"] = off
+                self._mark(turn, "first", part)
+            turn.t["reply_last_sent"] = t_send
+            self._mark(turn, "last", part)
+            if part.reply_end:
+                turn.t["reply_end_sent"] = t_send
+                self.tel.rtvi_msg("bot-stopped-speaking")
+                self._finish(turn, "ok")
         for turn in list(self.stopping):
-            if turn.no not in in_frame and info is not None and info.produced > turn.stop_at:
+            if turn.no not in in_frame and info.produced > turn.stop_at:
                 turn.barge_in["audio_stopped_sent"] = t_send
-                # the stop packet: the first one without this reply's audio (its playout instant at the client is
-                # where the reply stops at the ear, + the codec delay)
-                turn.barge_in.update(audio_stopped_seq=seq, audio_stopped_rtp_ts=ts, audio_stopped_dropped=dropped)
+                self._mark(turn, "stopped", None)  # the stop buffer: the first one without this reply's audio
                 turn.t["reply_end_sent"] = turn.t.get("reply_last_sent")
                 self.tel.rtvi_msg("bot-stopped-speaking")
                 self._finish(turn, "interrupted")
-        if dropped:
-            rec["wire"] = None
-            self._log_packet(rec)
-        else:
-            self._unsent[seq] = rec  # logged with its wire instant by _on_media_wire
+
+    def _mark(self, turn: Turn, what: str, part) -> None:
+        """The transport's identifiers of the buffer holding the reply's start / first voiced sample / latest
+        audio (`what`), into `turn.reply` for the truth record."""
 
     # ------------------------------------------------------------------ records
     def _turn_record(self, turn: Turn) -> dict:
@@ -458,24 +335,228 @@ class Call:
         for name in STAGE_EVENTS:
             rec[name] = t.get(name)
         rec.update({
-            "audio_first_wire": t.get("audio_first_wire"),
-            "audio_first_sent_seq": r.get("first_seq"), "audio_first_sent_rtp_ts": r.get("first_rtp_ts"),
-            "audio_first_injected_delay_ms": r.get("first_delay_ms"), "audio_first_dropped": r.get("first_dropped"),
             "first_voiced_offset_samples": r.get("first_voiced_offset"),
             "reply_first_voiced_sample": r.get("first_voiced_sample"),
             "reply_leading_silence_samples": r.get("leading_silence_samples"),
             "reply_samples": r.get("samples"),
-            "reply_start_sent": t.get("reply_start_sent"), "reply_start_seq": r.get("start_seq"),
-            "reply_start_rtp_ts": r.get("start_rtp_ts"),
-            "reply_end_sent": t.get("reply_end_sent"), "reply_end_seq": r.get("last_seq"),
+            "reply_start_sent": t.get("reply_start_sent"),
+            "reply_end_sent": t.get("reply_end_sent"),
             "stutter_gaps": turn.stutter.gaps if turn.stutter else [],
             "barge_in": turn.barge_in,
         })
+        self._transport_record(turn, rec)
         rec["durations_ms"] = _durations(rec)
         rec["lateness_ms"] = dict(turn.late)
         rec["telemetry_clock"] = self.clock.describe()
         rec["config"] = self.cfg.model_dump()
         return rec
+
+    def _transport_record(self, turn: Turn, rec: dict) -> None:
+        """Add the transport's own fields to a turn's truth record."""
+
+    def _close_turns(self) -> None:
+        """The call ends: stop endpointing, cancel every unfinished turn (recorded as call_closed)."""
+        self.endpointer.close()
+        for turn in list(self.active):
+            for task in [turn.task, *turn.tts_tasks]:
+                if task is not None and not task.done():
+                    task.cancel()
+            self._finish(turn, "call_closed")
+        self.tel.detach()
+
+
+class Call(Pipeline):
+    """A WebRTC call (aiortc): Opus packets in, a paced Opus track out."""
+
+    def __init__(self, *, cfg: AgentConfig, index: int, pc_id: str, tts, truth, clock, on_closed=None,
+                 request_data=None):
+        self.track = ReplyTrack()
+        super().__init__(cfg=cfg, index=index, pc_id=pc_id, tts=tts, truth=truth, clock=clock, out=self.track,
+                         on_closed=on_closed)
+        self.request_data = request_data
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.decoder = OpusDecoder()
+        self.opus_pt: int | None = None
+        self.rx_packets = self.rx_late = self.rx_dropped = 0
+        self.tx_packets = self.tx_dropped = 0
+        self._hi_seq: int | None = None
+        self._pkt: dict = {}  # the media packet being handed over (for _mark)
+        self._unsent: dict[int, dict] = {}  # out packet records waiting for their wire instant, by seq
+        self._first_seq: dict[int, Turn] = {}  # seq of a reply's first voiced packet → its turn
+        self._later = []
+        self._watchdog: asyncio.Task | None = None
+        self.channel = None
+
+    # ------------------------------------------------------------------ signalling
+    async def accept(self, sdp: str, type_: str) -> dict:
+        check_offer(sdp)
+        pc = self.pc
+
+        @pc.on("datachannel")
+        def on_datachannel(channel):
+            self._attach_channel(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state():
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(f"connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
+        except Exception as exc:
+            raise OfferError(f"the offer was refused by WebRTC: {exc}") from None
+        audio = [t for t in pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise OfferError("the offer has no audio transceiver")
+        tr = audio[0]
+        opus = [c for c in tr._codecs if c.mimeType.lower() == "audio/opus"]
+        if not opus:
+            raise OfferError("no Opus codec in common with the offer")
+        tr._codecs = opus  # answer with Opus only
+        self.opus_pt = opus[0].payloadType
+        pc.addTrack(self.track)
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        cfg = self.cfg
+        out_spec = ImpairmentSpec(cfg.net_delay_ms, cfg.net_jitter_ms, cfg.net_jitter_dist, cfg.net_loss)
+        in_spec = ImpairmentSpec(cfg.in_delay_ms, cfg.in_jitter_ms, cfg.net_jitter_dist, cfg.in_loss)
+        self._later.append(wrap_outgoing(tr.sender.transport, Impairment(out_spec, [cfg.seed, self.index, 1]),
+                                         self._on_media_sent, self._on_media_wire))
+        self._later.append(wrap_incoming(tr.receiver, Impairment(in_spec, [cfg.seed, self.index, 2]),
+                                         self._on_packet_in))
+        self._watchdog = asyncio.ensure_future(self._watch())
+        self._prepare_replies()
+        self.truth.record({"kind": "call", "event": "start", "call": self.pc_id, "call_index": self.index,
+                           "t": time.monotonic(), "telemetry_clock": self.clock.describe(),
+                           "config": cfg.model_dump()})
+        desc = pc.localDescription
+        return {"sdp": desc.sdp, "type": desc.type, "pc_id": self.pc_id}
+
+    async def renegotiate(self, sdp: str, type_: str) -> dict:
+        check_offer(sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise OfferError(f"the renegotiation offer was refused by WebRTC: {exc}") from None
+        desc = self.pc.localDescription
+        return {"sdp": desc.sdp, "type": desc.type, "pc_id": self.pc_id}
+
+    async def add_candidate(self, candidate) -> None:
+        await self.pc.addIceCandidate(candidate)
+
+    def _attach_channel(self, channel) -> None:
+        self.channel = channel
+
+        @channel.on("message")
+        def on_message(msg):
+            self.tel.handle(msg, time.monotonic())
+
+        if channel.readyState == "open":
+            self.tel.attach(channel.send)
+        else:
+            channel.on("open", lambda: self.tel.attach(channel.send))
+        channel.on("close", self.tel.detach)
+
+    # ------------------------------------------------------------------ incoming audio
+    def _on_packet_in(self, packet, t_arrival, t_wire, delay) -> None:
+        if self.closed:
+            return
+        seq, ts = packet.sequence_number, packet.timestamp
+        rec = {"kind": "packet", "dir": "in", "call": self.pc_id, "seq": seq, "rtp_ts": ts,
+               "wire": t_wire, "arrival": t_arrival, "delay_ms": delay * 1000.0, "dropped": t_arrival is None}
+        if t_arrival is None:
+            self.rx_dropped += 1
+            self._log_packet(rec)
+            return
+        if packet.payload_type != self.opus_pt or not packet.payload:
+            return
+        self.last_rx = t_arrival
+        self.rx_packets += 1
+        if self._hi_seq is not None and ((seq - self._hi_seq) & 0xFFFF) >= 0x8000:
+            self.rx_late += 1  # older than what was decoded already: too late for the decoder
+            rec["late"] = True
+            self._log_packet(rec)
+            return
+        self._hi_seq = seq
+        try:
+            frames = self.decoder.decode(JitterFrame(data=packet.payload, timestamp=ts))
+        except Exception as exc:
+            log.info("call %s: undecodable packet %d: %s", self.pc_id, seq, exc)
+            return
+        if frames:
+            channels = len(frames[0].layout.channels)
+            pcm = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])  # s16, interleaved
+            mono = np.ascontiguousarray(pcm.reshape(-1, channels)[:, 0]) if channels > 1 else pcm
+            voiced, peak = self._heard(mono, PacketRef(t_arrival, seq, ts))
+            rec["voiced"] = voiced
+            rec["peak"] = peak / 32768.0
+        self._log_packet(rec)
+
+    def _log_packet(self, rec: dict) -> None:
+        if self.truth.wants_packets:
+            self.truth.packet(rec)
+
+    # ------------------------------------------------------------------ outgoing audio
+    def _on_media_wire(self, data: bytes, t_wire: float) -> None:
+        """The real send instant of a media packet (after the injected delay and whatever the loop added)."""
+        seq, _ts, _pt = rtp_header(data)
+        rec = self._unsent.pop(seq, None)
+        if rec is not None:
+            rec["wire"] = t_wire
+            self._log_packet(rec)
+        turn = self._first_seq.pop(seq, None)
+        if turn is not None:
+            turn.t["audio_first_wire"] = t_wire
+
+    def _on_media_sent(self, data: bytes, t_send: float, delay: float, dropped: bool) -> None:
+        seq, ts, _pt = rtp_header(data)
+        self.tx_packets += 1
+        self.tx_dropped += dropped
+        info = self.track.ledger.info_for_rtp(ts)
+        rec = {"kind": "packet", "dir": "out", "call": self.pc_id, "seq": seq, "rtp_ts": ts, "send": t_send,
+               "delay_ms": delay * 1000.0, "dropped": dropped}
+        if info is not None:
+            rec.update(frame=info.index, sched=info.sched, produced=info.produced)
+            rec["turns"] = [part.turn for part in info.parts] or None
+            if rec["turns"] is None:
+                del rec["turns"]
+            self._pkt = {"seq": seq, "rtp_ts": ts, "delay_ms": delay * 1000.0, "dropped": dropped}
+            self._handed_over(info, t_send)
+            for part in info.parts:
+                if part.first_voiced_offset is not None:
+                    rec["first_voiced_offset"] = part.first_voiced_offset
+        if dropped:
+            rec["wire"] = None
+            self._log_packet(rec)
+        else:
+            self._unsent[seq] = rec  # logged with its wire instant by _on_media_wire
+
+    def _mark(self, turn: Turn, what: str, part) -> None:
+        p = self._pkt
+        if what == "start":
+            turn.reply.update(start_seq=p["seq"], start_rtp_ts=p["rtp_ts"])
+        elif what == "first":
+            turn.reply.update(first_seq=p["seq"], first_rtp_ts=p["rtp_ts"], first_delay_ms=p["delay_ms"],
+                              first_dropped=p["dropped"])
+            if not p["dropped"]:
+                self._first_seq[p["seq"]] = turn
+        elif what == "stopped":  # its playout instant at the client (+ the codec delay) is where the reply stops
+            turn.barge_in.update(audio_stopped_seq=p["seq"], audio_stopped_rtp_ts=p["rtp_ts"],
+                                 audio_stopped_dropped=p["dropped"])
+        else:
+            turn.reply["last_seq"] = p["seq"]
+
+    # ------------------------------------------------------------------ records
+    def _transport_record(self, turn: Turn, rec: dict) -> None:
+        t, r = turn.t, turn.reply
+        rec.update({
+            "audio_first_wire": t.get("audio_first_wire"),
+            "audio_first_sent_seq": r.get("first_seq"), "audio_first_sent_rtp_ts": r.get("first_rtp_ts"),
+            "audio_first_injected_delay_ms": r.get("first_delay_ms"), "audio_first_dropped": r.get("first_dropped"),
+            "reply_start_seq": r.get("start_seq"), "reply_start_rtp_ts": r.get("start_rtp_ts"),
+            "reply_end_seq": r.get("last_seq"),
+        })
 
     # ------------------------------------------------------------------ lifetime
     async def _watch(self) -> None:
@@ -504,12 +585,7 @@ class Call:
         self._unsent.clear()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
-        for turn in list(self.active):
-            for task in [turn.task, *turn.tts_tasks]:
-                if task is not None and not task.done():
-                    task.cancel()
-            self._finish(turn, "call_closed")
-        self.tel.detach()
+        self._close_turns()
         try:
             await self.pc.close()
         except Exception as exc:  # pragma: no cover - closing a broken connection

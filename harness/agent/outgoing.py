@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -59,21 +60,17 @@ class FrameInfo:
     parts: list[Part] = field(default_factory=list)
 
 
-class ReplyTrack(MediaStreamTrack):
-    kind = "audio"
+class SegmentQueue:
+    """Queued reply audio, handed out in buffers of any length by `fill` (the paced track's 20 ms frames, or a
+    sound device's callback buffers — possibly from another thread: every method holds a lock)."""
 
     def __init__(self):
-        super().__init__()
         self._segments: deque[Segment] = deque()
-        self._t0: float | None = None
-        self._n = 0
-        self.ledger = FrameLedger()
-        self.max_lateness = 0.0
-        self._opus = OpusFrames()
+        self._qlock = threading.Lock()
 
-    # -- queue
     def enqueue(self, seg: Segment) -> None:
-        self._segments.append(seg)
+        with self._qlock:
+            self._segments.append(seg)
 
     @property
     def busy(self) -> bool:
@@ -83,13 +80,47 @@ class ReplyTrack(MediaStreamTrack):
         """Drop queued audio (of `turn`, or all); returns the number of samples cut."""
         cut = 0
         keep = deque()
-        for s in self._segments:
-            if turn is None or s.turn == turn:
-                cut += len(s.pcm) - s.pos
-            else:
-                keep.append(s)
-        self._segments = keep
+        with self._qlock:
+            for s in self._segments:
+                if turn is None or s.turn == turn:
+                    cut += len(s.pcm) - s.pos
+                else:
+                    keep.append(s)
+            self._segments = keep
         return cut
+
+    def fill(self, pcm: np.ndarray, info: FrameInfo) -> None:
+        """Copy queued audio into `pcm` (int16, already silent) and list in `info.parts` whose samples went where."""
+        size = len(pcm)
+        at = 0
+        with self._qlock:
+            while at < size and self._segments:
+                seg = self._segments[0]
+                n = min(size - at, len(seg.pcm) - seg.pos)
+                part = Part(turn=seg.turn, offset=at, count=n, reply_start=seg.first and seg.pos == 0)
+                if seg.first_voiced is not None and seg.pos <= seg.first_voiced < seg.pos + n:
+                    part.first_voiced_offset = at + seg.first_voiced - seg.pos
+                pcm[at:at + n] = seg.pcm[seg.pos:seg.pos + n]
+                seg.pos += n
+                at += n
+                if seg.pos >= len(seg.pcm):
+                    self._segments.popleft()
+                    part.reply_end = seg.last
+                if n > 0 or part.reply_end:
+                    info.parts.append(part)
+
+
+class ReplyTrack(MediaStreamTrack, SegmentQueue):
+    kind = "audio"
+
+    def __init__(self):
+        MediaStreamTrack.__init__(self)
+        SegmentQueue.__init__(self)
+        self._t0: float | None = None
+        self._n = 0
+        self.ledger = FrameLedger()
+        self.max_lateness = 0.0
+        self._opus = OpusFrames()
 
     @property
     def started(self) -> bool:
@@ -108,7 +139,7 @@ class ReplyTrack(MediaStreamTrack):
             await asyncio.sleep(sched - now)
         pcm = np.zeros(FRAME, dtype=np.int16)
         info = FrameInfo(index=self._n, sched=sched, produced=0.0)
-        self._fill(pcm, info)
+        self.fill(pcm, info)
         self._n += 1
         return pcm, info
 
@@ -120,23 +151,6 @@ class ReplyTrack(MediaStreamTrack):
         self.max_lateness = max(self.max_lateness, info.produced - info.sched)
         self.ledger.add(info)
         return packet
-
-    def _fill(self, pcm: np.ndarray, info: FrameInfo) -> None:
-        at = 0
-        while at < FRAME and self._segments:
-            seg = self._segments[0]
-            n = min(FRAME - at, len(seg.pcm) - seg.pos)
-            part = Part(turn=seg.turn, offset=at, count=n, reply_start=seg.first and seg.pos == 0)
-            if seg.first_voiced is not None and seg.pos <= seg.first_voiced < seg.pos + n:
-                part.first_voiced_offset = at + seg.first_voiced - seg.pos
-            pcm[at:at + n] = seg.pcm[seg.pos:seg.pos + n]
-            seg.pos += n
-            at += n
-            if seg.pos >= len(seg.pcm):
-                self._segments.popleft()
-                part.reply_end = seg.last
-            if n > 0 or part.reply_end:
-                info.parts.append(part)
 
 
 class OpusFrames:
