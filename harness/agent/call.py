@@ -306,7 +306,7 @@ class Pipeline:
         for turn in list(self.stopping):
             if turn.no not in in_frame and info.produced > turn.stop_at:
                 turn.barge_in["audio_stopped_sent"] = t_send
-                self._mark(turn, "stopped", None)  # the stop buffer: the first one without this reply's audio
+                self._stopped(turn)  # the stop buffer: the first one without this reply's audio
                 turn.t["reply_end_sent"] = turn.t.get("reply_last_sent")
                 self.tel.rtvi_msg("bot-stopped-speaking")
                 self._finish(turn, "interrupted")
@@ -314,6 +314,10 @@ class Pipeline:
     def _mark(self, turn: Turn, what: str, part) -> None:
         """The transport's identifiers of the buffer holding the reply's start / first voiced sample / latest
         audio (`what`), into `turn.reply` for the truth record."""
+
+    def _stopped(self, turn: Turn) -> None:
+        """A barge-in: the transport's identifiers of the stop buffer (the first without the interrupted reply's
+        audio), into `turn.barge_in` for the truth record."""
 
     # ------------------------------------------------------------------ records
     def _turn_record(self, turn: Turn) -> dict:
@@ -541,11 +545,14 @@ class Call(Pipeline):
                               first_dropped=p["dropped"])
             if not p["dropped"]:
                 self._first_seq[p["seq"]] = turn
-        elif what == "stopped":  # its playout instant at the client (+ the codec delay) is where the reply stops
-            turn.barge_in.update(audio_stopped_seq=p["seq"], audio_stopped_rtp_ts=p["rtp_ts"],
-                                 audio_stopped_dropped=p["dropped"])
         else:
             turn.reply["last_seq"] = p["seq"]
+
+    def _stopped(self, turn: Turn) -> None:
+        """The stop packet: its playout instant at the client (+ the codec delay) is where the reply stops."""
+        p = self._pkt
+        turn.barge_in.update(audio_stopped_seq=p["seq"], audio_stopped_rtp_ts=p["rtp_ts"],
+                             audio_stopped_dropped=p["dropped"])
 
     # ------------------------------------------------------------------ records
     def _transport_record(self, turn: Turn, rec: dict) -> None:
