@@ -47,6 +47,8 @@ class Utterance:
     pause_after_s: float = 0.6
     timeout_s: float = 10.0
     barge_in_after_ms: float | None = None
+    speech_lead: int = 0  # samples of added noise before the speech itself (scenario `noise:`)
+    speech_len: int | None = None  # samples of the speech itself (None: all of `samples`)
 
 
 @dataclass
@@ -95,9 +97,10 @@ def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
         else:
             samples = load_utterance(t.wav)
             text = f"wav:{Path(t.wav).name}"
+        speech_len = len(samples)
         samples = shape_level(samples, t.level_dbfs, t.noise, seed=i)
         out.append(Utterance(text, samples, t.pause_after_ms / 1000.0, cfg.timeout_s or t.timeout_s or sc.timeout_s,
-                             t.barge_in_after_ms))
+                             t.barge_in_after_ms, NOISE_PAD if t.noise is not None else 0, speech_len))
     return out, sc.name
 
 
@@ -105,6 +108,9 @@ def crisp(samples: np.ndarray) -> np.ndarray:
     """Scripted speech ends inside a voiced region with a 2 ms fade, so its true end is known to the sample."""
     out, _ = sharpen(samples)
     return out
+
+
+NOISE_PAD = int(0.3 * 48000)  # added noise starts this many samples before the speech and ends as long after it
 
 
 def shape_level(x: np.ndarray, level_dbfs: float | None, noise, seed: int = 0) -> np.ndarray:
@@ -117,7 +123,7 @@ def shape_level(x: np.ndarray, level_dbfs: float | None, noise, seed: int = 0) -
             x = x * (10 ** (level_dbfs / 20) / rms)
     if noise is not None:
         rng = np.random.default_rng(seed)
-        pad = int(0.3 * 48000)
+        pad = NOISE_PAD
         x = np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)])
         n = rng.standard_normal(len(x))
         if getattr(noise, "type", "white") == "pink":
@@ -209,6 +215,10 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
             start = call.schedule(utt.samples, at=at)
             end = start + len(utt.samples) / 48000.0
             plan = TurnPlan(i + 1, utt.text, start, end, barge_in_at=start if at is not None else None)
+            # the speech itself, without the scenario's added noise: the truth of user_speech_start/_end
+            said = start + utt.speech_lead / 48000.0
+            plan.extra.update(speech_sent_start_mono=said,
+                              speech_sent_end_mono=said + (utt.speech_len or len(utt.samples)) / 48000.0)
             if plans:
                 plans[-1].next_start = start
             plans.append(plan)

@@ -77,7 +77,10 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": lost}
         # the crisp utterance's last sample left when its frame was handed to aiortc: scheduled + that frame's
         # lateness (stamped by the mic track itself; ~0 on a healthy machine)
-        sent_end = r["mic_end_mono"] + (r.get("mic_end_late_ms") or 0.0) / 1e3
+        # (the speech's own end: an utterance with added noise goes on after it)
+        said_end = r.get("speech_sent_end_mono")
+        said_end = r["mic_end_mono"] if said_end is None or said_end != said_end else said_end
+        sent_end = said_end + (r.get("mic_end_late_ms") or 0.0) / 1e3
         e["user_speech_end_ms"] = (r["user_speech_end_mono"] - sent_end) * 1e3
         if not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
             e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3
