@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.analysis import MeasureOptions, TurnPlan, measure_call
+from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
 from harness.errors import VlhError
 from harness.store import PartStore, RunStore, default_out_dir
@@ -47,8 +48,8 @@ class Utterance:
     pause_after_s: float = 0.6
     timeout_s: float = 10.0
     barge_in_after_ms: float | None = None
-    speech_lead: int = 0  # samples of added noise before the speech itself (scenario `noise:`)
-    speech_len: int | None = None  # samples of the speech itself (None: all of `samples`)
+    noise_kind: str | None = None  # the scenario's mic noise during and after this turn (harness/audio/noise.py)
+    noise_rms: float = 0.0
 
 
 @dataclass
@@ -97,10 +98,10 @@ def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
         else:
             samples = load_utterance(t.wav)
             text = f"wav:{Path(t.wav).name}"
-        speech_len = len(samples)
-        samples = shape_level(samples, t.level_dbfs, t.noise, seed=i)
+        samples = shape_level(samples, t.level_dbfs)
         out.append(Utterance(text, samples, t.pause_after_ms / 1000.0, cfg.timeout_s or t.timeout_s or sc.timeout_s,
-                             t.barge_in_after_ms, NOISE_PAD if t.noise is not None else 0, speech_len))
+                             t.barge_in_after_ms, t.noise.type if t.noise is not None else None,
+                             noise_rms(samples, t.noise.snr_db) if t.noise is not None else 0.0))
     return out, sc.name
 
 
@@ -110,30 +111,30 @@ def crisp(samples: np.ndarray) -> np.ndarray:
     return out
 
 
-NOISE_PAD = int(0.3 * 48000)  # added noise starts this many samples before the speech and ends as long after it
-
-
-def shape_level(x: np.ndarray, level_dbfs: float | None, noise, seed: int = 0) -> np.ndarray:
-    """Set the speech RMS level and add noise at a given SNR (noise spans the utterance plus 0.3 s around it:
-    a noisy microphone is noisy before and after speech too)."""
+def shape_level(x: np.ndarray, level_dbfs: float | None) -> np.ndarray:
+    """Set the speech RMS level (the scenario's `noise:` is the call's background: harness/audio/noise.py)."""
     x = np.asarray(x, np.float32)
     if level_dbfs is not None:
         rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
         if rms > 0:
             x = x * (10 ** (level_dbfs / 20) / rms)
-    if noise is not None:
-        rng = np.random.default_rng(seed)
-        pad = NOISE_PAD
-        x = np.concatenate([np.zeros(pad, np.float32), x, np.zeros(pad, np.float32)])
-        n = rng.standard_normal(len(x))
-        if getattr(noise, "type", "white") == "pink":
-            f = np.fft.rfftfreq(len(n))
-            spec = np.fft.rfft(n) / np.sqrt(np.maximum(f, f[1]))
-            n = np.fft.irfft(spec, len(n))
-        speech_rms = float(np.sqrt(np.mean(x[pad:-pad].astype(np.float64) ** 2)))
-        n = n / np.sqrt(np.mean(n ** 2)) * speech_rms / (10 ** (noise.snr_db / 20))
-        x = (x + n).astype(np.float32)
     return np.clip(x, -1, 1).astype(np.float32)
+
+
+def attach_noise(call, utterances: list[Utterance]):
+    """The scenario's mic noise as the call's background (a NoiseBed mixed into every mic frame), from the call's
+    start at the first noisy turn's level; None when no turn has noise."""
+    first = next((u for u in utterances if u.noise_kind), None)
+    if first is None:
+        return None
+    mic = getattr(call, "mic", None)
+    if mic is None or not hasattr(mic, "background"):
+        raise VlhError("scenario noise: this transport cannot mix background noise into the microphone yet; "
+                       "use --transport webrtc for scenarios with `noise:`")
+    bed = NoiseBed()
+    bed.set(0, first.noise_kind, first.noise_rms)
+    mic.background = bed
+    return bed
 
 
 # ---- the embedded reference agent ------------------------------------------------------------------------------
@@ -201,6 +202,7 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
         if call_no == 1:
             raise
         return rows
+    bed = attach_noise(call, utterances)
     interrupted = False
     try:
         await asyncio.sleep(cfg.lead_in_s)
@@ -213,12 +215,12 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
             if utt.barge_in_after_ms is not None and plans and plans[-1].extra.get("_reply_start"):
                 at = plans[-1].extra["_reply_start"] + utt.barge_in_after_ms / 1000.0
             start = call.schedule(utt.samples, at=at)
+            if bed is not None:  # from this utterance's first sample on, the room sounds as this turn says
+                bed.set(round((start - call.mic.t_start) * 48000), utt.noise_kind, utt.noise_rms)
             end = start + len(utt.samples) / 48000.0
             plan = TurnPlan(i + 1, utt.text, start, end, barge_in_at=start if at is not None else None)
             # the speech itself, without the scenario's added noise: the truth of user_speech_start/_end
-            said = start + utt.speech_lead / 48000.0
-            plan.extra.update(speech_sent_start_mono=said,
-                              speech_sent_end_mono=said + (utt.speech_len or len(utt.samples)) / 48000.0)
+            plan.extra.update(speech_sent_start_mono=start, speech_sent_end_mono=end)
             if plans:
                 plans[-1].next_start = start
             plans.append(plan)

@@ -51,6 +51,7 @@ class MicTrack:
                 self._segments: deque = deque()  # (start_sample_abs, samples)
                 self._sched_end = 0
                 self.lateness: list[float] = []
+                self.background = None  # callable(first sample, n) → n samples mixed in (a scenario's room noise)
                 from aiortc.codecs.opus import OpusEncoder
 
                 self._encoder = OpusEncoder()
@@ -98,6 +99,8 @@ class MicTrack:
                     lo, hi = max(a, start), min(b, start + len(seg))
                     if hi > lo:
                         buf[lo - a:hi - a] += seg[lo - start:hi - start]
+                if self.background is not None:
+                    buf += self.background(a, FRAME)
                 if self.timeline is not None:
                     self.timeline.write_at(MIC, a, buf)
                 pcm = np.clip(buf * 32768.0, -32768, 32767).astype(np.int16)
