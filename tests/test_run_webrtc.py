@@ -136,9 +136,5 @@ def test_jitter_and_loss_go_to_the_jitter_buffer(tmp_path):
              turns=4, jitter_buffer="adaptive")
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "not met on this 2-core machine (measured 2026-11-27, load ~1): one loop stamping 10 calls' packets beside a "
-    "10-call reference agent queues arrivals by up to 16 ms (2 worker processes: worse, up to 116 ms). Kept running "
-    "so an XPASS shows when the harness gets lighter; see the issue notes and bench/README.md (scale)"))
 def test_ten_concurrent_calls_stay_within_tolerance(tmp_path):
     measured(tmp_path, "concurrent", lambda out: _check_errors(out, 20), turns=2, calls=10)

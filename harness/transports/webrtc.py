@@ -26,6 +26,7 @@ from harness import __version__
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
 from harness.errors import VlhError
 from harness.telemetry.collector import TelemetryLog
+from harness.transports import kstamp
 from harness.transports.playout import FRAME, PlayoutEmulator
 from harness.urls import redact_url
 
@@ -214,6 +215,7 @@ class WebRTCCall:
         self._monitor = None
         self._opus_pt: set[int] = set()
         self._wire_stamps: dict[int, float] = {}  # RTP sequence number → datagram arrival
+        self.loop_stamped = 0  # RTP datagrams without a kernel stamp (stamped by the loop instead)
 
     # ---- set-up ------------------------------------------------------------------------------------------------
     async def connect(self) -> None:
@@ -278,26 +280,18 @@ class WebRTCCall:
     def _hook_receiver(self) -> None:
         """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator.
 
-        The stamp is taken where the datagram leaves the socket layer (aioice's `data_received`), before the queue
-        hop to the DTLS transport and SRTP decryption (≈0.5 ms on this machine); the SRTP header is clear, so the
+        The stamp is the kernel's receive instant of the datagram (harness/transports/kstamp.py), read where the
+        datagram leaves the socket (aioice's protocol `datagram_received`): an event loop busy with other calls
+        does not delay it. Where the kernel gives no stamp, the loop's own instant at that point is used (before
+        the queue hop to the DTLS transport and SRTP decryption, ≈0.5 ms here). The SRTP header is clear, so the
         datagram's sequence number finds its stamp again once aiortc hands over the decrypted packet."""
         for tr in self.pc.getTransceivers():
             if tr.kind != "audio":
                 continue
             try:
                 conn = tr.receiver.transport.transport._connection
-                orig = conn.data_received
-                stamps = self._wire_stamps
-
-                def data_received(data: bytes, component: int, _orig=orig) -> None:
-                    if len(data) >= 12 and 128 <= data[0] <= 191 and not (192 <= data[1] <= 223):
-                        stamps[int.from_bytes(data[2:4], "big")] = time.monotonic()
-                        if len(stamps) > 512:
-                            for k in list(stamps)[:256]:
-                                stamps.pop(k, None)
-                    _orig(data, component)
-
-                conn.data_received = data_received
+                for proto in conn._protocols:
+                    self._hook_protocol(proto)
             except AttributeError:  # another aiortc/aioice layout: stamp in the RTP handler instead
                 log.debug("aioice hook unavailable; RTP arrival stamped after decryption")
             for codec in (tr.receiver._RTCRtpReceiver__codecs or {}).values() if hasattr(
@@ -305,6 +299,26 @@ class WebRTCCall:
                 if codec.mimeType.lower() == "audio/opus":
                     self._opus_pt.add(codec.payloadType)
             tr.receiver._handle_rtp_packet = self._on_rtp
+
+    def _hook_protocol(self, proto) -> None:
+        sock = proto.transport.get_extra_info("socket") if proto.transport else None
+        fd = sock.fileno() if sock is not None and kstamp.enable(sock) else None
+        orig = proto.datagram_received
+        stamps = self._wire_stamps
+
+        def datagram_received(data, addr, _orig=orig) -> None:
+            if len(data) >= 12 and 128 <= data[0] <= 191 and not (192 <= data[1] <= 223):
+                t = kstamp.last_read(fd) if fd is not None else None
+                if t is None:
+                    t = time.monotonic()
+                    self.loop_stamped += 1
+                stamps[int.from_bytes(data[2:4], "big")] = t
+                if len(stamps) > 512:
+                    for k in list(stamps)[:256]:
+                        stamps.pop(k, None)
+            _orig(data, addr)
+
+        proto.datagram_received = datagram_received
 
     async def _on_rtp(self, packet, arrival_time_ms: int) -> None:
         now = self._wire_stamps.pop(packet.sequence_number, None) or time.monotonic()
@@ -378,6 +392,7 @@ class WebRTCCall:
 
     def capture(self):
         meta = {"transport": "webrtc", "pc_id": self.pc_id, "playout": dict(self.playout.counts),
+                "rtp_packets": self.rtp_packets, "rtp_loop_stamped": self.loop_stamped,
                 "mic_lateness_max_ms": 1e3 * max(self.mic.lateness, default=0.0) if self.mic else None,
                 "loop_stalls": len(self.stalls),
                 "loop_stall_max_ms": 1e3 * max((d for _, d in self.stalls), default=0.0)}
