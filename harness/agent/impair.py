@@ -91,20 +91,22 @@ class _Later:
 def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None) -> _Later:
     """Impair RTP media sent through `dtls_transport`. `on_media(data, t_send, delay_s, dropped)` is called
     for every media packet at the instant the sender hands it over, before any delay; `on_wire(data, t_wire)`
-    when it really goes out (after the injected delay and whatever the event loop added to it)."""
+    when it really went out (after the injected delay and whatever the event loop added to it): stamped when the
+    send returned — SRTP protection and the syscall done, the datagram in the receiver's socket on a loopback
+    interface — as the harness's kernel receive stamp sees it."""
     orig = dtls_transport._send_rtp
     loop = asyncio.get_running_loop()
     later = _Later()
 
     async def send_late(data: bytes) -> None:
-        if on_wire is not None:
-            on_wire(data, time.monotonic())
         try:
             await orig(data)
         except ConnectionError:
             pass
         except Exception as exc:  # the call is ending
             log.debug("delayed RTP send failed: %s", exc)
+        if on_wire is not None:
+            on_wire(data, time.monotonic())
 
     async def send_rtp(data: bytes) -> None:
         if is_rtcp(data):
@@ -119,9 +121,9 @@ def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None
         if dropped:
             return
         if delay <= 0:
-            if on_wire is not None:
-                on_wire(data, t_send)
             await orig(data)
+            if on_wire is not None:
+                on_wire(data, time.monotonic())
         else:
             later.call_at(loop, t_send + delay, send_late, data)
 
