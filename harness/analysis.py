@@ -63,9 +63,13 @@ def first_packet(playout, t_onset: float, codec_s: float):
 def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLog | None = None, playout=None,
                  opts: MeasureOptions | None = None, call: int = 1,
                  mic_lateness: list[float] | None = None,
-                 stalls: list[tuple[float, float]] | None = None) -> tuple[list[dict], list[dict]]:
+                 stalls: list[tuple[float, float]] | None = None,
+                 device_path: bool = False) -> tuple[list[dict], list[dict]]:
     """Returns (turn rows, event rows). `mic_lateness[n]`: how late (s) mic frame n (samples n·960…) really left
-    the harness compared with where the capture places it."""
+    the harness compared with where the capture places it. `device_path` (the loopback transport): the ear is a
+    recording of the agent's sound device — no network, jitter buffer or codec — so the first audio "arrives" and
+    plays at the ear onset: `transport` spans audio_first_sent → agent_audio_start, and jitter_buffer, codec and
+    playout are 0 (measured)."""
     opts = opts or MeasureOptions()
     sr = capture.sample_rate
     fit = telemetry.reconcile() if telemetry is not None else None
@@ -137,7 +141,10 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         for name, ev in turn_events.items():
             b[name] = Boundary(ev.t_host, ev.source, ev.uncertainty_s)
         tick = first_packet(playout, t_on, opts.codec_delay_s)
-        if tick is not None:
+        if device_path:
+            for name in ("first_audio_arrival", "first_audio_playout", "first_audio_decoded"):
+                b[name] = Boundary(t_on, "measured")
+        elif tick is not None:
             b["first_audio_arrival"] = Boundary(tick.arrival, "measured")
             b["first_audio_playout"] = Boundary(tick.t, "measured")
             b["first_audio_decoded"] = Boundary(tick.t + opts.codec_delay_s, "measured")

@@ -2,6 +2,12 @@
 
 With no agent URL, vlh starts its reference agent (harness/agent) as a subprocess on a free local port — the embedded
 default target — and measures that. The measuring side never imports the agent: it talks to it over WebRTC.
+
+`transport="loopback"`: the call goes through sound devices (harness/transports/loopback.py). With no agent given,
+vlh brings its PulseAudio null sinks up (a lease for this process; down on exit), calibrates them if no stored
+calibration matches, and starts the reference agent on them (`vlh agent --audio-in vlh_mic_monitor --audio-out
+vlh_ear --telemetry-file <run>/agent-telemetry.jsonl`); the telemetry file is ingested on the host clock
+(harness/telemetry/file.py).
 """
 
 from __future__ import annotations
@@ -75,6 +81,12 @@ class RunConfig:
     force: bool = False
     calls_per_process: int = 16  # more concurrent calls than this run in worker processes, one loop each
     measure: MeasureOptions = field(default_factory=MeasureOptions)
+    # loopback only
+    telemetry_file: Path | None = None  # the agent's telemetry (JSONL, host clock); set for the embedded agent
+    mic_device: str | None = None  # real sound cards: the output into the agent's microphone
+    ear_device: str | None = None  # ... and the input from its speaker
+    agent_running: bool = False  # an agent already runs on the devices: do not start the reference agent
+    state_dir: Path | None = None  # vlh's loopback state (default: $VLH_STATE_DIR …)
 
 
 # ---- what to say ---------------------------------------------------------------------------------------------
@@ -146,11 +158,21 @@ class ReferenceAgent:
         self.proc: subprocess.Popen | None = None
         self.url: str | None = None
 
+    def _command(self, port_file: Path) -> list[str]:
+        return [sys.executable, "-m", "harness", "agent", "--host", "127.0.0.1", "--port", "0",
+                "--port-file", str(port_file), "--profile", self.profile, "--truth-log", str(self.truth_log)]
+
+    def _env(self) -> dict:
+        return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def _ready(self, port_file: Path) -> str:
+        port = int(port_file.read_text().strip())
+        return f"http://127.0.0.1:{port}/api/offer"
+
     def start(self, timeout: float = 30.0) -> str:
         port_file = Path(tempfile.mkstemp(prefix="vlh-agent-port-")[1])
         port_file.unlink()
-        cmd = [sys.executable, "-m", "harness", "agent", "--host", "127.0.0.1", "--port", "0",
-               "--port-file", str(port_file), "--profile", self.profile, "--truth-log", str(self.truth_log)]
+        cmd = self._command(port_file)
         for k, v in self.overrides.items():  # every reference-agent setting is a `vlh agent --<name>` flag
             for item in (v if isinstance(v, (list, tuple)) else [v]):
                 cmd += [f"--{str(k).replace('_', '-')}", str(item)]
@@ -158,17 +180,19 @@ class ReferenceAgent:
         self.log_path = self.truth_log.with_name("agent.log")
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env=self._env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self._log.flush()
-                tail = self.log_path.read_text()[-600:]
-                raise VlhError(f"the reference agent exited at start-up (code {self.proc.returncode}): {tail}")
+                text = self.log_path.read_text()
+                errs = [ln for ln in text.splitlines() if ln.startswith("vlh: error: ")]
+                if errs:  # the agent's own one-line error names the device/setting and the fix
+                    raise VlhError(f"the reference agent could not start: {errs[-1][len('vlh: error: '):]}")
+                raise VlhError(f"the reference agent exited at start-up (code {self.proc.returncode}): {text[-600:]}")
             if port_file.exists() and port_file.read_text().strip():
-                port = int(port_file.read_text().strip())
+                self.url = self._ready(port_file)
                 port_file.unlink()
-                self.url = f"http://127.0.0.1:{port}/api/offer"
                 return self.url
             time.sleep(0.05)
         self.stop()
@@ -185,12 +209,52 @@ class ReferenceAgent:
             self._log.close()
 
 
+class DeviceAgent(ReferenceAgent):
+    """`vlh agent --audio-in … --audio-out …` in a subprocess on the loopback devices; its truth log and its
+    telemetry file go into the run folder."""
+
+    def __init__(self, profile: str, overrides: dict, extra_args: list[str], truth_log: Path, telemetry: Path,
+                 audio_in: str, audio_out: str, state_dir=None):
+        super().__init__(profile, overrides, extra_args, truth_log)
+        self.telemetry, self.audio_in, self.audio_out, self.state_dir = telemetry, audio_in, audio_out, state_dir
+
+    def _command(self, port_file: Path) -> list[str]:
+        return [sys.executable, "-m", "harness", "agent", "--audio-in", self.audio_in, "--audio-out", self.audio_out,
+                "--telemetry-file", str(self.telemetry), "--ready-file", str(port_file), "--profile", self.profile,
+                "--truth-log", str(self.truth_log)]
+
+    def _env(self) -> dict:
+        from harness.transports import pulse
+
+        return pulse.child_env(self.state_dir, {**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def _ready(self, port_file: Path) -> str:
+        return f"devices:{self.audio_in}->{self.audio_out}"
+
+
+def loopback_devices(cfg: RunConfig):
+    from harness.transports.loopback import LoopbackDevices
+
+    if cfg.mic_device or cfg.ear_device:
+        if not (cfg.mic_device and cfg.ear_device):
+            raise VlhError("--mic-device and --ear-device go together: name the output into the agent's microphone "
+                           "and the input from its speaker")
+        return LoopbackDevices.real(cfg.mic_device, cfg.ear_device)
+    return LoopbackDevices()
+
+
 # ---- one call ---------------------------------------------------------------------------------------------------
 async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utterance], store: RunStore,
                    on_turn=None) -> list[dict]:
-    from harness.transports.webrtc import WebRTCCall
+    loopback = cfg.transport == "loopback"
+    if loopback:
+        from harness.transports.loopback import LoopbackTransport
 
-    call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map)
+        call = LoopbackTransport(loopback_devices(cfg), state_dir=cfg.state_dir)
+    else:
+        from harness.transports.webrtc import WebRTCCall
+
+        call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map)
     plans: list[TurnPlan] = []
     try:
         await call.connect()
@@ -243,22 +307,56 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
     finally:
         await call.close()
         capture = call.capture()
-        if call.playout.ticks:  # every played frame: which packet, when (README: recordings/call-<n>.playout.parquet)
+        if not loopback and call.playout.ticks:  # every played frame: which packet, when (README: recordings/call-<n>.playout.parquet)
             call.playout.write_log(store.dir / "recordings" / f"call-{call_no}.playout.parquet")
         for p in plans:
             p.extra.pop("_reply_start", None)
             p.extra.pop("_reply_end", None)
-        rows, events = measure_call(capture, plans, call.telemetry, call.playout, cfg.measure, call_no,
-                                    call.mic.lateness if call.mic else None, call.stalls)
+        if loopback:
+            telemetry = _file_telemetry(cfg, capture)
+            rows, events = measure_call(capture, plans, telemetry, None, cfg.measure, call_no, device_path=True)
+            _device_glitches(call, plans, rows)
+        else:
+            telemetry = call.telemetry
+            rows, events = measure_call(capture, plans, telemetry, call.playout, cfg.measure, call_no,
+                                        call.mic.lateness if call.mic else None, call.stalls)
         capture.meta.update(call=call_no, turns=len(plans))
-        clock = call.telemetry.fit.as_dict(capture.t0_mono) if call.telemetry.fit else None
-        store.add_call(call_no, capture, rows, events, clock, dict(call.telemetry.counts))
-        if call.telemetry.anomalies:
+        fit = telemetry.fit if telemetry is not None else None
+        clock = fit.as_dict(capture.t0_mono) if fit else None
+        store.add_call(call_no, capture, rows, events, clock, dict(telemetry.counts) if telemetry else {})
+        if telemetry is not None and telemetry.anomalies:
             for r in rows:
-                r["anomalies"] = ";".join(filter(None, [r.get("anomalies", "")] + call.telemetry.anomalies))
+                r["anomalies"] = ";".join(filter(None, [r.get("anomalies", "")] + telemetry.anomalies))
     if interrupted:
         raise asyncio.CancelledError
     return rows
+
+
+def _file_telemetry(cfg: RunConfig, capture):
+    """The agent's telemetry file (loopback), the messages written during this call; None without a file."""
+    if cfg.telemetry_file is None:
+        return None
+    from harness.telemetry.file import FileTelemetry
+
+    tel = FileTelemetry(cfg.processor_map).load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0)
+    if tel.header and tel.header.get("call"):
+        capture.meta.setdefault("pc_id", tel.header["call"])
+    return tel
+
+
+def _device_glitches(call, plans: list[TurnPlan], rows: list[dict]) -> None:
+    """Per turn: the sound devices' discontinuities (underruns of the mic output, overflows of the recordings)
+    between this utterance's start and the next one's — counted in `underruns` and named in `anomalies`."""
+    stats = call.stats()
+    for k, r in enumerate(rows):
+        lo = plans[k].mic_start - 0.2
+        hi = plans[k + 1].mic_start if k + 1 < len(plans) else float("inf")
+        g = call.glitches_between(lo, hi, stats)
+        r["underruns"] = len(g)
+        if g:
+            what = ", ".join(f"{d['stream']} {d['step_ms']:+.1f} ms" for d in g[:4])
+            r["anomalies"] = ";".join(filter(None, [r.get("anomalies", ""), (
+                f"sound device discontinuity in this turn ({what}): samples lost or repeated")]))
 
 
 async def _sleep_until(t: float) -> None:
@@ -306,6 +404,10 @@ def _failed_row(call: int, turn: int, text: str, status: str, error: str) -> dic
 # ---- the whole run ---------------------------------------------------------------------------------------------
 def run_measurement(cfg: RunConfig) -> Path:
     """Run every call, write the run folder, return its path. Ctrl-C keeps every finished turn (partial: true)."""
+    if cfg.transport not in ("webrtc", "loopback"):
+        raise VlhError(f"transport {cfg.transport!r}: vlh knows 'webrtc' and 'loopback'")
+    if cfg.transport == "loopback":
+        _check_loopback(cfg)
     out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir()
     utterances, scenario_name = build_utterances(cfg)
     agent = None
@@ -315,39 +417,131 @@ def run_measurement(cfg: RunConfig) -> Path:
                        "timeout_s": cfg.timeout_s, "processor_map": cfg.processor_map,
                        "header_names": sorted(cfg.headers)},
             "calls": cfg.calls, "codec_delay_ms": cfg.measure.codec_delay_s * 1e3}
+    if cfg.transport == "loopback":
+        meta["codec_delay_ms"] = 0.0
+        meta["config"].pop("jitter_buffer")
     store = RunStore(out, meta, force=cfg.force)
     from harness.priority import set_nice
 
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
-    if cfg.agent_url is None:
-        agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl")
-        url = agent.start()
-        store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
-                          agent_overrides=cfg.agent_overrides)
-    else:
-        url = cfg.agent_url
-        store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+    lease = None
     partial = False
-    progress = _Progress(cfg.calls * len(utterances), enabled=cfg.progress)
-    groups = call_groups(cfg.calls, cfg.calls_per_process)
     try:
-        if len(groups) == 1:
-            asyncio.run(_run_calls(cfg, url, utterances, store, groups[0], progress))
+        if cfg.transport == "loopback":
+            cfg, lease, url, agent = _loopback_setup(cfg, store, out)
+        elif cfg.agent_url is None:
+            agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl")
+            url = agent.start()
+            store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
+                              agent_overrides=cfg.agent_overrides)
         else:
-            _run_in_processes(cfg, url, utterances, store, groups)
-    except KeyboardInterrupt:
-        partial = True
+            url = cfg.agent_url
+            store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+        progress = _Progress(cfg.calls * len(utterances), enabled=cfg.progress)
+        groups = call_groups(cfg.calls, cfg.calls_per_process)
+        try:
+            if len(groups) == 1:
+                asyncio.run(_run_calls(cfg, url, utterances, store, groups[0], progress))
+            else:
+                _run_in_processes(cfg, url, utterances, store, groups)
+        except KeyboardInterrupt:
+            partial = True
+        finally:
+            progress.close()
     finally:
-        progress.close()
         if agent:
             agent.stop()
+        if lease is not None:
+            from harness.transports import pulse
+
+            try:
+                pulse.down(cfg.state_dir, lease=lease)
+            except VlhError as exc:
+                log.warning("loopback: down: %s", exc)
         store.merge_parts()
         store.flush(partial=partial, extra={"slo": _slo_verdicts(cfg, store)})
     if cfg.report and store.rows:
         _write_report(out)
     if partial:
         raise KeyboardInterrupt
+    if cfg.transport == "loopback":
+        _check_agent_spoke(cfg, store, agent)
     return out
+
+
+def _check_loopback(cfg: RunConfig) -> None:
+    if cfg.calls != 1:
+        raise VlhError(f"--calls {cfg.calls} with --transport loopback: the loopback devices carry one call (one "
+                       "microphone, one speaker); use --calls 1, or --transport webrtc for concurrent calls")
+    if cfg.agent_url is not None:
+        raise VlhError("--agent URL is a WebRTC agent; with --transport loopback the agent is whatever listens on "
+                       "the sound devices: give --agent-running (and its --telemetry-file), or nothing to start "
+                       "the reference agent on vlh's devices")
+    if (cfg.mic_device or cfg.ear_device) and not (cfg.agent_running or cfg.telemetry_file):
+        raise VlhError("--mic-device/--ear-device name real sound devices: the agent is then yours, already running "
+                       "on them; add --agent-running (and --telemetry-file F if it writes vlh telemetry)")
+
+
+def _loopback_setup(cfg: RunConfig, store: RunStore, out: Path):
+    """Devices up (a lease for this process), a calibration, the reference agent on the devices unless an agent
+    runs there already. Returns (cfg with the telemetry file set, lease or None, agent label, agent or None)."""
+    import dataclasses
+
+    from harness.transports import pulse
+    from harness.transports.calibrate import calibrate, load_matching
+    from harness.transports.stamped import DEFAULT_LATENCY
+
+    devices = loopback_devices(cfg)
+    lease = None
+    if devices.pulse_managed:
+        lease = pulse.process_lease(tag="vlh-run")
+        pulse.up(cfg.state_dir, lease=lease)
+        pulse.activate(cfg.state_dir)
+    try:
+        cal = load_matching(devices, DEFAULT_LATENCY, cfg.state_dir)
+        made = False
+        if cal is None and devices.pulse_managed:
+            log.warning("loopback: no calibration for these devices yet; calibrating (20 sessions)")
+            cal = asyncio.run(calibrate(devices, state_dir=cfg.state_dir))
+            made = True
+        store.meta.update(devices=dataclasses.asdict(devices),
+                          calibration=dict(cal.brief(), made_for_this_run=made) if cal is not None else None)
+        agent = None
+        if cfg.agent_running or cfg.telemetry_file is not None:
+            label = "devices:external"
+            store.meta.update(agent_url=label, agent="external", profile=None,
+                              telemetry_file=str(cfg.telemetry_file) if cfg.telemetry_file else None)
+        else:
+            tel = out / "agent-telemetry.jsonl"
+            tel.unlink(missing_ok=True)
+            cfg = dataclasses.replace(cfg, telemetry_file=tel)
+            agent = DeviceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl",
+                                tel, pulse.DEVICES.mic_record, pulse.DEVICES.ear_play, cfg.state_dir)
+            label = agent.start()
+            store.meta.update(agent_url=label, agent="reference", profile=cfg.agent_profile,
+                              agent_overrides=cfg.agent_overrides, telemetry_file=tel.name)
+    except BaseException:
+        if lease is not None:
+            pulse.down(cfg.state_dir, lease=lease)
+        raise
+    return cfg, lease, label, agent
+
+
+def _check_agent_spoke(cfg: RunConfig, store: RunStore, agent) -> None:
+    """An agent that never made a sound on the ear device is a set-up fault, not a latency: one clear line."""
+    rows = store.rows
+    if not rows or any(r.get("status") == "ok" for r in rows):
+        return
+    if not all(r.get("status") == "no_response" for r in rows):
+        return
+    from harness.transports import pulse
+
+    ear = loopback_devices(cfg).ear_record
+    where = (f"the reference agent plays into {pulse.DEVICES.ear_play!r}; see {agent.log_path}" if agent is not None
+             else f"make your agent play into the device {ear!r} records "
+                  f"({pulse.DEVICES.ear_play!r} for vlh's devices)")
+    raise VlhError(f"no agent audio on the ear device {ear!r} in any of {len(rows)} turns (run folder "
+                   f"{store.dir}): {where}, and check that it records the mic device")
 
 
 def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:

@@ -1,7 +1,9 @@
 """`vlh agent`: run the reference voice agent (WebRTC, ground-truth log). The default target of `vlh run`.
 
 Prints the agent's URL as the first line on stdout (and writes the port to `--port-file`), then serves until
-interrupted (SIGINT/SIGTERM).
+interrupted (SIGINT/SIGTERM). With `--audio-in DEV --audio-out DEV` it runs the same pipeline on sound devices
+instead (harness/agent/device.py): no HTTP server, one call for the process's lifetime, telemetry to
+`--telemetry-file`.
 """
 
 from __future__ import annotations
@@ -107,6 +109,15 @@ def register(subparsers) -> None:
                    help="run at this scheduling nice value (−20…19) so timers keep real time on a busy machine; "
                         "ignored when not permitted [default: -10]")
     p.add_argument("--print-config", action="store_true", help="print the resulting configuration and exit")
+    d = p.add_argument_group("sound devices instead of WebRTC (the loopback path, `vlh run --transport loopback`)")
+    d.add_argument("--audio-in", metavar="DEVICE",
+                   help="record the agent's microphone from this sounddevice input (vlh's: vlh_mic_monitor)")
+    d.add_argument("--audio-out", metavar="DEVICE",
+                   help="play the agent's speech into this sounddevice output (vlh's: vlh_ear)")
+    d.add_argument("--telemetry-file", metavar="FILE",
+                   help="write the telemetry (vlh events + RTVI, one JSON message a line, host-monotonic clock) "
+                        "to FILE; with --audio-in/--audio-out only")
+    d.add_argument("--ready-file", metavar="FILE", help="write FILE once the sound devices run")
     _add_knobs(p)
     p.set_defaults(func=run)
 
@@ -133,9 +144,19 @@ def run(args) -> int:
         raise VlhError(f"--nice {args.nice}: nice values are −20 (highest priority) … 19")
     if not 0 <= args.port <= 65535:
         raise VlhError(f"--port {args.port}: a TCP port is 0…65535 (0 = any free port)")
+    devices = args.audio_in or args.audio_out
+    if devices and not (args.audio_in and args.audio_out):
+        missing = "--audio-out" if args.audio_in else "--audio-in"
+        raise VlhError(f"{missing} is missing: on sound devices the agent needs both --audio-in DEVICE (its "
+                       "microphone, e.g. vlh_mic_monitor) and --audio-out DEVICE (its speaker, e.g. vlh_ear)")
+    if not devices and (args.telemetry_file or args.ready_file):
+        raise VlhError("--telemetry-file/--ready-file go with --audio-in/--audio-out; over WebRTC the telemetry "
+                       "goes on the data channel")
     from harness.priority import set_nice
 
     set_nice(args.nice)  # before any thread starts: threads inherit it
+    if devices:
+        return asyncio.run(_serve_devices(cfg, args))
     server = AgentServer(cfg, host=args.host, port=args.port, truth_log=args.truth_log,
                          packet_log=args.packet_log, memory=False)
     return asyncio.run(_serve(server, args.port_file))
@@ -162,3 +183,17 @@ async def _serve(server, port_file) -> int:
     finally:
         await server.stop()
     return 0
+
+
+async def _serve_devices(cfg, args) -> int:
+    from harness.agent.device import serve_devices
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover
+            pass
+    return await serve_devices(cfg, audio_in=args.audio_in, audio_out=args.audio_out, truth_log=args.truth_log,
+                               telemetry_file=args.telemetry_file, ready_file=args.ready_file, stop=stop)

@@ -12,9 +12,10 @@ from harness.errors import VlhError
 def register(sub) -> None:
     p = sub.add_parser(
         "run", help="measure an agent turn by turn and write a run folder",
-        description="Speak scripted turns to a voice agent over WebRTC, record both directions on one clock, "
-                    "find the end of user speech and the first agent audio in the sound, and attribute the time "
-                    "between them stage by stage. With no --agent, vlh starts its reference agent and measures it.")
+        description="Speak scripted turns to a voice agent over WebRTC (or through sound devices: --transport "
+                    "loopback), record both directions on one clock, find the end of user speech and the first agent "
+                    "audio in the sound, and attribute the time between them stage by stage. With no --agent, vlh "
+                    "starts its reference agent and measures it.")
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL (pipecat SmallWebRTC: "
                    "http://host:port/api/offer; a bare http://host:port gets /api/offer). Default: start the "
                    "reference agent on a free local port")
@@ -37,6 +38,21 @@ def register(sub) -> None:
                    help="playout emulator: 'adaptive' (browser-like, 20 ms floor) or 'fixed:<ms>' [adaptive]")
     p.add_argument("--map-processor", action="append", default=[], metavar="NAME=STAGE",
                    help="RTVI metrics: count processor NAME (substring) as stage stt|llm_ttft|tts_ttfb")
+    lb = p.add_argument_group("the loopback audio-device path (--transport loopback)")
+    lb.add_argument("--transport", choices=("webrtc", "loopback"), default="webrtc",
+                    help="webrtc: call the agent over WebRTC; loopback: play into the agent's microphone and record "
+                         "its speaker through sound devices (one call). With no agent given, vlh brings its "
+                         "PulseAudio devices up, calibrates them if needed and starts the reference agent on "
+                         "them [webrtc]")
+    lb.add_argument("--telemetry-file", metavar="FILE",
+                    help="loopback: the telemetry file an agent already running on the devices writes (vlh events "
+                         "on the host clock, `vlh agent --telemetry-file`); implies --agent-running")
+    lb.add_argument("--agent-running", action="store_true",
+                    help="loopback: an agent already runs on the devices; do not start the reference agent")
+    lb.add_argument("--mic-device", metavar="DEV", help="loopback on real sound cards: the output that feeds the "
+                    "agent's microphone (with --ear-device and --agent-running)")
+    lb.add_argument("--ear-device", metavar="DEV", help="loopback on real sound cards: the input that records the "
+                    "agent's speaker")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
     p.set_defaults(func=main)
@@ -58,6 +74,15 @@ def main(args) -> int:
     from harness.transports.webrtc import offer_url, parse_headers
 
     parse_jitter_mode(args.jitter_buffer)
+    if args.transport != "loopback":
+        for flag, v in (("--telemetry-file", args.telemetry_file), ("--agent-running", args.agent_running),
+                        ("--mic-device", args.mic_device), ("--ear-device", args.ear_device)):
+            if v:
+                raise VlhError(f"{flag} goes with --transport loopback (over WebRTC the telemetry comes on the "
+                               "data channel and the agent is --agent URL)")
+    elif args.calls != 1:
+        raise VlhError(f"--calls {args.calls} with --transport loopback: the loopback devices carry one call (one "
+                       "microphone, one speaker); use --calls 1, or --transport webrtc for concurrent calls")
     if args.calls < 1 or args.calls > 200:
         raise VlhError("--calls: give a number from 1 to 200")
     if args.turns is not None and args.turns < 1:
@@ -79,7 +104,9 @@ def main(args) -> int:
                     agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
                     out_dir=Path(args.out) if args.out else None, timeout_s=args.timeout,
                     headers=parse_headers(args.header), jitter_buffer=args.jitter_buffer, processor_map=pmap,
-                    report=not args.no_report, force=args.force)
+                    report=not args.no_report, force=args.force, transport=args.transport,
+                    telemetry_file=Path(args.telemetry_file) if args.telemetry_file else None,
+                    mic_device=args.mic_device, ear_device=args.ear_device, agent_running=args.agent_running)
     try:
         out = run_measurement(cfg)
         partial = False

@@ -167,8 +167,9 @@ class _Stamped:
     kind = "?"
 
     def __init__(self, device, *, sample_rate: int = SAMPLE_RATE, latency: float = DEFAULT_LATENCY,
-                 label: str | None = None, realtime: bool = True):
+                 label: str | None = None, realtime: bool = True, keep_audio: bool = True):
         self.device = device
+        self.keep_audio = keep_audio  # False: only the stamps are kept (a long-running agent), samples() is empty
         self.sample_rate = sample_rate
         self.latency = latency
         self.label = label or str(device)
@@ -293,21 +294,27 @@ class StampedInput(_Stamped):
 
     kind = "input"
 
-    def __init__(self, *a, **k):
+    def __init__(self, *a, on_chunk=None, **k):
         super().__init__(*a, **k)
         self.ends: list[int] = []
+        self.on_chunk = on_chunk  # on_chunk(samples, start index, host stamp), in the callback thread
+
 
     def _callback(self, indata, frames, tinfo, status) -> None:
         now = time.monotonic()
         if status:
             self._flag(now, status)
-        self.chunks.append(indata[:, 0].copy())
+        chunk = indata[:, 0].copy()
+        if self.keep_audio:
+            self.chunks.append(chunk)
         start = self.n
         self.n = start + frames
         self.starts.append(start)
         self.ends.append(self.n)
         self.stamps.append(now)
         self._note(now, now - self.n / self.sample_rate)
+        if self.on_chunk is not None:
+            self.on_chunk(chunk, start, now)
 
     def _ref_index(self, k: int):
         return self.ends[:k]
@@ -319,8 +326,9 @@ class StampedOutput(_Stamped):
 
     kind = "output"
 
-    def __init__(self, *a, **k):
+    def __init__(self, *a, fill=None, **k):
         super().__init__(*a, **k)
+        self.fill = fill  # fill(out, first index, host stamp): adds audio to the buffer, in the callback thread
         self._lock = threading.Lock()
         self._clips: list[list] = []  # [start index, samples]
         self.clips: list[tuple[int, int]] = []  # every scheduled clip: (start index, length)
@@ -363,7 +371,10 @@ class StampedOutput(_Stamped):
                     keep.append(clip)
             self._clips = keep
             self.n = end
-        self.chunks.append(out.copy())
+        if self.fill is not None:
+            self.fill(out, n, now)
+        if self.keep_audio:
+            self.chunks.append(out.copy())
         self.starts.append(n)
         self.stamps.append(now)
         self._note(now, now - n / self.sample_rate)
