@@ -251,7 +251,9 @@ def _comparison_ctx(c: dict, la: str, lb: str, index: int) -> dict:
 
 
 def _run_label(run: Run, i: int) -> str:
-    return f"#{i + 1} {run.run_id}" + (" (baseline)" if i == 0 else "")
+    """'#1 <run id> · webrtc (baseline)': runs side by side are told apart by their transport too."""
+    transport = run.meta.get("transport")
+    return f"#{i + 1} {run.run_id}" + (f" · {transport}" if transport else "") + (" (baseline)" if i == 0 else "")
 
 
 def _colors() -> dict:
