@@ -72,8 +72,9 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         t = _truth_for(r, records, truth)
         if t is None or r["status"] != "ok":
             continue
+        device = t.get("transport") == "device"  # the agent on sound devices (the loopback path)
         lost = bool(t.get("audio_first_dropped")) or t.get("audio_first_sent") is None or (
-            t.get("audio_first_wire") is None and t.get("audio_first_injected_delay_ms") is None)
+            not device and t.get("audio_first_wire") is None and t.get("audio_first_injected_delay_ms") is None)
         e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": lost}
         # the crisp utterance's last sample left when its frame was handed to aiortc: scheduled + that frame's
         # lateness (stamped by the mic track itself; ~0 on a healthy machine)
@@ -82,7 +83,14 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         said_end = r["mic_end_mono"] if said_end is None or said_end != said_end else said_end
         sent_end = said_end + (r.get("mic_end_late_ms") or 0.0) / 1e3
         e["user_speech_end_ms"] = (r["user_speech_end_mono"] - sent_end) * 1e3
-        if not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
+        if device and not lost:
+            # the truth: the agent's first voiced sample handed to the ear device (its output stream's clock); the
+            # capture places the ear at the typical write instant, so that is where the onset belongs and the
+            # device path's transport stage is 0
+            e["agent_audio_start_ms"] = (r["agent_audio_start_mono"] - t["audio_first_sent"]) * 1e3
+            e["ttfa_ms"] = r["ttfa_ms"] - (t["audio_first_sent"] - sent_end) * 1e3
+            e["transport_ms"] = r["transport_ms"]
+        elif not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
             e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3
             e["first_voiced_offset_ms"] = r["playout_ms"] - t["first_voiced_offset_samples"] / 48.0
             e["transport_ms"] = r["transport_ms"] - (true_arrival(t) - t["audio_first_sent"]) * 1e3
