@@ -536,12 +536,13 @@ def _check_agent_spoke(cfg: RunConfig, store: RunStore, agent) -> None:
         return
     from harness.transports import pulse
 
-    ear = loopback_devices(cfg).ear_record
-    where = (f"the reference agent plays into {pulse.DEVICES.ear_play!r}; see {agent.log_path}" if agent is not None
-             else f"make your agent play into the device {ear!r} records "
-                  f"({pulse.DEVICES.ear_play!r} for vlh's devices)")
-    raise VlhError(f"no agent audio on the ear device {ear!r} in any of {len(rows)} turns (run folder "
-                   f"{store.dir}): {where}, and check that it records the mic device")
+    devices = loopback_devices(cfg)
+    ear, mic = devices.ear_record, devices.mic_record or devices.mic_play
+    play = pulse.DEVICES.ear_play if devices.pulse_managed else "the output that device records"
+    who = (f"the reference agent played nothing (see {agent.log_path})" if agent is not None
+           else f"is your agent playing into {play!r}, what {ear!r} records")
+    raise VlhError(f"no agent audio on the ear device {ear!r} in any of {len(rows)} turns: {who}, and does it "
+                   f"listen to {mic!r}? (run folder {store.dir})")
 
 
 def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:

@@ -1,0 +1,163 @@
+"""`vlh run --transport loopback`: the reference agent on real PulseAudio null sinks (its own process, sounddevice
+callback streams), measured through the loopback transport and checked against the agent's ground truth.
+
+Truth (harness.verify.errors): the agent's first voiced sample handed to the ear device (its truth log, on its output
+stream's clock) minus the end of the user's speech as the harness wrote it (its own output stream's clock).
+Tolerances (issue 6): ear TTFA ±3 ms, stage attribution ±5 ms; WebRTC and loopback agree on the agent-internal stages
+within 5 ms. A run the host visibly disturbed (load, device discontinuities) is measured once more with the same
+tolerances; an undisturbed run that misses fails at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import warnings
+
+import pandas as pd
+import pytest
+
+from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
+from harness.errors import VlhError
+from harness.run import RunConfig, run_measurement
+from harness.transports import pulse
+from harness.verify import errors
+from hostload import disturbed
+
+TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?",
+         "Call my sister please."]
+SHORT = {"response": ["Sure thing.", "It is done.", "Twelve miles."]}  # short replies keep the test quick
+TURNS = 10
+TTFA_TOL, STAGE_TOL, AGREE_TOL = 3.0, 5.0, 5.0
+EAR = ["ttfa_ms", "agent_audio_start_ms", "user_speech_end_ms"]
+STAGES = ["endpointing_ms", "stt_ms", "llm_dispatch_ms", "llm_ttft_ms", "reasoning_ms", "aggregation_ms",
+          "tts_ttfb_ms", "agent_output_ms", "transport_ms"]
+# stages inside the agent, the same whatever carries its audio (agent_output is not: 20 ms paced frames on WebRTC,
+# sound-device callback buffers on loopback)
+AGENT_INTERNAL = ["stt_ms", "llm_dispatch_ms", "llm_ttft_ms", "reasoning_ms", "aggregation_ms", "tts_ttfb_ms"]
+_runs: dict[str, object] = {}
+
+
+def _cfg(out, transport: str, **kw) -> RunConfig:
+    return RunConfig(agent_profile="typical", agent_overrides=dict(SHORT), turns=TURNS, texts=TEXTS, out_dir=out,
+                     report=False, progress=False, transport=transport, **kw)
+
+
+def _disturbed(out) -> str:
+    why = [disturbed(out)]
+    df = pd.read_parquet(out / "turns.parquet")
+    glitches = int(df["underruns"].fillna(0).sum())
+    if glitches:
+        why.append(f"{glitches} sound-device discontinuities")
+    return ", ".join(w for w in why if w)
+
+
+def measured(tmp_path, name, transport, check):
+    out = run_measurement(_cfg(tmp_path / name, transport))
+    try:
+        return check(out)
+    except AssertionError as exc:
+        why = _disturbed(out)
+        if not why:
+            raise
+        warnings.warn(f"{name}: re-measuring once, the first run was disturbed ({why}): {str(exc)[:300]}")
+    return check(run_measurement(_cfg(tmp_path / (name + "-again"), transport)))
+
+
+def _check_truth(out):
+    err = errors(out)
+    assert len(err) == TURNS, f"{len(err)} of {TURNS} turns matched the truth"
+    print(f"load {os.getloadavg()[0]:.1f}\n" + err[EAR + STAGES].round(2).to_string())
+    for col in EAR:
+        worst = err[col].abs().max()
+        assert worst <= TTFA_TOL, f"{col}: worst error {worst:.2f} ms\n{err[col].round(2).tolist()}"
+    for col in STAGES:
+        worst = err[col].abs().max()
+        assert worst <= STAGE_TOL, f"{col}: worst error {worst:.2f} ms\n{err[col].round(2).tolist()}"
+    df = pd.read_parquet(out / "turns.parquet")
+    for spans, ttfa in zip(df["stages_json"], df["ttfa_ms"]):
+        assert math.isclose(sum(s["ms"] for s in json.loads(spans)), ttfa, abs_tol=0.01)
+    return out
+
+
+def test_reference_agent_on_the_devices_matches_its_truth(tmp_path_factory, loopback, loopback_calibration):  # noqa: F811
+    out = measured(tmp_path_factory.mktemp("loopback"), "run", "loopback", _check_truth)
+    _runs["loopback"] = out
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["transport"] == "loopback" and meta["agent"] == "reference"
+    assert meta["calibration"]["mic_path"]["n"] == 20 and not meta["calibration"]["made_for_this_run"]
+    assert (out / "recordings" / "call-1.wav").exists() and (out / "agent-telemetry.jsonl").exists()
+    df = pd.read_parquet(out / "turns.parquet")
+    assert (df["status"] == "ok").all()
+    assert (df["stt_source"] == "reconciled").all() and (df["transport_source"] == "reconciled").all()
+    assert (df["jitter_buffer_ms"] == 0).all() and (df["codec_ms"] == 0).all()
+    assert df["unattributed_ms"].abs().max() < 1e-6 and df["residual_ms"].abs().max() < 1e-6
+    assert pd.read_csv(out / "turns.csv").shape[0] == TURNS
+
+
+def test_webrtc_and_loopback_agree_on_the_agent_stages(tmp_path, loopback, loopback_calibration):  # noqa: F811
+    lb = _runs.get("loopback") or run_measurement(_cfg(tmp_path / "loopback", "loopback"))
+
+    def check(wr):
+        a, b = pd.read_parquet(wr / "turns.parquet"), pd.read_parquet(lb / "turns.parquet")
+        assert list(a["text"]) == list(b["text"])  # the same scenario
+        diffs = pd.DataFrame({c: b[c] - a[c] for c in AGENT_INTERNAL})
+        print(f"load {os.getloadavg()[0]:.1f}; loopback − webrtc, ms:\n{diffs.round(2).to_string()}")
+        for c in AGENT_INTERNAL:
+            worst = diffs[c].abs().max()
+            assert worst <= AGREE_TOL, f"{c}: loopback and WebRTC differ by up to {worst:.2f} ms"
+        return wr
+
+    wr = measured(tmp_path, "webrtc", "webrtc", check)
+    from harness.report.render import write_report
+
+    html = write_report([wr, lb], tmp_path / "compare.html").read_text()
+    assert "· webrtc (baseline)" in html and "· loopback" in html
+
+
+# ---- bad input: one clear line naming the device and the fix ------------------------------------------------------
+def _vlh(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+def test_more_than_one_call_is_a_clear_error(tmp_path):
+    res = _vlh("run", "--transport", "loopback", "--calls", "2", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--calls 2 with --transport loopback" in lines[0] and "--calls 1" in lines[0]
+
+
+def test_no_pulseaudio_is_a_clear_error(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
+    env.update(PATH=str(tmp_path / "no-bin"), VLH_STATE_DIR=str(tmp_path / "state"))
+    res = _vlh("run", "--transport", "loopback", "--turns", "1", "--out", str(tmp_path / "r"), env=env)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "apt-get install pulseaudio" in lines[0], lines
+
+
+def test_a_sink_at_another_rate_is_a_clear_error(tmp_path):
+    sdir = tmp_path / "state"
+    st = pulse.up(sdir, lease="test", reuse_running=False)
+    try:
+        pulse.pactl(sdir, st["server"], "unload-module", str(st["modules"]["vlh_ear"]))
+        pulse.pactl(sdir, st["server"], "load-module", "module-null-sink", "sink_name=vlh_ear", "rate=44100")
+        with pytest.raises(VlhError, match=r"vlh_ear runs at .*44100Hz.*needs 48000 Hz \(sample-rate mismatch\)"):
+            run_measurement(RunConfig(transport="loopback", turns=1, out_dir=tmp_path / "r", state_dir=sdir,
+                                      report=False, progress=False))
+    finally:
+        pulse.down(sdir, lease="test", force=True)
+        pulse.reinit_portaudio()
+
+
+def test_an_agent_that_makes_no_sound_is_a_clear_error(tmp_path, loopback, loopback_calibration):  # noqa: F811
+    cfg = _cfg(tmp_path / "r", "loopback", agent_running=True, timeout_s=1.0)
+    cfg.turns = 2
+    with pytest.raises(VlhError, match=r"no agent audio on the ear device 'vlh_ear_monitor' in any of 2 turns: is "
+                                       r"your agent playing into 'vlh_ear', .* listen to 'vlh_mic_monitor'\?"):
+        run_measurement(cfg)
+    assert (tmp_path / "r" / "run.json").exists()  # the run folder is written all the same
