@@ -120,13 +120,14 @@ def _card(sc: dict, doc: dict, suite_dir: Path, report_dir: Path, trend: pd.Data
     comp = sc.get("comparison") or {}
     metrics = [m for m in comp.get("metrics") or []]
     entry = f"{doc.get('suite_id')}.{name}"
-    limits = {r["name"]: r["limit"] for r in slo}
+    limits = {r["name"]: r["limit"] for r in slo if r["name"] in SLO_LINES}
     return {
         "name": name, "file": sc.get("file") or "", "status": sc.get("status", "error"), "error": sc.get("error"),
         "headline": sc.get("headline") or "", "numbers": numbers, "slo": slo,
         "regressed": bool(comp.get("regressed")), "compared": any(m.get("status") != "skipped" for m in metrics),
         "moved_stage": comp.get("moved_stage"), "moved_stage_label": comp.get("moved_stage_label"),
-        "comparison_headline": comp.get("headline") or "", "notes": list(comp.get("notes") or []),
+        "comparison_headline": comp.get("headline") or "", "notes": [
+            n for n in comp.get("notes") or [] if n != "no earlier nights in the history"],  # said once, above
         "baseline_nights": list(comp.get("baseline_nights") or []),
         "regressions": [_metric_row(m) for m in metrics if m.get("status") == "regression"],
         "metrics": [_metric_row(m) for m in metrics],
@@ -189,15 +190,23 @@ def _trend_figure(trend: pd.DataFrame, entry: str, limits: dict) -> dict:
                      "y": figures._round([p50.iloc[i], p95.iloc[i]]),
                      "marker": {"size": 13, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "#111"}},
                      "hoverinfo": "skip"})
-    for key, (label, dash) in SLO_LINES.items():
+    shapes, notes = [], []
+    for key, (label, dash) in SLO_LINES.items():  # across the whole width, also with a single night
         if limits.get(key) is not None:
-            data.append({"type": "scatter", "mode": "lines", "name": label, "x": [nights[0], nights[-1]],
-                         "y": [float(limits[key])] * 2, "line": {"color": "#888", "dash": dash, "width": 1},
-                         "hovertemplate": f"{label} %{{y:.0f}} ms<extra></extra>"})
+            y = float(limits[key])
+            shapes.append({"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": y, "y1": y,
+                           "line": {"color": "#888", "dash": dash, "width": 1}})
+            notes.append({"xref": "paper", "x": 0, "xanchor": "left", "yref": "y", "y": y, "yanchor": "bottom",
+                          "text": f"{label} {y:.0f} ms", "showarrow": False, "font": {"size": 11, "color": "#666"}})
+    top = max([float(v) for v in limits.values() if v is not None and math.isfinite(float(v))] + [0.0])
     layout = {"height": 260, "margin": {"l": 60, "r": 10, "t": 10, "b": 40}, "hovermode": "closest",
               "xaxis": {"type": "category", "title": {"text": "night"}},
               "yaxis": {"title": {"text": "TTFA at the ear, ms"}, "rangemode": "tozero"},
-              "legend": {"orientation": "h", "y": -0.3}}
+              "legend": {"orientation": "h", "y": -0.3}, "shapes": shapes, "annotations": notes}
+    data_hi = float(p95.max()) if p95.notna().any() else 0.0
+    hi = max(data_hi, top if top <= 2 * data_hi else 0.0)  # an SLO far above the data stays in the table only
+    if hi > 0:
+        layout["yaxis"]["range"] = [0, hi * 1.12]
     return {"data": data, "layout": layout}
 
 
