@@ -24,8 +24,8 @@ def register(sub) -> None:
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a reference-agent setting, e.g. --agent-set tts_ttfb_ms=300 (repeatable)")
     p.add_argument("--scenario", metavar="FILE", help="a scenario YAML file (see README 'Scenario files')")
-    p.add_argument("--turns", type=int, metavar="N", help="number of turns per call (default: the scenario's, "
-                   "or 5 built-in short questions)")
+    p.add_argument("--turns", type=int, metavar="N", help="number of turns per call (default: the scenario's list of turns "
+                   "× its repetitions, or 5 built-in short questions; with a scenario, N cycles through its list)")
     p.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls [1]")
     p.add_argument("--out", metavar="DIR", help="run folder [reports/<timestamp>/]")
     p.add_argument("--force", action="store_true", help="write into an --out folder that already holds a run")
