@@ -171,6 +171,10 @@ class DeviceCall(Pipeline):
         else:
             turn.reply["last_index"] = n + part.offset + part.count
 
+    def _stopped(self, turn: Turn) -> None:
+        n, _stamp = self._buf
+        turn.barge_in["audio_stopped_index"] = n  # the first output buffer without the interrupted reply's audio
+
     def _transport_record(self, turn: Turn, rec: dict) -> None:
         r = turn.reply
         rec.update({
