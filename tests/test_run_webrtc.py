@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -16,7 +15,7 @@ import pytest
 
 from harness.run import RunConfig, run_measurement
 from harness.verify import errors
-from hostload import disturbed
+from hostload import remeasured
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?",
          "Call my sister please."]
@@ -34,17 +33,8 @@ def _run(tmp_path, name, profile="typical", overrides=None, turns=4, calls=1, **
 
 
 def measured(tmp_path, name, check, **kw):
-    """Run and check; if the check fails on a run the host visibly disturbed, measure once more and check that run
-    with the same tolerances (as the loopback tests do). A failure on an undisturbed run fails at once."""
-    out = _run(tmp_path, name, **kw)
-    try:
-        return check(out)
-    except AssertionError as exc:
-        why = disturbed(out)
-        if not why:
-            raise
-        warnings.warn(f"{name}: re-measuring once, the first run was disturbed ({why}): {str(exc)[:200]}")
-    return check(_run(tmp_path, name + "-again", **kw))
+    """Run and check, once more if the host visibly disturbed a failing run (as the loopback tests do)."""
+    return remeasured(lambda n: _run(tmp_path, n, **kw), check, name)
 
 
 def _turns(out) -> pd.DataFrame:

@@ -192,7 +192,7 @@ def _brief(stats: dict) -> dict:
 
 
 async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, truth_log=None, telemetry_file=None,
-                        ready_file=None, stop: asyncio.Event | None = None, tts_cache_dir=None) -> int:
+                        on_ready=None, stop: asyncio.Event | None = None, tts_cache_dir=None) -> int:
     """Run the agent on sound devices until `stop` is set (SIGINT/SIGTERM in the CLI)."""
     from harness.agent.llm import sentences
     from harness.agent.telemetry import TelemetryClock
@@ -208,12 +208,8 @@ async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, trut
         call = DeviceCall(cfg=cfg, tts=tts, truth=truth, clock=clock, audio_in=audio_in, audio_out=audio_out,
                           telemetry_file=telemetry_file)
         await call.start()
-        if ready_file:
-            from pathlib import Path
-
-            tmp = Path(str(ready_file) + ".tmp")
-            tmp.write_text("ready\n")
-            tmp.replace(ready_file)
+        if on_ready:
+            on_ready()
         print(f"vlh agent: listening on sound device {audio_in!r}, speaking on {audio_out!r}; Ctrl-C to stop",
               flush=True)
         stop = stop or asyncio.Event()

@@ -162,7 +162,8 @@ def run(args) -> int:
     return asyncio.run(_serve(server, args.port_file))
 
 
-async def _serve(server, port_file) -> int:
+def _stop_event() -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM (in the running loop)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -170,13 +171,22 @@ async def _serve(server, port_file) -> int:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # pragma: no cover
             pass
+    return stop
+
+
+def _write_atomic(path, text: str) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+async def _serve(server, port_file) -> int:
+    stop = _stop_event()
     await server.start()
     try:
         await server.warm()
         if port_file:  # before the URL line: whoever reads either may use both
-            tmp = Path(str(port_file) + ".tmp")
-            tmp.write_text(f"{server.port}\n")
-            tmp.replace(port_file)
+            _write_atomic(port_file, f"{server.port}\n")
         print(server.url, flush=True)
         print(f"vlh agent: listening on {server.url} (POST /api/offer); Ctrl-C to stop", file=sys.stderr, flush=True)
         await stop.wait()
@@ -188,12 +198,6 @@ async def _serve(server, port_file) -> int:
 async def _serve_devices(cfg, args) -> int:
     from harness.agent.device import serve_devices
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover
-            pass
+    ready = (lambda: _write_atomic(args.ready_file, "ready\n")) if args.ready_file else None
     return await serve_devices(cfg, audio_in=args.audio_in, audio_out=args.audio_out, truth_log=args.truth_log,
-                               telemetry_file=args.telemetry_file, ready_file=args.ready_file, stop=stop)
+                               telemetry_file=args.telemetry_file, on_ready=ready, stop=_stop_event())
