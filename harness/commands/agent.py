@@ -90,10 +90,12 @@ def register(subparsers) -> None:
     profiles = "\n".join(f"  {n:<13} {d}" for n, d in builtin_profiles().items())
     p = subparsers.add_parser(
         "agent",
-        help="run the reference voice agent (WebRTC, ground-truth log): the default target of `vlh run`",
+        help="run the reference voice agent (WebRTC, ground-truth log): the default target of `vlh run`; "
+             "--audio-in/--audio-out: the same agent on sound devices",
         description="The reference voice agent: real WebRTC (POST /api/offer, pipecat SmallWebRTC-compatible), "
         "webrtcvad endpointing, simulated STT/LLM timing, real espeak-ng TTS audio, in-process network "
-        "impairment, vlh + RTVI telemetry on a skewable clock, and a JSONL ground-truth log. Every value below "
+        "impairment, vlh + RTVI telemetry on a skewable clock, and a JSONL ground-truth log — or, with --audio-in "
+        "and --audio-out, the same pipeline on sound devices (telemetry to --telemetry-file). Every value below "
         "overrides the profile; units are in each knob's name and help.",
         epilog=f"built-in profiles (--profile NAME, or a YAML file of knob: value):\n{profiles}",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,7 +11,8 @@ from harness.errors import VlhError
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "run", help="measure an agent turn by turn and write a run folder",
+        "run", help="measure an agent over WebRTC (or through sound devices: --transport loopback) and write a run "
+               "folder",
         description="Speak scripted turns to a voice agent over WebRTC (or through sound devices: --transport "
                     "loopback), record both directions on one clock, find the end of user speech and the first agent "
                     "audio in the sound, and attribute the time between them stage by stage. With no --agent, vlh "
