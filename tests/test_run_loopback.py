@@ -129,6 +129,14 @@ def test_no_pulseaudio_is_a_clear_error(tmp_path):
     assert len(lines) == 1 and "apt-get install pulseaudio" in lines[0], lines
 
 
+def test_a_sound_device_not_found_is_a_clear_error(tmp_path):
+    res = _vlh("run", "--transport", "loopback", "--agent-running", "--mic-device", "no_such_out", "--ear-device",
+               "no_such_in", "--turns", "1", "--out", str(tmp_path / "r"))
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "device 'no_such_in' not found" in lines[0] and "vlh loopback up" in lines[0], lines
+
+
 def test_a_sink_at_another_rate_is_a_clear_error(tmp_path):
     sdir = tmp_path / "state"
     st = pulse.up(sdir, lease="test", reuse_running=False)
