@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from harness.transports.playout import FRAME, PlayoutEmulator, parse_jitter_mode
+from harness.transports.playout import FRAME, SILENCE_SETTLE, PlayoutEmulator, _OpusDecoder, _quantile, parse_jitter_mode
 from harness.errors import VlhError
 
 SR = 48000
@@ -38,7 +38,7 @@ def _signal(seconds=6.0, onset_s=3.0 + 0.0071):
 def _run(delays, payloads, mode="adaptive", t_send0=50.0, drop=None, seq0=65500, ts0=4294960000):
     emu = PlayoutEmulator(mode)
     ear = np.zeros(int((len(payloads) * 0.02 + 3) * SR), np.float32)
-    emu.on_frame = lambda t, pcm: ear.__setitem__(slice(int(round((t - t_send0) * SR)),
+    emu.on_frame = lambda t, pcm, level: ear.__setitem__(slice(int(round((t - t_send0) * SR)),
                                                         int(round((t - t_send0) * SR)) + FRAME), pcm)
     events = []
     for i, p in enumerate(payloads):
@@ -110,3 +110,27 @@ def test_bad_mode_is_a_clear_error():
     assert parse_jitter_mode("fixed:60") == ("fixed", 0.06)
     with pytest.raises(VlhError, match="fixed:<ms>"):
         parse_jitter_mode("elastic")
+
+
+def test_quantile_is_numpys():
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 7, 50, 101, 500):
+        x = rng.exponential(0.01, n)
+        for q in (0.0, 0.5, 0.95, 1.0):
+            assert _quantile(x, q) == pytest.approx(float(np.quantile(x, q)), abs=1e-15)
+
+
+def test_silence_shortcut_decodes_the_same_audio():
+    """Skipping the decode of repeated silence packets must not change a sample of what follows them."""
+    x, _ = _signal(seconds=3.0, onset_s=1.5 + 0.0071)
+    payloads = _encode(x)
+    shortcut, full = _OpusDecoder(), _OpusDecoder()
+    full.decode = full._decode  # no shortcut
+    decoded = []
+    real = shortcut._decode
+    shortcut._decode = lambda p, ts: decoded.append(ts) or real(p, ts)
+    a = np.concatenate([shortcut.decode(p, i * FRAME) for i, p in enumerate(payloads)])
+    b = np.concatenate([full.decode(p, i * FRAME) for i, p in enumerate(payloads)])
+    assert len(decoded) < len(payloads) - 50  # the shortcut was taken for most of the 1.5 s of silence …
+    assert np.array_equal(a, b)  # … and changed nothing
+    assert np.abs(b[int(1.6 * SR):]).max() > 0.1  # the tone is there

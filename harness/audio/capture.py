@@ -123,12 +123,15 @@ class Timeline:
             samples = samples[-start:]
             start = 0
         end = start + len(samples)
-        buf = self._buf[ch]
-        if end > len(buf):
-            grown = np.zeros(max(end, 2 * len(buf)), np.float32)
-            grown[: len(buf)] = buf
-            self._buf[ch] = buf = grown
-        buf[start:end] += samples
+        self.extend(ch, end)
+        self._buf[ch][start:end] += samples
+
+    def extend(self, ch: int, end: int) -> None:
+        """Channel `ch` holds (silent) samples up to `end`: what writing zeros there would do, without the work."""
+        if end > len(self._buf[ch]):
+            grown = np.zeros(max(end, 2 * len(self._buf[ch])), np.float32)
+            grown[: len(self._buf[ch])] = self._buf[ch]
+            self._buf[ch] = grown
         self._len[ch] = max(self._len[ch], end)
 
     def length(self) -> int:

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 FRAME_S = FRAME / SAMPLE_RATE
 
 
+SILENCE_SETTLE = 10  # silent frames the Opus encoder gets before its silence packet is reused
+
+
 class MicTrack:
     """An outgoing audio track paced by the host clock. Built lazily on aiortc's MediaStreamTrack."""
 
@@ -56,6 +59,8 @@ class MicTrack:
                 from aiortc.codecs.opus import OpusEncoder
 
                 self._encoder = OpusEncoder()
+                self._silent_run = 0  # all-zero frames in a row
+                self._silence: bytes | None = None  # the settled encoder's packet for a silent frame
 
             def next_frame_sample(self) -> int:
                 return (self.frames_sent + 1) * FRAME  # a frame boundary safely after the one being sent
@@ -102,6 +107,18 @@ class MicTrack:
                         buf[lo - a:hi - a] += seg[lo - start:hi - start]
                 if self.background is not None:
                     buf += self.background(a, FRAME)
+                self.frames_sent = n + 1
+                if not buf.any():
+                    # Digital silence (most of a call): once the encoder has settled on it, every silent frame
+                    # is the same packet — send that packet again instead of encoding (the encoder's state is
+                    # the settled silence either way, so the speech that follows encodes as it would have).
+                    self._silent_run += 1
+                    if self._silent_run > SILENCE_SETTLE and self._silence is not None:
+                        if self.timeline is not None:
+                            self.timeline.extend(MIC, b)
+                        return self._packet(self._silence, a)
+                else:
+                    self._silent_run = 0
                 if self.timeline is not None:
                     self.timeline.write_at(MIC, a, buf)
                 pcm = np.clip(buf * 32768.0, -32768, 32767).astype(np.int16)
@@ -109,12 +126,20 @@ class MicTrack:
                 frame.sample_rate = SAMPLE_RATE
                 frame.pts = a
                 frame.time_base = Fraction(1, SAMPLE_RATE)
-                self.frames_sent = n + 1
                 # Encode here, in the loop (≈50 µs): aiortc would hop to a thread pool for every frame, which
                 # costs more than the encoding under the GIL. A packet is passed through as it is.
                 payloads, _ = self._encoder.encode(frame)
-                packet = av.Packet(payloads[0] if payloads else b"")
-                packet.pts = a
+                payload = payloads[0] if payloads else b""
+                if self._silent_run == SILENCE_SETTLE:
+                    self._silence = payload
+                return self._packet(payload, a)
+
+            @staticmethod
+            def _packet(payload: bytes, pts: int):
+                import av
+
+                packet = av.Packet(payload)
+                packet.pts = pts
                 packet.time_base = Fraction(1, SAMPLE_RATE)
                 return packet
 
@@ -328,9 +353,12 @@ class WebRTCCall:
         self.last_packet = now
         self.playout.push(packet.sequence_number, packet.timestamp, now, bytes(packet.payload))
 
-    def _on_ear_frame(self, t: float, pcm: np.ndarray) -> None:
-        self.timeline.place(EAR, t, pcm)
-        self.ear_levels.append((t, float(np.sqrt(np.mean(np.square(pcm, dtype=np.float64))))))
+    def _on_ear_frame(self, t: float, pcm: np.ndarray, level: float) -> None:
+        if level > 0.0:
+            self.timeline.place(EAR, t, pcm)
+        else:
+            self.timeline.extend(EAR, int(round((t - self.timeline.t0_mono) * SAMPLE_RATE)) + len(pcm))
+        self.ear_levels.append((t, level))
 
     def _on_open(self) -> None:
         self._send({"label": "rtvi-ai", "type": "client-ready", "id": uuid.uuid4().hex[:8],
