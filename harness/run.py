@@ -338,7 +338,13 @@ def _file_telemetry(cfg: RunConfig, capture):
         return None
     from harness.telemetry.file import FileTelemetry
 
-    tel = FileTelemetry(cfg.processor_map).load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0)
+    tel = FileTelemetry(cfg.processor_map)
+    try:
+        tel.load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0)
+    except VlhError as exc:  # the sound is measured all the same; the stages are then unattributed
+        log.warning("loopback: %s", exc)
+        tel.anomalies.append(str(exc))
+        return tel
     if tel.header and tel.header.get("call"):
         capture.meta.setdefault("pc_id", tel.header["call"])
     return tel

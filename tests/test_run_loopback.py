@@ -152,9 +152,12 @@ def test_a_sink_at_another_rate_is_a_clear_error(tmp_path):
 
 
 def test_an_agent_that_makes_no_sound_is_a_clear_error(tmp_path, loopback, loopback_calibration):  # noqa: F811
-    cfg = _cfg(tmp_path / "r", "loopback", agent_running=True, timeout_s=1.0)
+    cfg = _cfg(tmp_path / "r", "loopback", agent_running=True, timeout_s=1.0,
+               telemetry_file=tmp_path / "never-written.jsonl")
     cfg.turns = 2
     with pytest.raises(VlhError, match=r"no agent audio on the ear device 'vlh_ear_monitor' in any of 2 turns: is "
                                        r"your agent playing into 'vlh_ear', .* listen to 'vlh_mic_monitor'\?"):
         run_measurement(cfg)
-    assert (tmp_path / "r" / "run.json").exists()  # the run folder is written all the same
+    df = pd.read_parquet(tmp_path / "r" / "turns.parquet")  # the run folder is written all the same
+    assert list(df["status"]) == ["no_response"] * 2
+    assert all("never-written.jsonl does not exist" in a for a in df["anomalies"])
