@@ -307,7 +307,8 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
     finally:
         await call.close()
         capture = call.capture()
-        if not loopback and call.playout.ticks:  # every played frame: which packet, when (README: recordings/call-<n>.playout.parquet)
+        # every played frame: which packet, when (README: recordings/call-<n>.playout.parquet)
+        if not loopback and call.playout.ticks:
             call.playout.write_log(store.dir / "recordings" / f"call-{call_no}.playout.parquet")
         for p in plans:
             p.extra.pop("_reply_start", None)

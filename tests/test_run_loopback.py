@@ -72,7 +72,8 @@ def _check_truth(out):
     return out
 
 
-def test_reference_agent_on_the_devices_matches_its_truth(tmp_path_factory, loopback, loopback_calibration):  # noqa: F811
+def test_reference_agent_on_the_devices_matches_its_truth(tmp_path_factory,
+                                                         loopback, loopback_calibration):  # noqa: F811
     out = measured(tmp_path_factory.mktemp("loopback"), "run", "loopback", _check_truth)
     _runs["loopback"] = out
     meta = json.loads((out / "run.json").read_text())

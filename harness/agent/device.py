@@ -79,7 +79,6 @@ class DeviceCall(Pipeline):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._chunks = 0
         self._buf: tuple[int, float] = (0, 0.0)  # the output buffer being reported (first index, stamp)
-        self.first_written: float | None = None  # first reply sample ever written (sanity: the agent speaks)
 
     # ---- lifetime
     async def start(self) -> None:
@@ -97,9 +96,9 @@ class DeviceCall(Pipeline):
             while not all(len(s.stamps) > 1 and s.stamps[-1] - s.stamps[0] > 0.1 for s in streams):
                 if time.monotonic() > deadline:
                     bad = next(s for s in streams if len(s.stamps) < 2)
-                    raise VlhError(f"sound device {bad.device!r} ({bad.label}) {'delivered' if bad is self.inp else 'took'} "
-                                   f"no audio within {self.start_timeout:.0f} s; is PulseAudio running "
-                                   "(`vlh loopback status`)?")
+                    what = "delivered" if bad is self.inp else "took"
+                    raise VlhError(f"sound device {bad.device!r} ({bad.label}) {what} no audio within "
+                                   f"{self.start_timeout:.0f} s; is PulseAudio running (`vlh loopback status`)?")
                 await asyncio.sleep(0.01)
         except BaseException:
             for s in streams:
@@ -122,7 +121,8 @@ class DeviceCall(Pipeline):
         out, inp = self.outp.stats(), self.inp.stats()
         self.truth.record({"kind": "call", "event": "end", "call": self.pc_id, "call_index": self.index,
                            "t": time.monotonic(), "reason": reason, "turns": self.turn_no,
-                           "audio_in": _brief(inp), "audio_out": _brief(out), "telemetry": self.tel.counts()})
+                           "audio_in_stats": _brief(inp), "audio_out_stats": _brief(out),
+                           "telemetry": self.tel.counts()})
         if self.tel_file:
             self.tel_file.close()
 
@@ -157,8 +157,6 @@ class DeviceCall(Pipeline):
         if self.closed:
             return
         self._buf = (n, stamp)
-        if info.parts and self.first_written is None:
-            self.first_written = stamp
         self._handed_over(info, stamp, lambda off: self.outp.live_time_of(n + off))
 
     def _mark(self, turn: Turn, what: str, part) -> None:
@@ -199,6 +197,10 @@ async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, trut
     from harness.agent.truth import TruthLog
     from harness.agent.tts import Tts
 
+    knobs = [k for k in ("net_delay_ms", "net_jitter_ms", "net_loss", "in_delay_ms", "in_jitter_ms", "in_loss")
+             if getattr(cfg, k)]
+    if knobs:
+        log.warning("on sound devices there is no network: %s do not apply", ", ".join(knobs))
     truth = TruthLog(truth_log, None, memory=False)
     clock = TelemetryClock(cfg.clock_offset_ms, cfg.clock_drift_ppm)
     tts = Tts(cfg.tts_voice, cfg.tts_rate, cache_dir=tts_cache_dir)
