@@ -24,8 +24,10 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 
+from harness.agent.audible import AudibleTracker
 from harness.agent.config import AgentConfig
 from harness.agent.endpoint import Endpointer, PacketRef
 from harness.agent.impair import Impairment, ImpairmentSpec, rtp_header, wrap_incoming, wrap_outgoing
@@ -392,6 +394,7 @@ class Call(Pipeline):
         self._unsent: dict[int, dict] = {}  # out packet records waiting for their wire instant, by seq
         self._first_seq: dict[int, Turn] = {}  # seq of a reply's first voiced packet → its turn
         self._held: list[Turn] = []  # finished turns whose record waits for their first packet's wire instant
+        self.audible = AudibleTracker()  # decodes the outgoing packets: the barge-in's last audible sample
         self._later = []
         self._watchdog: asyncio.Task | None = None
         self.channel = None
@@ -517,14 +520,21 @@ class Call(Pipeline):
         turn = self._first_seq.pop(seq, None)
         if turn is not None:
             turn.t["audio_first_wire"] = t_wire
-            if any(t is turn for t in self._held):
-                self._held = [t for t in self._held if t is not turn]
-                super()._record_turn(turn)
+            self._release()
+
+    def _waits(self, turn: Turn) -> bool:
+        return any(t is turn for t in self._first_seq.values()) or not self.audible.ready(turn.no)
+
+    def _release(self) -> None:
+        for turn in [t for t in self._held if not self._waits(t)]:
+            self._held = [t for t in self._held if t is not turn]
+            super()._record_turn(turn)
 
     def _record_turn(self, turn: Turn) -> None:
-        """Hold a finished turn's record until its first reply packet has really left: a starved loop can fire the
-        delayed send after the reply's last packet was handed over (seen: 440 ms at 20 calls on 2 cores)."""
-        if any(t is turn for t in self._first_seq.values()):
+        """Hold a finished turn's record until its first reply packet has really left (a starved loop can fire the
+        delayed send after the reply's last packet was handed over; seen: 440 ms at 20 calls on 2 cores) and, after
+        a barge-in, until the decoder tail after the stop packet is decoded (harness/agent/audible.py)."""
+        if self._waits(turn):
             self._held.append(turn)
         else:
             super()._record_turn(turn)
@@ -536,6 +546,8 @@ class Call(Pipeline):
         info = self.track.ledger.info_for_rtp(ts)
         rec = {"kind": "packet", "dir": "out", "call": self.pc_id, "seq": seq, "rtp_ts": ts, "send": t_send,
                "delay_ms": delay * 1000.0, "dropped": dropped}
+        self.audible.packet(seq, ts, RtpPacket.parse(data).payload, [p.turn for p in info.parts] if info else [],
+                            {p.turn: p.offset for p in info.parts} if info else None)
         if info is not None:
             rec.update(frame=info.index, sched=info.sched, produced=info.produced)
             rec["turns"] = [part.turn for part in info.parts] or None
@@ -551,6 +563,8 @@ class Call(Pipeline):
             self._log_packet(rec)
         else:
             self._unsent[seq] = rec  # logged with its wire instant by _on_media_wire
+        if self._held:
+            self._release()
 
     def _mark(self, turn: Turn, what: str, part) -> None:
         p = self._pkt
@@ -569,10 +583,15 @@ class Call(Pipeline):
         p = self._pkt
         turn.barge_in.update(audio_stopped_seq=p["seq"], audio_stopped_rtp_ts=p["rtp_ts"],
                              audio_stopped_dropped=p["dropped"])
+        self.audible.stopped(turn.no)
 
     # ------------------------------------------------------------------ records
     def _transport_record(self, turn: Turn, rec: dict) -> None:
         t, r = turn.t, turn.reply
+        if turn.barge_in and turn.barge_in.get("audio_stopped_seq") is not None:
+            turn.barge_in.update(self.audible.result(turn.no))  # the last audible sample of the decoded reply
+        else:
+            self.audible.drop(turn.no)
         rec.update({
             "audio_first_wire": t.get("audio_first_wire"),
             "audio_first_sent_seq": r.get("first_seq"), "audio_first_sent_rtp_ts": r.get("first_rtp_ts"),
