@@ -106,7 +106,9 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
                 row["anomalies"] = (f"mic frames left up to {late * 1e3:.1f} ms late: the harness was starved of "
                                     "CPU while speaking")
         if plan.barge_in_at is not None:
-            bi = _interruption(capture, u_start, u_end, sr, opts, ear_floor)
+            prev = rows[-1] if rows and rows[-1].get("agent_audio_start_s") is not None else None
+            bi = _interruption(capture, u_start, u_end, sr, opts, ear_floor,
+                               int(round(prev["agent_audio_start_s"] * sr)) if prev else None)
             note = bi.pop("note", None)
             row.update(bi)
             if note:
@@ -184,16 +186,30 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
 
 
 def _interruption(capture: Capture, u_start: int, u_end: int, sr: int, opts: MeasureOptions,
-                  floor: float) -> dict:
-    """Barge-in: from the start of the user's interrupting speech to the moment the agent's audio stops at the ear
-    (the end of the ear speech region under way when the user started)."""
+                  floor: float, reply_start: int | None = None) -> dict:
+    """Barge-in: from the start of the user's interrupting speech to the moment the agent's audio stops at the ear.
+
+    The agent was speaking: an ear speech region is under way when the user starts, or starts while the user
+    speaks (the user started in a pause of the reply). From there the agent's sound is followed until it is no
+    longer audible (`boundaries.audible_end`: the last sample within 45 dB of the reply's loudest 10 ms and out of
+    the ear's noise, across pauses < 600 ms, the decoder's tail and a last short fragment included), searched
+    before the user's speech ends. The reply's loudest 10 ms is taken from `reply_start` (the reply's onset at the
+    ear, when known) on."""
     a = max(0, u_start - 3 * sr)
-    regs = _regions(capture.ear[a:u_end], sr, opts, floor, min_pause_ms=150.0)
-    for r in regs:
-        if r.start + a <= u_start < r.end + a:
-            stop = r.end + a
-            return {"interruption_ms": (stop - u_start) / sr * 1e3, "agent_audio_stop_mono": capture.time_of(stop)}
-    return {"interruption_ms": None, "note": "barge-in: the agent was not speaking when the user started"}
+    regs = [r for r in _regions(capture.ear[a:u_end], sr, opts, floor, min_pause_ms=150.0) if r.end + a > u_start]
+    if not regs:
+        return {"interruption_ms": None, "note": "barge-in: the agent was not speaking when the user started"}
+    r0 = regs[0].start + a
+    ref_lo = reply_start if reply_start is not None and reply_start <= r0 else r0
+    ref = bnd.loudest_10ms(capture.ear, sr, ref_lo, u_end)
+    stop = bnd.audible_end(capture.ear, sr, r0, u_end, ref=ref, floor=floor)
+    if stop is None:
+        stop = regs[-1].end + a
+    out = {"interruption_ms": (stop - u_start) / sr * 1e3, "agent_audio_stop_mono": capture.time_of(stop)}
+    if stop >= u_end - int(0.02 * sr):
+        out["note"] = ("barge-in: the agent's audio had not stopped when the user's speech ended; the interruption "
+                       "latency is at least this")
+    return out
 
 
 def _worst_stall(stalls, windows) -> float:

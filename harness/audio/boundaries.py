@@ -320,3 +320,59 @@ def first_speech_after(x: np.ndarray, sr: int, start_index: int, **opts) -> Regi
         if r.start + off >= start_index:
             return Region(r.start + off, r.end + off, sr)
     return None
+
+
+# ---------------------------------------------------------------------------------------------------- sound ends
+
+AUDIBLE_DB = -45.0  # a sample within this of the sound's loudest 10 ms is audible (the refinement's variance floor)
+
+
+def loudest_10ms(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0) -> float:
+    """The largest RMS of any 10 ms window of x[a:b] low-passed at 4 kHz (linear; 0 when empty)."""
+    a, b = max(0, int(a)), min(len(x), int(b))
+    if b <= a:
+        return 0.0
+    y = _band(x, sr, a, b, dc)
+    w = max(1, int(round(sr * FRAME_S)))
+    if len(y) < w:
+        return float(np.sqrt(np.mean(y * y)))
+    return float(_win_rms(y, w).max())
+
+
+def audible_end(x: np.ndarray, sr: int, start: int, stop: int, *, ref: float, floor: float,
+                max_pause_ms: float = 600.0, tail_ms: float = 30.0, level_db: float = AUDIBLE_DB) -> int | None:
+    """Where sound that is under way at `start` stops being audible, searched before `stop`: the sample after
+    the last one whose magnitude (low-passed at 4 kHz) exceeds max(`ref` + `level_db`, 5.5 σ of the noise after
+    it), `ref` being the sound's loudest 10 ms (`loudest_10ms`). The sound is followed from `start` through
+    10 ms frames at least that loud and 10 dB over the channel's `floor`, across pauses shorter than
+    `max_pause_ms`; its end is then searched on the samples up to `tail_ms` past the last such frame (a decoder's
+    fading tail, quieter than any whole frame, is still audible). None if nothing from `start` on is that loud.
+
+    This is the end the edge refinement finds in digital silence (its variance floor is 45 dB under the peak),
+    with the peak taken over the whole sound rather than one speech run, and with no cap on a tail or a short
+    last fragment (a word's onset cut after 5 ms): what a barge-in's stop needs — the last audible sample, speech
+    or not.
+    """
+    start, stop = max(0, int(start)), min(len(x), int(stop))
+    if stop - start < 2 or ref <= 0:
+        return None
+    fl = int(round(sr * FRAME_S))
+    lvl = ref * 10 ** (level_db / 20)
+    y8 = to_vad_rate(x[start:stop], sr)
+    rms = frame_rms(y8)
+    loud = np.flatnonzero(rms >= max(lvl, floor * 10 ** (10 / 20)))
+    if len(loud) == 0:
+        return None
+    gap = max_pause_ms / 1000 / FRAME_S
+    breaks = np.flatnonzero(np.diff(loud) > gap + 1)
+    f = int(loud[breaks[0]] if len(breaks) else loud[-1])  # last loud frame of the sound under way
+    tail = int(round(sr * tail_ms / 1000))
+    e0 = start + (f + 1) * fl
+    lo, hi = start + f * fl, min(stop, e0 + tail)
+    # the noise after it (up to 0.5 s, not into a later sound) sets how far out of it a sample must stand
+    q1 = min(stop, hi + sr // 2, start + int(loud[breaks[0] + 1]) * fl if len(breaks) else stop)
+    quiet = _band(x, sr, hi, q1) if q1 - hi >= 32 else np.zeros(0)
+    thr = _outlier_level(quiet, lvl * lvl) if len(quiet) >= 32 else max(lvl, 5.5 * floor)
+    y = _band(x, sr, lo, hi)
+    out = np.flatnonzero(np.abs(y) > thr)
+    return lo + int(out[-1]) + 1 if len(out) else e0
