@@ -647,8 +647,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 5, 10, 20, 40])
     ap.add_argument("--turns", type=int, default=3, help="turns per call")
-    ap.add_argument("--per-process", type=int, default=5,
-                    help="calls per harness worker process, vlh and bare alike [default: 5]")
+    ap.add_argument("--per-process", type=int, default=10,
+                    help="calls per harness worker process, vlh and bare alike [default: 10]")
     ap.add_argument("--calls-per-agent", type=int, default=10, help="calls per reference-agent process")
     ap.add_argument("--profile", default="typical", help="reference-agent profile")
     ap.add_argument("--quick", action="store_true", help="one level of 2 calls, one turn each (smoke test)")
