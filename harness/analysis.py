@@ -15,6 +15,7 @@ from harness.audio.capture import Capture
 from harness.telemetry.collector import TelemetryLog
 from harness.telemetry.events import EVENT_NAMES
 
+PAUSE_IN_REPLY_S = 0.6  # ear audio after a shorter pause continues the reply (as for reply_duration_ms)
 SNAP_S = 0.002  # an onset this close to the next packet's start is credited to that packet (see first_packet)
 
 
@@ -190,21 +191,28 @@ def _interruption(capture: Capture, u_start: int, u_end: int, sr: int, opts: Mea
     """Barge-in: from the start of the user's interrupting speech to the moment the agent's audio stops at the ear.
 
     The agent was speaking: an ear speech region is under way when the user starts, or starts while the user
-    speaks (the user started in a pause of the reply). From there the agent's sound is followed until it is no
+    speaks, or the user started in a pause (< 600 ms) of the reply and its audio goes on after it. From there the agent's sound is followed until it is no
     longer audible (`boundaries.audible_end`: the last sample within 45 dB of the reply's loudest 10 ms and out of
     the ear's noise, across pauses < 600 ms, the decoder's tail and a last short fragment included), searched
     before the user's speech ends. The reply's loudest 10 ms is taken from `reply_start` (the reply's onset at the
     ear, when known) on."""
     a = max(0, u_start - 3 * sr)
-    regs = [r for r in _regions(capture.ear[a:u_end], sr, opts, floor, min_pause_ms=150.0) if r.end + a > u_start]
-    if not regs:
-        return {"interruption_ms": None, "note": "barge-in: the agent was not speaking when the user started"}
-    r0 = regs[0].start + a
+    regs = _regions(capture.ear[a:u_end], sr, opts, floor, min_pause_ms=150.0)
+    live = [r for r in regs if r.end + a > u_start]
+    not_speaking = {"interruption_ms": None, "note": "barge-in: the agent was not speaking when the user started"}
+    if live:
+        r0 = live[0].start + a
+    elif regs and u_start - (regs[-1].end + a) < PAUSE_IN_REPLY_S * sr:
+        r0 = regs[-1].start + a  # the user started in a pause of the reply: does it go on (even briefly)?
+    else:
+        return not_speaking
     ref_lo = reply_start if reply_start is not None and reply_start <= r0 else r0
     ref = bnd.loudest_10ms(capture.ear, sr, ref_lo, u_end)
-    stop = bnd.audible_end(capture.ear, sr, r0, u_end, ref=ref, floor=floor)
+    stop = bnd.audible_end(capture.ear, sr, r0, u_end, ref=ref, floor=floor, max_pause_ms=PAUSE_IN_REPLY_S * 1e3)
     if stop is None:
         stop = regs[-1].end + a
+    if stop <= u_start:
+        return not_speaking  # its audio had already stopped: the reply ended, or was cut, in that pause
     out = {"interruption_ms": (stop - u_start) / sr * 1e3, "agent_audio_stop_mono": capture.time_of(stop)}
     if stop >= u_end - int(0.02 * sr):
         out["note"] = ("barge-in: the agent's audio had not stopped when the user's speech ended; the interruption "

@@ -120,3 +120,33 @@ def test_last_audible_criterion():
     assert last_audible(x)[0] in range(2990, 3010)
     assert last_audible(x, search_end=2500)[0] <= 2017
     assert last_audible(np.zeros(100)) == (None, 0.0)
+
+
+def test_user_starts_in_a_pause_and_the_reply_goes_on_briefly(speech):
+    """The user starts inside a pause of the reply; the reply resumes and is cut 10–80 ms into the next word (too
+    short to be a speech region of its own): the agent was speaking, and its audio stops after that fragment."""
+    reply, user = speech
+    x = reply["pauses"]
+    r = np.sqrt(np.mean((x[: len(x) // 480 * 480].astype(float) / 32768).reshape(-1, 480) ** 2, axis=1))
+    quiet = r < r.max() * 10 ** (-40 / 20)
+    pauses, i = [], 0
+    while i < len(quiet):  # (start, end) in 10 ms frames of pauses ≥ 150 ms
+        j = i
+        while j < len(quiet) and quiet[j]:
+            j += 1
+        if j - i >= 15:
+            pauses.append((i, j))
+        i = max(j, i + 1)
+    assert len(pauses) >= 3
+    errors = []
+    for k, (p0, p1) in enumerate(pauses):
+        for into_ms in (10, 30, 60):
+            cut = (p1 * 480 + into_ms * 48) // FRAME + 1  # the stop packet: the reply resumed, then cut
+            user_at = p0 * 480 + 30 * 48  # 30 ms into the pause
+            lead_ms = ((cut * FRAME) - user_at) / 48
+            meas, truth, nominal, u_start = barge_in(x, user, cut, lead_ms, offset=91 * k)
+            assert truth > u_start and meas is not None, (p0, p1, into_ms)
+            errors.append((meas - truth) / 48)
+    e = np.array(errors)
+    print(f"user in a pause: n={len(e)} error min {e.min():+.2f} median {np.median(e):+.2f} max {e.max():+.2f} ms")
+    assert np.abs(e).max() <= 5.0, e
