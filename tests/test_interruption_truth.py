@@ -18,7 +18,7 @@ started) was −224 … +6 ms off this truth, or no value, at the same cuts.
 import numpy as np
 import pytest
 
-from harness.agent.audible import AUDIBLE_DB, FRAME, AudibleTracker, last_audible
+from harness.agent.audible import AUDIBLE_DB, FRAME, TAIL_FRAMES, AudibleTracker, last_audible
 from harness.agent.llm import sentences
 from harness.agent.outgoing import OpusFrames
 from harness.agent.tts import Tts
@@ -58,6 +58,9 @@ def barge_in(reply, user, cut, user_lead_ms, noise_dbfs=None, offset=0):
             r = agent.result(1)
             truth = offset + r["audio_last_audible_seq"] * FRAME + r["audio_last_audible_offset_samples"] + 1
     ear = np.concatenate(ear)
+    # the agent follows the reply frame by frame; on the whole decoded reply at once the same sample comes out
+    whole = ear[offset + LEAD * FRAME: offset + (stop + TAIL_FRAMES + 1) * FRAME]
+    assert offset + LEAD * FRAME + last_audible(whole)[0] + 1 == truth
     if noise_dbfs is not None:
         ear = ear + (10 ** (noise_dbfs / 20) * np.random.default_rng(cut).standard_normal(len(ear))).astype(np.float32)
     mic = np.zeros_like(ear)

@@ -96,14 +96,46 @@ class OutgoingDecoder:
 class _Reply:
     seqs: list = field(default_factory=list)
     rtp: list = field(default_factory=list)
-    frames: list = field(default_factory=list)
+    raw: list = field(default_factory=list)  # decoded frames not yet filtered (+ the one before, for context)
+    y: list = field(default_factory=list)  # the decoded frames low-passed at 4 kHz (one behind: the FIR looks ahead)
+    carry: np.ndarray = field(default_factory=lambda: np.zeros(0))  # last 479 squared samples of y
+    sq_max: float = 0.0  # the loudest 10 ms so far, as a sum of squares
     other: list = field(default_factory=list)  # per frame: offset of another reply's first sample in it, or None
     stop_at: int | None = None  # index in frames of the stop packet
 
+    @property
+    def n(self) -> int:
+        return len(self.seqs)
+
+    def filter_next(self, ahead: np.ndarray | None) -> None:
+        """Low-pass the next unfiltered frame (context: the frame before it and `ahead`, zeros where there is none:
+        np.convolve(whole, h, "same") exactly) and fold its 10 ms windows into `sq_max`."""
+        h = _lowpass()
+        half = len(h) // 2
+        j = len(self.y)
+        cur = self.raw[-2] if ahead is not None else self.raw[-1]
+        before = self.raw[-3][-half:] if ahead is not None and len(self.raw) >= 3 else (
+            self.raw[-2][-half:] if ahead is None and len(self.raw) >= 2 else np.zeros(half))
+        if j == 0:
+            before = np.zeros(half)
+        after = ahead[:half] if ahead is not None else np.zeros(half)
+        seg = np.concatenate([before, cur, after]).astype(np.float64) / 32768.0
+        y = np.convolve(seg, h, mode="valid")
+        self.y.append(y)
+        z = np.concatenate([self.carry, y * y])
+        w = SR // 100
+        if len(z) >= w:
+            c = np.concatenate([[0.0], np.cumsum(z)])
+            self.sq_max = max(self.sq_max, float(np.max(c[w:] - c[:-w])))
+        self.carry = z[-(w - 1):]
+        del self.raw[:-2]
+
 
 class AudibleTracker:
-    """Decodes every outgoing packet; keeps each reply's decoded frames from its first packet; after a barge-in,
-    finds the last audible sample (`last_audible`) once `TAIL_FRAMES` more frames are decoded."""
+    """Decodes every outgoing packet; follows each reply's decoded audio from its first packet (low-passed, its
+    loudest 10 ms, as it goes: the work is spread over the packets); after a barge-in, finds the last audible sample
+    once `TAIL_FRAMES` more frames are decoded, searching back from the end (`last_audible` on the whole reply
+    gives the same sample)."""
 
     def __init__(self):
         self.decoder = OutgoingDecoder()
@@ -116,23 +148,25 @@ class AudibleTracker:
         for t in turns:
             self._replies.setdefault(t, _Reply())
         for t, r in self._replies.items():
-            if r.stop_at is not None and len(r.frames) > r.stop_at + TAIL_FRAMES:
+            if r.stop_at is not None and r.n > r.stop_at + TAIL_FRAMES:
                 continue
             others = [o for o in turns if o != t]
             r.other.append(min((first_offset or {}).get(o, 0) for o in others) if others else None)
             r.seqs.append(seq)
             r.rtp.append(rtp_ts)
-            r.frames.append(pcm)
+            r.raw.append(pcm)
+            if r.n >= 2:
+                r.filter_next(pcm)
 
     def stopped(self, turn: int) -> None:
         """The stop packet of `turn` (the first without its audio) is the packet just fed."""
         r = self._replies.get(turn)
-        if r is not None and r.frames:
-            r.stop_at = len(r.frames) - 1
+        if r is not None and r.n:
+            r.stop_at = r.n - 1
 
     def ready(self, turn: int) -> bool:
         r = self._replies.get(turn)
-        return r is None or r.stop_at is None or len(r.frames) > r.stop_at + TAIL_FRAMES
+        return r is None or r.stop_at is None or r.n > r.stop_at + TAIL_FRAMES
 
     def drop(self, turn: int) -> None:
         self._replies.pop(turn, None)
@@ -144,15 +178,31 @@ class AudibleTracker:
         out = {"audio_last_audible_seq": None, "audio_last_audible_rtp_ts": None,
                "audio_last_audible_offset_samples": None, "audio_audible_ref_dbfs": None,
                "audio_audible_criterion_db": AUDIBLE_DB}
-        if r is None or not r.frames:
+        if r is None or not r.n:
             return out
-        pcm = np.concatenate(r.frames)
+        r.filter_next(None)  # the last frame (nothing after it)
         limit = None  # the search stops where another reply's audio begins after the stop (decoded: 312 later)
-        for k in range(r.stop_at if r.stop_at is not None else len(r.frames), len(r.frames)):
+        for k in range(r.stop_at if r.stop_at is not None else r.n, r.n):
             if r.other[k] is not None:
                 limit = k * FRAME + r.other[k] + 312
                 break
-        last, ref = last_audible(pcm, limit)
+        w = SR // 100
+        if limit is not None:  # rare: the reference and the search on the low-passed audio before that bound
+            y = np.concatenate(r.y)[:limit]
+            c = np.concatenate([[0.0], np.cumsum(y * y)])
+            ref = float(np.sqrt(max(float(np.max(c[w:] - c[:-w])), 0.0) / w)) if len(y) >= w else 0.0
+            hit = np.flatnonzero(np.abs(y) > ref * 10 ** (AUDIBLE_DB / 20)) if ref > 0 else []
+            last = int(hit[-1]) if len(hit) else None
+        else:
+            ref = float(np.sqrt(r.sq_max / w)) if r.sq_max > 0 else 0.0
+            last = None
+            if ref > 0:
+                thr = ref * 10 ** (AUDIBLE_DB / 20)
+                for k in range(len(r.y) - 1, -1, -1):  # back from the end: the last audible sample
+                    hit = np.flatnonzero(np.abs(r.y[k]) > thr)
+                    if len(hit):
+                        last = k * FRAME + int(hit[-1])
+                        break
         if ref > 0:
             out["audio_audible_ref_dbfs"] = round(20 * np.log10(ref), 2)
         if last is not None:
