@@ -191,8 +191,8 @@ def _interruption(capture: Capture, u_start: int, u_end: int, sr: int, opts: Mea
     """Barge-in: from the start of the user's interrupting speech to the moment the agent's audio stops at the ear.
 
     The agent was speaking: an ear speech region is under way when the user starts, or starts while the user
-    speaks, or the user started in a pause (< 600 ms) of the reply and its audio goes on after it. From there the agent's sound is followed until it is no
-    longer audible (`boundaries.audible_end`: the last sample within 45 dB of the reply's loudest 10 ms and out of
+    speaks, or the user started in a pause (< 600 ms) of the reply and its audio goes on after it. From there the
+    agent's sound is followed until it is no longer audible (`boundaries.audible_end`: the last sample within 45 dB of the reply's loudest 10 ms and out of
     the ear's noise, across pauses < 600 ms, the decoder's tail and a last short fragment included), searched
     before the user's speech ends. The reply's loudest 10 ms is taken from `reply_start` (the reply's onset at the
     ear, when known) on."""
