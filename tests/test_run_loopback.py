@@ -131,8 +131,10 @@ def test_no_pulseaudio_is_a_clear_error(tmp_path):
 
 
 def test_a_sound_device_not_found_is_a_clear_error(tmp_path):
+    # a state of its own: a stored calibration of other devices would add its (true) warning line
+    env = dict(os.environ, VLH_STATE_DIR=str(tmp_path / "state"))
     res = _vlh("run", "--transport", "loopback", "--agent-running", "--mic-device", "no_such_out", "--ear-device",
-               "no_such_in", "--turns", "1", "--out", str(tmp_path / "r"))
+               "no_such_in", "--turns", "1", "--out", str(tmp_path / "r"), env=env)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "device 'no_such_in' not found" in lines[0] and "vlh loopback up" in lines[0], lines
