@@ -165,7 +165,7 @@ def test_alsa_config_path_keeps_the_users_files(tmp_path, monkeypatch):
 def test_cli_up_status_down(sdir, capsys):
     assert main(["loopback", "--state-dir", str(sdir), "up", "--private"]) == 0
     out = capsys.readouterr().out
-    assert "loopback devices up" in out and f"ALSA_CONFIG_PATH=" in out
+    assert "loopback devices up" in out and "ALSA_CONFIG_PATH=" in out
     assert main(["loopback", "--state-dir", str(sdir), "status", "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     names = {d["name"] for d in st["sounddevice"]}

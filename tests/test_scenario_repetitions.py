@@ -3,7 +3,6 @@ one call (Scenario.played_turns, the one place both take their turns from); `--t
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

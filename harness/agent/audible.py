@@ -22,11 +22,12 @@ from functools import lru_cache
 
 import numpy as np
 
+from harness.audio.settled import SettledSilence
+
 FRAME = 960
 SR = 48000
 AUDIBLE_DB = -45.0  # audible: within 45 dB of the reply's loudest 10 ms
 TAIL_FRAMES = 3  # decoded frames after the stop packet searched for the decoder's tail (60 ms)
-SILENCE_SETTLE = 10  # identical silent packets decoded to zeros before the rest are taken as read
 
 
 @lru_cache(maxsize=1)
@@ -59,18 +60,17 @@ def last_audible(pcm: np.ndarray, search_end: int | None = None, db: float = AUD
 
 class OutgoingDecoder:
     """aiortc's Opus decoder on the agent's outgoing packets (mono int16 out). Once the same silent packet has
-    decoded to zeros `SILENCE_SETTLE` times in a row, further copies give zeros without decoding (an idle agent
+    decoded to zeros `SETTLE` times in a row (harness/audio/settled.py), further copies give zeros without decoding (an idle agent
     sends one silence packet 50 times a second)."""
 
     def __init__(self):
         from aiortc.codecs.opus import OpusDecoder
 
         self._dec = OpusDecoder()
-        self._silent: bytes | None = None
-        self._run = 0
+        self._silence = SettledSilence()
 
     def decode(self, payload: bytes, ts: int) -> np.ndarray:
-        if payload == self._silent and self._run >= SILENCE_SETTLE:
+        if self._silence.known(payload):
             return np.zeros(FRAME, np.int16)
         from aiortc.jitterbuffer import JitterFrame
 
@@ -83,12 +83,7 @@ class OutgoingDecoder:
         if len(pcm) != FRAME:
             pcm = np.resize(pcm, FRAME) if len(pcm) > FRAME else np.concatenate([pcm, np.zeros(FRAME - len(pcm),
                                                                                               np.int16)])
-        if pcm.any():
-            self._silent, self._run = None, 0
-        elif payload == self._silent:
-            self._run += 1
-        else:
-            self._silent, self._run = payload, 1
+        self._silence.saw(payload, not pcm.any())
         return pcm
 
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
+
+from harness.audio.settled import SettledSilence
 
 FRAME = 960  # samples per 20 ms at 48 kHz
 FRAME_S = 0.02
@@ -283,8 +285,6 @@ class PlayoutEmulator:
         return out
 
 
-SILENCE_SETTLE = 10  # identical silent packets decoded before the rest are taken as read
-
 
 def _rms(x: np.ndarray) -> float:
     return math.sqrt(float(np.dot(x, x)) / len(x)) if len(x) else 0.0
@@ -306,21 +306,13 @@ class _OpusDecoder:
         from aiortc.codecs.opus import OpusDecoder
 
         self._dec = OpusDecoder()
-        self._silent: bytes | None = None  # a packet that decoded to digital silence …
-        self._silent_run = 0  # … this many times in a row
+        self._silence = SettledSilence()
 
     def decode(self, payload: bytes, ts: int) -> np.ndarray:
-        # An agent idling sends the same silence packet 50 times a second: once it has decoded to exact zeros
-        # SILENCE_SETTLE times in a row (the decoder settled), the same bytes give zeros without decoding.
-        if payload == self._silent and self._silent_run >= SILENCE_SETTLE:
+        if self._silence.known(payload):  # the agent idling: its settled silence packet again
             return np.zeros(FRAME, np.float32)
         pcm = self._decode(payload, ts)
-        if pcm.any():
-            self._silent, self._silent_run = None, 0
-        elif payload == self._silent:
-            self._silent_run += 1
-        else:
-            self._silent, self._silent_run = payload, 1
+        self._silence.saw(payload, not pcm.any())
         return pcm
 
     def _decode(self, payload: bytes, ts: int) -> np.ndarray:
