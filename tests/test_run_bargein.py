@@ -52,19 +52,26 @@ def test_interruption_latency_matches_truth(tmp_path):
 
 
 def check(out):
+    """Every barge-in the agent logged while playing is judged against its truth. espeak-ng's timing varies
+    between syntheses (a fresh cache — as on CI — can move the reply's pauses by tens of ms), so a barge-in meant
+    to start in a pause may start after the agent's audio had already stopped for good (truth < 0: the user heard
+    the agent stop before speaking). vlh must then say so (no interruption_ms, the "not speaking" anomaly), and
+    otherwise measure it within ±5 ms; at least four of the six must be measured."""
     df = pd.read_parquet(out / "turns.parquet")
     truth, _calls = load_truth(out / "agent-truth.jsonl")
     log = pd.read_parquet(out / "recordings" / "call-1.playout.parquet")
     played = log[log["kind"] == "play"]
-    errors, vs_packet = [], []
-    for row in df[df["interruption_ms"].notna()].to_dict("records"):
-        interrupted = [t for t in truth.values() if t.get("barge_in") and t["barge_in"].get("audio_stopped_sent")
-                       and row["mic_start_mono"] - 0.1 <= t["barge_in"]["user_speech_start_arrival"]
-                       <= row["mic_end_mono"]]
-        assert len(interrupted) == 1, (row["turn"], len(interrupted))
-        bi = interrupted[0]["barge_in"]
+    errors, vs_packet, silent_before = [], [], []
+    rows = df.to_dict("records")
+    for t in truth.values():
+        bi = t.get("barge_in")
+        if not bi or not bi.get("audio_stopped_sent"):
+            continue
         assert bi["while"] == "playing" and not bi["audio_stopped_dropped"], bi
         assert bi["audio_last_audible_seq"] is not None, bi
+        mine = [r for r in rows if r["mic_start_mono"] - 0.1 <= bi["user_speech_start_arrival"] <= r["mic_end_mono"]]
+        assert len(mine) == 1, (t["turn"], len(mine))
+        row = mine[0]
         # the stop packet as vlh played it: same 16-bit sequence number, the first play after it was sent
         hit = played[(played["seq16"] == bi["audio_stopped_seq"]) & (played["t_mono"] > bi["audio_stopped_sent"])]
         assert len(hit), (row["turn"], bi)
@@ -74,13 +81,22 @@ def check(out):
         assert len(last) == 1, ("the last audible packet was not played", row["turn"], bi)
         ear_stop = last.iloc[0]["t_mono"] + (bi["audio_last_audible_offset_samples"] + 1) / 48000
         true_ms = (ear_stop - row["speech_sent_start_mono"]) * 1e3
+        if pd.isna(row["interruption_ms"]):
+            print(f"barge-in turn {row['turn']}: not measured, truth {true_ms:.2f} ms")
+            assert true_ms < 5.0, ("a barge-in while the agent was audible was not measured", row["turn"], true_ms,
+                                   row["anomalies"])
+            assert "not speaking" in (row["anomalies"] or ""), row["anomalies"]
+            silent_before.append(true_ms)
+            continue
         err = row["interruption_ms"] - true_ms
         vs_packet.append((ear_stop - stop["t_mono"] - 312 / 48000) * 1e3)
         print(f"barge-in turn {row['turn']}: measured {row['interruption_ms']:.2f} ms, truth {true_ms:.2f} ms, "
               f"error {err:+.2f} ms (last audible − stop packet {vs_packet[-1]:+.1f} ms)")
         errors.append(err)
-    assert len(errors) == len(BARGE_MS), (len(errors), df[["turn", "interruption_ms", "anomalies"]])
+    assert len(errors) + len(silent_before) == len(BARGE_MS), (len(errors), silent_before,
+                                                               df[["turn", "interruption_ms", "anomalies"]])
+    assert len(errors) >= 4, (errors, silent_before)
     assert max(abs(e) for e in errors) <= 5.0, errors
     # the barge-ins did land where they were meant to: in pauses (the audio stopped well before the stop
     # packet) and in speech (the decoder's tail after it)
-    assert sum(v < -10 for v in vs_packet) >= 2 and sum(v > 2 for v in vs_packet) >= 2, vs_packet
+    assert sum(v < -10 for v in vs_packet) >= 1 and sum(v > 2 for v in vs_packet) >= 2, vs_packet
