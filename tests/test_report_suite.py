@@ -50,6 +50,13 @@ class Runner:
         return out
 
 
+async def _each(page, selector: str, expr: str) -> list:
+    """`expr` (JavaScript, the element is `e`) for every element matching `selector`, as Python values."""
+    return json.loads(await page.evaluate(
+        f"JSON.stringify(Array.from(document.querySelectorAll({json.dumps(selector)})).map(function (e) {{"
+        f" return {expr}; }}))"))
+
+
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory):
     d = tmp_path_factory.mktemp("suite-report")
@@ -74,22 +81,14 @@ def suite(tmp_path_factory):
             for key, path in (("suite", last.suite_dir / "report.html"), ("again", again)):
                 r = await check_report(browser, path, SHOTS / f"suite-{key}.png")
                 page = r.pop("page")
-                r["trend_x"] = json.loads(await page.evaluate(
-                    "JSON.stringify(Array.from(document.querySelectorAll('.fig.trend')).map(function (d) {"
-                    " return [d.closest('section').getAttribute('data-scenario'), d.data[0].x, d.data[0].y,"
-                    " d.data[1].y, d.querySelectorAll('.main-svg').length]; }))"))
-                r["links"] = json.loads(await page.evaluate(
-                    "JSON.stringify(Array.from(document.querySelectorAll('a.run-link')).map(function (a) {"
-                    " return [a.closest('tr').getAttribute('data-scenario'), a.getAttribute('href'),"
-                    " decodeURIComponent(a.href)]; }))"))
-                r["slo_rows"] = json.loads(await page.evaluate(
-                    "JSON.stringify(Array.from(document.querySelectorAll('tr[data-slo]')).map(function (t) {"
-                    " return [t.getAttribute('data-slo'), t.getAttribute('data-verdict'),"
-                    " getComputedStyle(t.cells[4]).color]; }))"))
-                r["status"] = json.loads(await page.evaluate(
-                    "JSON.stringify(Array.from(document.querySelectorAll('section.scenario')).map(function (s) {"
-                    " return [s.getAttribute('data-scenario'), s.getAttribute('data-status'),"
-                    " s.getAttribute('data-moved-stage')]; }))"))
+                r["trend_x"] = await _each(page, ".fig.trend", "[e.closest('section').getAttribute('data-scenario'), "
+                                           "e.data[0].x, e.data[0].y, e.data[1].y, e.querySelectorAll('.main-svg').length]")
+                r["links"] = await _each(page, "a.run-link", "[e.closest('tr').getAttribute('data-scenario'), "
+                                         "e.getAttribute('href'), decodeURIComponent(e.href)]")
+                r["slo_rows"] = await _each(page, "tr[data-slo]", "[e.getAttribute('data-slo'), "
+                                            "e.getAttribute('data-verdict'), getComputedStyle(e.cells[4]).color]")
+                r["status"] = await _each(page, "section.scenario", "[e.getAttribute('data-scenario'), "
+                                          "e.getAttribute('data-status'), e.getAttribute('data-moved-stage')]")
                 if key == "suite":
                     await page.screenshot(SHOTS / "suite-full.png", full_page=True)
                 out[key] = r
