@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import math
 import signal
 import sys
@@ -147,6 +148,7 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
                 await asyncio.gather(*(run_call(cfg, url, c, utts[:plan[c - 1]], store, on_turn=on_turn)
                                        for c in wave))
                 store.flush(partial=True)
+                gc.collect()  # aiortc's closed calls are reference cycles: count what is really kept
                 wave_rss.append((done["n"], rss_mb()))
 
         base_rss = rss_mb()
