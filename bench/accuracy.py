@@ -1,7 +1,7 @@
 """Accuracy sweep: vlh against the reference agent's ground truth over a grid of conditions (issue 8.1).
 
 For each condition: a short `vlh run` against the reference agent with that profile/overrides, then
-harness.verify.errors() → |measured − truth| of the ear-level instants, of every agent-reported stage, and of the
+harness.measure.verify.errors() → |measured − truth| of the ear-level instants, of every agent-reported stage, and of the
 clock offset. Goals: ear boundaries p99 ≤ 2 ms, stages p99 ≤ 5 ms.
 
     .venv/bin/python bench/accuracy.py                 # the whole grid, 4 turns per condition
@@ -23,8 +23,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import load_avg, machine, today, update_section  # noqa: E402
 
-from harness.run import RunConfig, run_measurement  # noqa: E402
-from harness.verify import errors  # noqa: E402
+from harness.measure.runner import RunConfig, run_measurement  # noqa: E402
+from harness.measure.verify import errors  # noqa: E402
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?"]
 REPLIES = {"response": ["Sure thing.", "It is done.", "Twelve miles."]}
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         update_section("accuracy", f"## Accuracy against the reference agent's truth — `bench/accuracy.py`\n\n"
                                    f"Date: {today()}. Machine: {machine()}. vlh {__version__}. Command: "
                                    f"`.venv/bin/python {cmd}` ({turns} turns per condition). |error| = "
-                                   f"|measured − truth| per turn (`harness.verify.errors`); ear boundaries = end "
+                                   f"|measured − truth| per turn (`harness.measure.verify.errors`); ear boundaries = end "
                                    f"of user speech, first reply packet's arrival, first voiced sample's place in "
                                    f"it; load = 1-minute load average (2 cores, shared).\n\n{text}")
     return 0

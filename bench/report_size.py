@@ -1,6 +1,6 @@
 """How long `vlh report` takes and how big the file gets at 1 000 and 10 000 turns (issue: ≤ 5 s, ≤ 15 MB).
 
-Synthetic run folders (harness.report.synthetic; real WAV captures for the calls that hold the featured turns)
+Synthetic run folders (harness.testing.synthetic; real WAV captures for the calls that hold the featured turns)
 are generated first — not timed — then `write_report` (load + check + render + write) is timed, best of
 --repeat runs. With --browser, the time until headless Chromium has drawn every chart is measured too.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.report.render import write_report  # noqa: E402
-from harness.report.synthetic import make_run  # noqa: E402
+from harness.testing.synthetic import make_run  # noqa: E402
 
 SECTION = "## Report generation (bench/report_size.py)"
 
@@ -48,7 +48,7 @@ def bench(n: int, repeat: int, browser: bool, work: Path) -> dict:
 
 
 async def _browser_time(path: Path) -> float:
-    from harness.report.browser import Chromium
+    from harness.testing.browser import Chromium
 
     async with Chromium() as b:
         t = time.perf_counter()
@@ -78,7 +78,7 @@ def update_readme(path: Path, rows: list[dict], repeat: int) -> None:
     text = (path.read_text() if path.exists()
             else "# vlh benchmarks\n\nEach script in bench/ appends or refreshes its own section.\n")
     if SECTION not in text:
-        intro = (f"{SECTION}\n\n`write_report` on synthetic run folders written by `harness.report.synthetic` "
+        intro = (f"{SECTION}\n\n`write_report` on synthetic run folders written by `harness.testing.synthetic` "
                  "through the run store (load, schema checks, summary, figures, 5 featured turns with waveform and a "
                  "16 kHz clip, render, write): best and worst of `--repeat` runs; CPU time is this process's own, "
                  "wall time suffers when other jobs share the cores (load average column). \"Chromium drawn\": "

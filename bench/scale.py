@@ -4,10 +4,10 @@ For each level (1, 5, 10, 20, 40 concurrent calls):
 1. Reference agents (`vlh agent`, typical profile, short replies) are started in their own processes, one per
    `--calls-per-agent` calls; calls are spread over them round-robin. Their CPU is read from /proc/<pid>/stat.
 2. **vlh**: the calls run in harness worker processes (`--per-process` calls each, one asyncio loop per process,
-   exactly `harness.run.run_call` as `vlh run` does it); every worker reads its own CPU time (os.times: user +
+   exactly `harness.measure.runner.run_call` as `vlh run` does it); every worker reads its own CPU time (os.times: user +
    system of all its threads — aiortc's encoder and decoder threads included) and its RSS (/proc/self/status)
    around its calls. After the calls the run folder is checked against the agents' truth logs
-   (`harness.verify.errors`).
+   (`harness.measure.verify.errors`).
 3. **bare**: the same calls (same utterances, same pacing, same turn logic: speak, wait for the reply, wait for
    0.8 s of silence, pause 0.6 s) made by a plain aiortc client — a paced track of 20 ms Opus frames out,
    `track.recv()` in (aiortc's own jitter buffer and decoder), a frame RMS for the turn logic, nothing else — in
@@ -58,7 +58,7 @@ EAR = ["user_speech_end_ms", "first_audio_arrival_ms", "first_voiced_offset_ms"]
 STAGES = ["endpointing_ms", "stt_ms", "llm_dispatch_ms", "llm_ttft_ms", "reasoning_ms", "aggregation_ms",
           "tts_ttfb_ms", "agent_output_ms", "transport_ms"]
 EAR_TOL_MS, STAGE_TOL_MS = 2.0, 5.0  # the run tests' tolerances (issue 4)
-SPEECH_RMS = 0.004  # the live reply gate vlh run uses (harness.run.SPEECH_RMS)
+SPEECH_RMS = 0.004  # the live reply gate vlh run uses (harness.measure.runner.SPEECH_RMS)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -115,10 +115,10 @@ class RssSampler:
 
 # ---- the reference agents --------------------------------------------------------------------------------------
 class Agents:
-    """`n` reference agents, each `vlh agent` in its own process (harness.run.ReferenceAgent), started at once."""
+    """`n` reference agents, each `vlh agent` in its own process (harness.measure.runner.ReferenceAgent), started at once."""
 
     def __init__(self, n: int, root: Path, profile: str = "typical", overrides: dict | None = None):
-        from harness.run import ReferenceAgent
+        from harness.measure.runner import ReferenceAgent
 
         self.agents = []
         for k in range(n):
@@ -150,17 +150,17 @@ class Agents:
 # ---- vlh side (worker process) ---------------------------------------------------------------------------------
 def _vlh_worker(cfg, urls: dict, utterances, numbers: list[int], out_dir: str, stats_path: str,
                 profile_path: str | None, barrier) -> None:
-    from harness.priority import set_nice
+    from harness.devices.priority import set_nice
 
     set_nice(-10)  # as vlh run's workers do
     import aiohttp  # noqa: F401  -- imports are not the calls' cost
     import aiortc  # noqa: F401
     import av  # noqa: F401
 
-    import harness.run as hr
-    import harness.transports.webrtc  # noqa: F401
+    import harness.measure.runner as hr
+    import harness.transports.webrtc.client  # noqa: F401
     from harness.errors import VlhError
-    from harness.store import PartStore
+    from harness.results.store import PartStore
 
     store = PartStore(Path(out_dir))
     post = {"cpu": 0.0, "wall": 0.0}
@@ -335,7 +335,7 @@ async def bare_call(url: str, utterances, lead_in_s=0.8, reply_end_silence_s=0.8
 
 
 def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str, barrier) -> None:
-    from harness.priority import set_nice
+    from harness.devices.priority import set_nice
 
     set_nice(-10)
     import aiohttp  # noqa: F401
@@ -369,7 +369,7 @@ def _bare_worker(urls: dict, utterances, numbers: list[int], stats_path: str, ba
 
 # ---- one level -------------------------------------------------------------------------------------------------
 def _groups(n: int, per: int) -> list[list[int]]:
-    from harness.run import call_groups
+    from harness.measure.runner import call_groups
 
     return call_groups(n, per)
 
@@ -417,15 +417,15 @@ COSTS = [
     ("UDP send / receive", ("sendto", "_read_ready", "recvfrom")),
     ("executor thread hop (aiortc encoder)", ("concurrent/futures", "threading.py", "_write_to_self",
                                               "_read_from_self")),
-    ("vlh after-call analysis and WAV", ("harness/analysis.py", "harness/audio/boundaries.py",
-                                         "harness/audio/wavio.py", "harness/audio/turns.py", "harness/store.py",
-                                         "harness/attribution.py")),
+    ("vlh after-call analysis and WAV", ("harness/measure/measure_call.py", "harness/audio/boundaries.py",
+                                         "harness/audio/wavio.py", "harness/audio/turns.py", "harness/results/store.py",
+                                         "harness/measure/attribution.py")),
     ("vlh mic track", ("_MicTrack",)),
-    ("vlh playout emulator", ("harness/transports/playout.py",)),
+    ("vlh playout emulator", ("harness/transports/webrtc/playout.py",)),
     ("vlh capture timeline", ("harness/audio/capture.py",)),
     ("vlh telemetry and pings", ("harness/telemetry/", "_ping_loop", "_on_message")),
     ("vlh loop monitor", ("LoopMonitor",)),
-    ("vlh turn logic", ("harness/run.py", "harness/transports/webrtc.py")),
+    ("vlh turn logic", ("harness/measure/runner.py", "harness/transports/webrtc/client.py")),
     ("bare client: paced track, RMS, turn logic", ("bare_call", "PacedTrack")),
     ("aiortc SCTP (data channel)", ("rtcsctptransport",)),
     ("aiortc RTP/RTCP (sender, receiver, jitter buffer, packets)", ("rtcrtpsender", "rtcrtpreceiver", "aiortc/rtp.py",
@@ -474,9 +474,9 @@ def peak_overlap(spans: list[tuple[float, float]]) -> int:
 
 
 def run_level(n: int, args, root: Path) -> dict:
-    from harness.run import RunConfig, build_utterances
-    from harness.store import RunStore
-    from harness.verify import errors
+    from harness.measure.runner import RunConfig, build_utterances
+    from harness.results.store import RunStore
+    from harness.measure.verify import errors
     import pandas as pd
 
     level = root / f"calls-{n}"

@@ -1,13 +1,13 @@
 """Soak: many turns over one long call and over many short calls (issue 8.5).
 
-Both modes run `harness.run.run_call` (what `vlh run` does per call) in this process, against one reference agent
+Both modes run `harness.measure.runner.run_call` (what `vlh run` does per call) in this process, against one reference agent
 (`vlh agent`, its own process) with short utterances and the reply "Okay.", and check:
 - **memory**: this process's RSS after every turn (and, for short calls, after every wave of calls has closed and
   been analysed); least-squares slope in KB per turn, over all turns and over the second half. In the long call
   the capture (two float32 channels, 384 KB per second of call, held in memory until the call ends) grows by
   design, so the slope of RSS minus the capture's samples is given too — that is what would show a leak;
 - **no turn lost**: every planned turn has a row, is `ok`, and matches a turn of the agent's truth log;
-- **no drift**: the signed ear-boundary errors vs truth (`harness.verify.errors`) against the turn index,
+- **no drift**: the signed ear-boundary errors vs truth (`harness.measure.verify.errors`) against the turn index,
   least-squares slope in ms per 1000 turns, plus p50 / p99 / max of |error|.
 
     .venv/bin/python bench/soak.py                     # 1000 turns in one call, then 1000 turns in calls of 10
@@ -64,7 +64,7 @@ class _Calls:
 
     @classmethod
     def install(cls) -> None:
-        import harness.transports.webrtc as w
+        import harness.transports.webrtc.client as w
 
         if getattr(w.WebRTCCall, "_soak_tracked", False):
             return
@@ -87,7 +87,7 @@ class _Calls:
 def utterances(n: int, timeout_s: float = 10.0):
     """n turns cycling through TEXTS; each text synthesised once."""
     from harness.audio.synth import synthesize
-    from harness.run import Utterance, crisp
+    from harness.measure.runner import Utterance, crisp
 
     cache = {t: crisp(synthesize(t)) for t in TEXTS}
     return [Utterance(TEXTS[i % len(TEXTS)], cache[TEXTS[i % len(TEXTS)]], PAUSE_S, timeout_s) for i in range(n)]
@@ -97,7 +97,7 @@ def estimate_s(mode: str, turns: int, per_call: int, concurrent: int) -> float:
     """Expected wall time of one mode: per turn the utterance, the agent's latency, the reply, the end-of-reply
     silence and the pause; per call the connection and lead-in."""
     from harness.audio.synth import synthesize
-    from harness.run import crisp
+    from harness.measure.runner import crisp
 
     utts = utterances(min(turns, len(TEXTS)))
     speak = float(np.mean([len(u.samples) / 48000 for u in utts]))
@@ -111,10 +111,10 @@ def estimate_s(mode: str, turns: int, per_call: int, concurrent: int) -> float:
 
 
 def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, profile: str) -> dict:
-    from harness.priority import set_nice
-    from harness.run import ReferenceAgent, RunConfig, run_call
-    from harness.store import RunStore
-    from harness.verify import errors, load_truth
+    from harness.devices.priority import set_nice
+    from harness.measure.runner import ReferenceAgent, RunConfig, run_call
+    from harness.results.store import RunStore
+    from harness.measure.verify import errors, load_truth
     import pandas as pd
 
     _Calls.install()
@@ -287,7 +287,7 @@ def main(argv=None) -> int:
             "RSS is the harness process's (the agent runs in its own process; its RSS slope is shown apart). In "
             "one long call the capture (2 × float32 at 48 kHz = 384 KB per second of call) is held in memory "
             "until the call ends, by design, so its samples are subtracted to look for leaks. Errors are signed "
-            "measured − truth per turn (`harness.verify.errors`); drift is their least-squares slope against the "
+            "measured − truth per turn (`harness.measure.verify.errors`); drift is their least-squares slope against the "
             "turn index.", "", text]))
     return 0
 

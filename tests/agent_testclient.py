@@ -226,9 +226,9 @@ async def converse(url: str, truth, utterances: list[np.ndarray], *, request_dat
 
 @pytest.fixture(autouse=True)
 def realtime():
-    """Real-time tests run at nice −10 when permitted (see harness.priority): the agent's timers then
+    """Real-time tests run at nice −10 when permitted (see harness.devices.priority): the agent's timers then
     do not queue behind other processes' batch work on a shared 2-core machine."""
-    from harness.priority import niced
+    from harness.devices.priority import niced
 
     with niced(-10):
         yield

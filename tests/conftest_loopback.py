@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.transports import pulse
+from harness.devices import pulse
 
 PREFIX = "vlh-loopback-test-"
 _shared = {"users": 0, "dir": None, "lease": None, "env": None, "alsa": None, "cal": None}
@@ -90,7 +90,7 @@ def loopback():
 def loopback_calibration(loopback):
     """The 20-repetition calibration of the loopback devices (stored in their state directory)."""
     if _shared["cal"] is None:
-        from harness.transports.calibrate import calibrate
+        from harness.transports.loopback.calibrate import calibrate
 
         _shared["cal"] = asyncio.run(calibrate(reps=20, state_dir=loopback))
     return _shared["cal"]

@@ -16,9 +16,9 @@ import numpy as np
 
 from conftest_loopback import loopback  # noqa: F401 (fixture)
 from harness.audio.synth import synthesize
-from harness.run import crisp
-from harness.transports import pulse
-from harness.transports.stamped import StampedOutput
+from harness.measure.runner import crisp
+from harness.devices import pulse
+from harness.devices.stamped import StampedOutput
 
 
 def _vlh(*args, env=None, timeout=60):

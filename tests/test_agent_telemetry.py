@@ -9,7 +9,7 @@ import pytest
 from agent_testclient import converse, realtime, speech, wait_for  # noqa: F401 (realtime: autouse fixture)
 from harness.agent.config import AgentConfig
 from harness.agent.server import AgentServer
-from harness.agent.telemetry import (LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry,
+from harness.agent.self_report import (LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry,
                                      TelemetryClock)
 
 

@@ -2,7 +2,7 @@
 
 import math
 
-from harness.attribution import STAGES, Boundary, attribute
+from harness.measure.attribution import STAGES, Boundary, attribute
 
 
 def _full(t0=100.0):

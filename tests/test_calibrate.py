@@ -10,8 +10,8 @@ import pytest
 from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
 from harness.cli import main
 from harness.errors import VlhError
-from harness.transports import calibrate
-from harness.transports.loopback import LoopbackDevices
+from harness.transports.loopback import calibrate
+from harness.transports.loopback.call import LoopbackDevices
 
 
 def test_calibration_stdev_within_a_millisecond(loopback, loopback_calibration):  # noqa: F811
@@ -70,7 +70,7 @@ def test_cli_calibrate_json(loopback, capsys):  # noqa: F811
     cal = out["calibration"]
     assert cal["repetitions"] == 3 and cal["mic_path"]["n"] == 3 and out["saved_to"] is None
     assert cal["devices"]["mic_play"] == "vlh_mic" and cal["mode"] == "null-sink"
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     assert pulse.ensure_ready(loopback), "the CLI's own lease must not take the session's devices down"
 
@@ -86,7 +86,7 @@ async def test_calibration_refuses_devices_in_use(loopback):  # noqa: F811
     import asyncio
     import subprocess
 
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     rec = subprocess.Popen(["pacat", "-r", "-d", "vlh_mic.monitor"], stdout=subprocess.DEVNULL,
                            env=pulse.child_env(loopback))

@@ -10,10 +10,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness import history as H
+from harness.results import history as H
 from harness.errors import VlhError
-from harness.history import History, check_night, read_run_folder, tonight
-from harness.report.synthetic import make_run
+from harness.results.history import History, check_night, read_run_folder, tonight
+from harness.testing.synthetic import make_run
 
 
 def run_folder(tmp_path: Path, name: str, seed: int, turns: int = 6, **kw) -> Path:

@@ -22,10 +22,10 @@ from harness.agent.audible import AUDIBLE_DB, FRAME, TAIL_FRAMES, AudibleTracker
 from harness.agent.llm import sentences
 from harness.agent.outgoing import OpusFrames
 from harness.agent.tts import Tts
-from harness.analysis import MeasureOptions, _interruption
+from harness.measure.measure_call import MeasureOptions, _interruption
 from harness.audio import boundaries as bnd
 from harness.audio.capture import Capture
-from harness.transports.playout import _OpusDecoder
+from harness.transports.webrtc.playout import _OpusDecoder
 
 SR = 48000
 LONG = "Once upon a time there was a small boat that sailed across the wide and windy sea for many days and nights."

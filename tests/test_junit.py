@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pandas as pd
 
-from harness import junit
-from harness.regress import Policy, compare
-from harness.slo import evaluate
-from harness.suite import Verdict
+from harness.suite import junit
+from harness.suite.regress import Policy, compare
+from harness.suite.slo import evaluate
+from harness.suite.nightly import Verdict
 
 
 def frame(rng, n, tts=140.0, label="tonight"):

@@ -4,7 +4,7 @@ import asyncio
 import socket
 import time
 
-from harness.transports import kstamp
+from harness.devices import kstamp
 
 
 def test_stamps_do_not_wait_for_a_busy_loop():

@@ -25,9 +25,9 @@ import pytest
 from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
 from harness.audio.capture import SAMPLE_RATE as SR
 from harness.errors import VlhError
-from harness.transports import pulse
-from harness.transports.loopback import LoopbackDevices, LoopbackTransport, Track, _find, measure_mic_path
-from harness.transports.stamped import StampedOutput
+from harness.devices import pulse
+from harness.transports.loopback.call import LoopbackDevices, LoopbackTransport, Track, _find, measure_mic_path
+from harness.devices.stamped import StampedOutput
 
 BOOK_TOL = 0.05e-3
 ACC_TOL = 1e-3
@@ -197,8 +197,8 @@ AGENT_TONE = (700.0, 50.0)
 AGENT = textwrap.dedent(f"""
     import json, sys, time
     import numpy as np
-    from harness.transports import pulse
-    from harness.transports.stamped import StampedInput, StampedOutput
+    from harness.devices import pulse
+    from harness.devices.stamped import StampedInput, StampedOutput
     pulse.activate()
     mic, ear = StampedInput("vlh_mic_monitor"), StampedOutput("vlh_ear")
     for s in (mic, ear):
@@ -313,7 +313,7 @@ async def test_no_daemon_is_a_clear_error(tmp_path):
 
 # ---- pieces -------------------------------------------------------------------------------------------------------
 def test_mic_path_reports_a_shift_from_the_content():
-    from harness.transports.stamped import Segment, StreamClock
+    from harness.devices.stamped import Segment, StreamClock
 
     rng = np.random.default_rng(3)
     w = np.zeros(SR * 2, np.float32)

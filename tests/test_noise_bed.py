@@ -10,8 +10,8 @@ import pytest
 from harness.audio.noise import NoiseBed, colored, noise_rms
 from harness.errors import VlhError
 from harness.audio.synth import synthesize
-from harness.run import RunConfig, attach_noise, build_utterances, crisp
-from harness.scenario import load_scenario
+from harness.measure.runner import RunConfig, attach_noise, build_utterances, crisp
+from harness.suite.scenario import load_scenario
 
 
 def db(x) -> float:

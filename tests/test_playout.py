@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from harness.transports.playout import FRAME, PlayoutEmulator, _OpusDecoder, _quantile, parse_jitter_mode
+from harness.transports.webrtc.playout import FRAME, PlayoutEmulator, _OpusDecoder, _quantile, parse_jitter_mode
 from harness.errors import VlhError
 
 SR = 48000

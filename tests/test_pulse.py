@@ -15,7 +15,7 @@ import pytest
 
 from harness.cli import main
 from harness.errors import VlhError
-from harness.transports import pulse
+from harness.devices import pulse
 
 
 def alive(pid: int) -> bool:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.browser import Chromium, check_report
+from harness.testing.browser import Chromium, check_report
 from harness.report.render import write_report
-from harness.report.synthetic import XSS, make_run
+from harness.testing.synthetic import XSS, make_run
 
 SHOTS = Path(os.environ.get("VLH_SCREENSHOTS", "/tmp/vlh-report-screenshots"))
 

@@ -11,7 +11,7 @@ import pytest
 
 from harness.audio.capture import Capture
 from harness.report.clips import envelope, recording_link, turn_clip, wav_data_uri
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from harness.cli import main
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

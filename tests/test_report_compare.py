@@ -6,7 +6,7 @@ from scipy import stats
 
 from harness.report.compare import bootstrap_quantiles, compare_runs, compare_samples, holm
 from harness.report.load import load_run
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.mark.parametrize("q", [0.5, 0.95])

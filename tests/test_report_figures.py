@@ -6,7 +6,7 @@ import pytest
 
 from harness.report import figures
 from harness.report.load import load_run
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import pytest
 
 from harness.report import health
 from harness.report.load import load_run
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import pytest
 
 from harness.errors import VlhError
 from harness.report.load import is_run_dir, load_run
-from harness.report.schema import TURN_COLUMNS
-from harness.report.synthetic import make_run
+from harness.results.schema import TURN_COLUMNS
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

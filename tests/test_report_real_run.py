@@ -3,8 +3,8 @@
 import asyncio
 import json
 
-from harness.report.browser import Chromium, check_report
-from harness.run import RunConfig, run_measurement
+from harness.testing.browser import Chromium, check_report
+from harness.measure.runner import RunConfig, run_measurement
 
 
 def test_report_of_a_real_run(tmp_path):

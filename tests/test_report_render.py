@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import VlhError
 from harness.report.render import redact_url, write_report
-from harness.report.synthetic import XSS, make_run
+from harness.testing.synthetic import XSS, make_run
 
 
 class Scan(HTMLParser):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.report import spans
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

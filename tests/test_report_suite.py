@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 
 from harness.cli import main as cli_main
-from harness.report.browser import Chromium, check_report
+from harness.testing.browser import Chromium, check_report
 from harness.report.render import write_report
-from harness.report.synthetic import XSS, make_run
-from harness.suite import RunRequest, run_suite
+from harness.testing.synthetic import XSS, make_run
+from harness.suite.nightly import RunRequest, run_suite
 
 SHOTS = Path(os.environ.get("VLH_SCREENSHOTS", "/tmp/vlh-report-screenshots"))
 SCENARIOS = {
@@ -164,7 +164,7 @@ def test_slo_verdicts_are_green_and_red(suite):
 
 @pytest.mark.parametrize("key", ["suite", "again"])
 def test_trend_shows_every_night_of_the_history(suite, key):
-    from harness.history import History
+    from harness.results.history import History
 
     trends = {name: rest for name, *rest in suite["pages"][key]["trend_x"]}
     assert set(trends) == {"short", "tight"}  # crash never reached the history

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from harness.report.load import load_run
-from harness.report.schema import STAGES, TURN_COLUMNS
+from harness.results.schema import STAGES, TURN_COLUMNS
 from harness.report.summary import (check_summary, featured_turns, headline, percentiles, run_summary, seed_sentence,
                                     stage_table)
-from harness.report.synthetic import make_run
+from harness.testing.synthetic import make_run
 
 
 def hand_turns(stage_sets: list[dict], ttft: list[float] | None = None) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def test_seed_sentence_says_what_medians_do_not_cover():
 def test_run_summary_matches_turns_and_check_summary_catches_tampering(tmp_path):
     d = make_run(tmp_path / "r", turns=20, calls=2, recordings="none", no_response_every=6, error_every=9)
     run = load_run(d)
-    meta = json.loads((d / "run.json").read_text())  # written by harness.store, as `vlh run` does
+    meta = json.loads((d / "run.json").read_text())  # written by harness.results.store, as `vlh run` does
     mine = run_summary(run.turns)
     for m in ("ttfa_ms", "provider_ttft_ms", "gap_ms"):
         for k in ("p50", "p90", "p95", "p99", "max", "n"):

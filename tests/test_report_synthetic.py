@@ -1,4 +1,4 @@
-"""harness.report.synthetic: schema-true run folders whose sound sits where the turns table says."""
+"""harness.testing.synthetic: schema-true run folders whose sound sits where the turns table says."""
 
 import json
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from harness.audio.capture import Capture
-from harness.report.schema import EVENT_COLUMNS, EXTRA_COLUMNS, RUN_KEYS, STAGES, TURN_COLUMNS
-from harness.report.synthetic import make_run
+from harness.results.schema import EVENT_COLUMNS, EXTRA_COLUMNS, RUN_KEYS, STAGES, TURN_COLUMNS
+from harness.testing.synthetic import make_run
 
 
 @pytest.fixture(scope="module")

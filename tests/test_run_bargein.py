@@ -1,6 +1,6 @@
 """Barge-in: vlh's interruption latency (user speech start → agent audio stops at the ear) against the truth.
 
-Measured (harness/analysis.py `_interruption`): on the capture — the start of the user's interrupting speech on
+Measured (harness/measure/measure_call.py `_interruption`): on the capture — the start of the user's interrupting speech on
 ch0, and on ch1 the agent's sound under way followed until it is no longer audible (boundaries.audible_end).
 
 Truth, from records that never look at that audio:
@@ -23,9 +23,9 @@ sweep over 24 cuts per reply is tests/test_interruption_truth.py.
 
 import pandas as pd
 
-from harness.run import RunConfig, run_measurement
-from harness.scenario import load_scenario
-from harness.verify import load_truth
+from harness.measure.runner import RunConfig, run_measurement
+from harness.suite.scenario import load_scenario
+from harness.measure.verify import load_truth
 from hostload import remeasured
 
 # ms into the reply at the ear; its stop packet plays ≈ 105 ms later. Pauses of REPLY (ms into it): 310–500,

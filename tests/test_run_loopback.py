@@ -1,7 +1,7 @@
 """`vlh run --transport loopback`: the reference agent on real PulseAudio null sinks (its own process, sounddevice
 callback streams), measured through the loopback transport and checked against the agent's ground truth.
 
-Truth (harness.verify.errors): the agent's first voiced sample handed to the ear device (its truth log, on its output
+Truth (harness.measure.verify.errors): the agent's first voiced sample handed to the ear device (its truth log, on its output
 stream's clock) minus the end of the user's speech as the harness wrote it (its own output stream's clock).
 Tolerances (issue 6): ear TTFA ±3 ms, stage attribution ±5 ms; WebRTC and loopback agree on the agent-internal stages
 within 5 ms. A run the host visibly disturbed (load, device discontinuities) is measured once more with the same
@@ -21,9 +21,9 @@ import pytest
 
 from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
 from harness.errors import VlhError
-from harness.run import RunConfig, run_measurement
-from harness.transports import pulse
-from harness.verify import errors
+from harness.measure.runner import RunConfig, run_measurement
+from harness.devices import pulse
+from harness.measure.verify import errors
 from hostload import disturbed, remeasured
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?",

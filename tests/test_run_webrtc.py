@@ -1,5 +1,5 @@
 """`vlh run` against the reference agent over real WebRTC: every number checked against the agent's ground truth
-(harness.verify compares a run folder with the agent's truth log).
+(harness.measure.verify compares a run folder with the agent's truth log).
 
 Tolerances (issue 4): ear boundaries ±2 ms, agent-reported stages ±5 ms, recovered clock offset ±2 ms.
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.run import RunConfig, run_measurement
-from harness.verify import errors
+from harness.measure.runner import RunConfig, run_measurement
+from harness.measure.verify import errors
 from hostload import remeasured
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?", "Is the museum open today?",

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import slo as slo_mod
+from harness.suite import slo as slo_mod
 from harness.cli import main as cli_main
 from harness.errors import VlhError
-from harness.scenario import SLO, Scenario, known_profiles, load_scenario, load_scenarios
+from harness.suite.scenario import SLO, Scenario, known_profiles, load_scenario, load_scenarios
 
 ROOT = Path(__file__).resolve().parents[1]
 NIGHTLY = ROOT / "scenarios" / "nightly"

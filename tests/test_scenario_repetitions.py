@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-import harness.run as run_mod
+import harness.measure.runner as run_mod
 from harness.cli import main as cli_main
-from harness.run import RunConfig, build_utterances
-from harness.scenario import load_scenario
-from harness.suite import RunRequest, default_runner
+from harness.measure.runner import RunConfig, build_utterances
+from harness.suite.scenario import load_scenario
+from harness.suite.nightly import RunRequest, default_runner
 
 SCENARIO = """\
 name: reps

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness.report.synthetic import make_run
-from harness.slo import SLOS, evaluate
+from harness.testing.synthetic import make_run
+from harness.suite.slo import SLOS, evaluate
 
 
 def turns(ttfa, status=None, reply_ms=None, gaps=None, interruption=None) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 
 from conftest_loopback import loopback  # noqa: F401 (fixture)
 from harness.errors import VlhError
-from harness.transports.stamped import StampedInput, StampedOutput, StreamClock
+from harness.devices.stamped import StampedInput, StampedOutput, StreamClock
 
 SR = 48000
 
@@ -78,7 +78,7 @@ def test_drift_is_fitted():
 
 def test_stamped_streams_on_the_loopback_devices(loopback):  # noqa: F811
     """What StampedOutput writes arrives bit-exact in StampedInput, and the two clocks agree on when."""
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     pulse.activate(loopback)
     mic = StampedInput("vlh_mic_monitor")
@@ -107,7 +107,7 @@ def test_stamped_streams_on_the_loopback_devices(loopback):  # noqa: F811
 
 
 def test_unknown_device_is_a_clear_error(loopback):  # noqa: F811
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     pulse.activate(loopback)
     with pytest.raises(VlhError, match=r"sound input device 'no-such-mic' not found; input devices here: .*vlh_mic"):

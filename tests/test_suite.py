@@ -1,7 +1,7 @@
 """The nightly suite end to end: nights in the history, regressions named, verdicts, JUnit and exit codes.
 
 Two kinds of test:
-- synthetic: a runner that writes schema-true run folders (`harness.report.synthetic.make_run`) from seeded
+- synthetic: a runner that writes schema-true run folders (`harness.testing.synthetic.make_run`) from seeded
   numbers, so the suite logic is checked exactly and quickly;
 - real (marked slow): `vlh run` against the reference agent over real WebRTC, night after night.
 """
@@ -19,9 +19,9 @@ import pytest
 
 from harness.cli import main as cli_main
 from harness.errors import VlhError
-from harness.history import History
-from harness.report.synthetic import make_run
-from harness.suite import RunRequest, default_runner, run_suite
+from harness.results.history import History
+from harness.testing.synthetic import make_run
+from harness.suite.nightly import RunRequest, default_runner, run_suite
 
 SHORT = """\
 name: short
@@ -264,7 +264,7 @@ def test_request_carries_the_scenario_agent_profile_as_data(suite_dir, tmp_path)
 
 
 def test_cli_exit_codes_and_outputs(suite_dir, tmp_path, monkeypatch, capsys):
-    import harness.suite as suite_mod
+    import harness.suite.nightly as suite_mod
 
     runner = SynthRunner()
     monkeypatch.setattr(suite_mod, "default_runner", runner)
@@ -290,12 +290,12 @@ def test_default_runner_needs_harness_run(monkeypatch, suite_dir):
     real_import = builtins.__import__
 
     def no_run(name, *a, **k):
-        if name == "harness.run":
-            raise ImportError("No module named 'harness.run'")
+        if name == "harness.measure.runner":
+            raise ImportError("No module named 'harness.measure.runner'")
         return real_import(name, *a, **k)
 
     monkeypatch.setattr(builtins, "__import__", no_run)
-    from harness.scenario import load_scenario
+    from harness.suite.scenario import load_scenario
 
     req = RunRequest(load_scenario(suite_dir / "short.yaml"), Path("/tmp/x"), None, night(1), "s")
     with pytest.raises(VlhError, match="vlh run is not available"):
@@ -306,16 +306,16 @@ def test_default_runner_needs_harness_run(monkeypatch, suite_dir):
 
 def _have_run() -> bool:
     try:
-        if importlib.util.find_spec("harness.run") is None:
+        if importlib.util.find_spec("harness.measure.runner") is None:
             return False
-        import harness.run as hr
+        import harness.measure.runner as hr
 
         return hasattr(hr, "run_measurement") and hasattr(hr, "RunConfig") and hasattr(hr, "ReferenceAgent")
     except ImportError:
         return False
 
 
-real = pytest.mark.skipif(not _have_run(), reason="harness.run (vlh run) has not landed: the real-agent suite tests "
+real = pytest.mark.skipif(not _have_run(), reason="harness.measure.runner (vlh run) has not landed: the real-agent suite tests "
                                                   "are wired to it and run as soon as it exists")
 
 TINY = """\
@@ -339,7 +339,7 @@ def test_real_nights_then_tts_plus_150_ms(tmp_path):
 
     One reference agent process serves the twelve unchanged nights (`--agent URL`, as against staging); the last
     night gets a new agent with tts_ttfb_ms +150."""
-    from harness.run import ReferenceAgent
+    from harness.measure.runner import ReferenceAgent
 
     scen = tmp_path / "scen"
     scen.mkdir()
@@ -377,7 +377,7 @@ def test_real_nights_then_tts_plus_150_ms(tmp_path):
 def test_real_noisy_mic_scenario_boundaries_within_5_ms(tmp_path):
     """The nightly noisy-mic scenario (pink noise, 20 dB SNR) against the reference agent: the end of user speech is
     still found within ±5 ms of when the harness really stopped speaking."""
-    from harness.verify import errors
+    from harness.measure.verify import errors
 
     src = (Path(__file__).resolve().parents[1] / "scenarios" / "nightly" / "noisy-mic.yaml").read_text()
     scen = tmp_path / "scen"

@@ -34,7 +34,7 @@ from harness.agent.impair import Impairment, ImpairmentSpec, rtp_header, wrap_in
 from harness.agent.llm import SentenceAggregator, schedule, sentences, stream
 from harness.agent.outgoing import SAMPLE_RATE, FrameInfo, ReplyTrack, Segment, SegmentQueue, Stutter
 from harness.agent.timing import sleep_until
-from harness.agent.telemetry import LLM_MODEL, LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry
+from harness.agent.self_report import LLM_MODEL, LLM_PROCESSOR, STT_PROCESSOR, TTS_PROCESSOR, CallTelemetry
 
 log = logging.getLogger(__name__)
 

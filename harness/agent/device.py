@@ -1,7 +1,7 @@
 """The reference agent on sound devices (`vlh agent --audio-in DEV --audio-out DEV`): the same pipeline as a WebRTC
 call (harness/agent/call.py `Pipeline`), its microphone a sounddevice input and its speaker a sounddevice output.
 
-Both are callback streams stamped with host `time.monotonic()` (harness/transports/stamped.py):
+Both are callback streams stamped with host `time.monotonic()` (harness/devices/stamped.py):
 - in: each recorded buffer is fed to the endpointer with its arrival instant, the instant its last sample was
   recorded on the stream's clock (the floor of `stamp − index/rate`: a stamp can be late, never early);
 - out: the output callback fills each buffer from the reply queue; the buffer's instant is the callback's stamp
@@ -31,8 +31,8 @@ from harness.agent.config import AgentConfig
 from harness.agent.endpoint import PacketRef
 from harness.agent.outgoing import FrameInfo, SegmentQueue, to_int16
 from harness.errors import VlhError
-from harness.transports import pulse
-from harness.transports.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput
+from harness.devices import pulse
+from harness.devices.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, trut
                         on_ready=None, stop: asyncio.Event | None = None, tts_cache_dir=None) -> int:
     """Run the agent on sound devices until `stop` is set (SIGINT/SIGTERM in the CLI)."""
     from harness.agent.llm import sentences
-    from harness.agent.telemetry import TelemetryClock
+    from harness.agent.self_report import TelemetryClock
     from harness.agent.truth import TruthLog
     from harness.agent.tts import Tts
 

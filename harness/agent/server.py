@@ -26,7 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from harness.agent.call import Call, OfferError
 from harness.agent.config import AgentConfig, validate_config
-from harness.agent.telemetry import TelemetryClock
+from harness.agent.self_report import TelemetryClock
 from harness.agent.truth import TruthLog
 from harness.agent.tts import Tts
 from harness.errors import VlhError

@@ -154,7 +154,7 @@ def run(args) -> int:
     if not devices and (args.telemetry_file or args.ready_file):
         raise VlhError("--telemetry-file/--ready-file go with --audio-in/--audio-out; over WebRTC the telemetry "
                        "goes on the data channel")
-    from harness.priority import set_nice
+    from harness.devices.priority import set_nice
 
     set_nice(args.nice)  # before any thread starts: threads inherit it
     if devices:

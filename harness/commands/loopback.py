@@ -59,14 +59,14 @@ def register(subparsers) -> None:
 
 
 def _env_lines(sdir) -> list[str]:
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     env = pulse.child_env(sdir, base={})
     return [f"export {k}={env[k]}" for k in ("ALSA_CONFIG_PATH", "PULSE_SERVER") if k in env]
 
 
 def cmd_up(args) -> int:
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     st = pulse.up(args.state_dir, reuse_running=not args.private)
     how = (f"started PulseAudio (pid {st.get('daemon_pid')})" if st.get("started_daemon")
@@ -83,7 +83,7 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     res = pulse.down(args.state_dir, force=args.force)
     if not res["was_up"]:
@@ -96,7 +96,8 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from harness.transports import calibrate, pulse
+    from harness.transports.loopback import calibrate
+    from harness.devices import pulse
 
     st = pulse.status(args.state_dir)
     devices = []
@@ -154,9 +155,10 @@ def cmd_status(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from harness.transports import calibrate, pulse
-    from harness.transports.loopback import LoopbackDevices
-    from harness.transports.stamped import DEFAULT_LATENCY
+    from harness.transports.loopback import calibrate
+    from harness.devices import pulse
+    from harness.transports.loopback.call import LoopbackDevices
+    from harness.devices.stamped import DEFAULT_LATENCY
 
     if args.reps < 2:
         raise VlhError(f"--reps {args.reps}: need at least 2 repetitions for a standard deviation")

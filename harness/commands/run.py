@@ -70,9 +70,9 @@ def _kv(pairs: list[str], flag: str) -> dict:
 
 
 def main(args) -> int:
-    from harness.run import RunConfig, run_measurement
-    from harness.transports.playout import parse_jitter_mode
-    from harness.transports.webrtc import offer_url, parse_headers
+    from harness.measure.runner import RunConfig, run_measurement
+    from harness.transports.webrtc.playout import parse_jitter_mode
+    from harness.transports.webrtc.client import offer_url, parse_headers
 
     parse_jitter_mode(args.jitter_buffer)
     if args.transport != "loopback":
@@ -90,7 +90,7 @@ def main(args) -> int:
         raise VlhError("--turns: give a number ≥ 1")
     scenario = None
     if args.scenario:
-        from harness.scenario import load_scenario
+        from harness.suite.scenario import load_scenario
 
         scenario = load_scenario(args.scenario)
     pmap = _kv(args.map_processor, "--map-processor")

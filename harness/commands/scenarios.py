@@ -23,7 +23,7 @@ def _usage(p) -> int:
 
 
 def validate(args) -> int:
-    from harness.scenario import load_scenarios
+    from harness.suite.scenario import load_scenarios
 
     scenarios = load_scenarios(args.path)  # VlhError → "vlh: error: …", exit 2
     if not scenarios:  # pragma: no cover - load_scenarios refuses an empty directory

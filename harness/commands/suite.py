@@ -45,8 +45,8 @@ def register(sub) -> None:
 
 
 def main(args) -> int:
-    from harness.regress import Policy
-    from harness.suite import run_suite
+    from harness.suite.regress import Policy
+    from harness.suite.nightly import run_suite
 
     if args.min_effect_ms < 0 or args.min_effect_pct < 0:
         raise VlhError("--min-effect-ms/--min-effect-pct: give a number ≥ 0 (0 switches that threshold off)")
@@ -56,12 +56,12 @@ def main(args) -> int:
         raise VlhError(f"--baseline {args.baseline}: give a number of nights ≥ 1")
     headers = {}
     if args.header:
-        from harness.transports.webrtc import parse_headers
+        from harness.transports.webrtc.client import parse_headers
 
         headers = parse_headers(args.header)
     agent = args.agent
     if agent:
-        from harness.transports.webrtc import offer_url
+        from harness.transports.webrtc.client import offer_url
 
         agent = offer_url(agent)
     if args.max_harness_stall_ms <= 0:

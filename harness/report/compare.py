@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from harness.report.load import Run
-from harness.report.schema import HEADLINE_METRICS, STAGES, stage_label
+from harness.results.schema import HEADLINE_METRICS, STAGES, stage_label
 from harness.report.summary import EXTRA_SPANS, ok_turns, stage_values
 
 ALPHA = 0.05

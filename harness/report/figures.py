@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.report.schema import STAGES, stage_label
+from harness.results.schema import STAGES, stage_label
 from harness.report.summary import ok_turns
 
 MAX_BARS = 1500  # above this the waterfall shows groups of neighbouring turns (means add up exactly)

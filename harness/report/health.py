@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.load import Run
-from harness.report.schema import status_kind
+from harness.results.schema import status_kind
 
 CLOCK_COLS = ["clock_offset_ms", "clock_drift_ppm", "clock_uncertainty_ms", "rtt_ms"]
 

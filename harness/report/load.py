@@ -19,7 +19,7 @@ import pandas as pd
 
 from harness.errors import VlhError
 from harness.report import spans
-from harness.report.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS
+from harness.results.schema import CORE_COLUMNS, EVENT_COLUMNS, STAGES, TURN_COLUMNS
 
 SUM_TOLERANCE_MS = 0.5  # stages + unattributed + residual must equal ttfa_ms; float rounding only
 MAX_LISTED = 20  # problems of one kind listed one by one; the rest are counted

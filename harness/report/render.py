@@ -28,7 +28,7 @@ from harness.errors import VlhError
 from harness.report import figures, health
 from harness.report.compare import compare_runs
 from harness.report.load import Run, load_run
-from harness.report.schema import HEADLINE_METRICS, PERCENTILES, SOURCES, STAGE_LABELS, STAGES, stage_label
+from harness.results.schema import HEADLINE_METRICS, PERCENTILES, SOURCES, STAGE_LABELS, STAGES, stage_label
 from harness.report.summary import check_summary, featured_turns, headline, seed_sentence, stage_table
 from harness.report.turndata import turn_data
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pj
 
-from harness.report.schema import span_key
+from harness.results.schema import span_key
 
 COLUMNS = ["row", "name", "start_mono", "ms", "source", "kind", "key"]
 _SPAN = pa.struct([("name", pa.string()), ("start_mono", pa.float64()), ("ms", pa.float64()),

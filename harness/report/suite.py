@@ -89,7 +89,7 @@ def render_suite(doc: dict, suite_dir: Path, report_dir: Path) -> str:
 
 def _trends(doc: dict) -> tuple[dict[str, pd.DataFrame], str | None]:
     """History.trend() of every scenario, nights up to the suite's; (trends, a note when the history is not there)."""
-    from harness.history import History
+    from harness.results.history import History
 
     path = doc.get("history")
     if not path:
@@ -214,7 +214,7 @@ def _numbers_from_run(run_dir: str | None) -> dict:
     """verdicts.json from before `numbers` existed: the same figures from the run folder, when it is still there."""
     if not run_dir or not (Path(run_dir) / "turns.parquet").is_file():
         return {}
-    from harness.suite import headline_numbers
+    from harness.suite.nightly import headline_numbers
 
     try:
         return headline_numbers(pd.read_parquet(Path(run_dir) / "turns.parquet"))

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from harness.report.schema import HEADLINE_METRICS, PERCENTILES, STAGES, stage_label, status_kind
+from harness.results.schema import HEADLINE_METRICS, PERCENTILES, STAGES, stage_label, status_kind
 
 EXTRA_SPANS = ["unattributed", "residual"]
 SUMMARY_TOLERANCE_MS = 0.05  # run.json vs recomputed from turns: rounding only

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from harness.attribution import STAGES, Boundary, attribute
+from harness.measure.attribution import STAGES, Boundary, attribute
 from harness.audio import boundaries as bnd
 from harness.audio.capture import Capture
 from harness.telemetry.collector import TelemetryLog

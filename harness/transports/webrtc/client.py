@@ -26,9 +26,9 @@ from harness import __version__
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
 from harness.errors import VlhError
 from harness.telemetry.collector import TelemetryLog
-from harness.transports import kstamp
-from harness.transports.playout import FRAME, PlayoutEmulator
-from harness.urls import redact_url
+from harness.devices import kstamp
+from harness.transports.webrtc.playout import FRAME, PlayoutEmulator
+from harness.results.redact import redact_url
 
 log = logging.getLogger(__name__)
 FRAME_S = FRAME / SAMPLE_RATE
@@ -305,7 +305,7 @@ class WebRTCCall:
     def _hook_receiver(self) -> None:
         """Bypass aiortc's audio jitter buffer and decoder: stamp each RTP packet on arrival, feed the emulator.
 
-        The stamp is the kernel's receive instant of the datagram (harness/transports/kstamp.py), read where the
+        The stamp is the kernel's receive instant of the datagram (harness/devices/kstamp.py), read where the
         datagram leaves the socket (aioice's protocol `datagram_received`): an event loop busy with other calls
         does not delay it. Where the kernel gives no stamp, the loop's own instant at that point is used (before
         the queue hop to the DTLS transport and SRTP decryption, ≈0.5 ms here). The SRTP header is clear, so the

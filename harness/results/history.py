@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from harness import __version__
 from harness.errors import VlhError
-from harness.report.schema import TURN_COLUMNS
+from harness.results.schema import TURN_COLUMNS
 
 HISTORY_SCHEMA = 1
 FORMAT = "vlh-history"

@@ -3,7 +3,7 @@
 Each repetition is a fresh session (new streams, as a call would open them): the harness plays a chirp into
 `mic_play` and — standing in for the agent — another chirp into `ear_play`; each is found by cross-correlation in
 its recording (`mic_record`, `ear_record`) and its path latency is (arrival instant − write instant), both instants
-from the callbacks' host stamps (harness/transports/stamped.py). 20 repetitions give mean and stdev per path.
+from the callbacks' host stamps (harness/devices/stamped.py). 20 repetitions give mean and stdev per path.
 
 - `mic_path`: harness write on vlh_mic → vlh_mic.monitor recording (what the agent hears, and when).
 - `ear_path`: a write on vlh_ear (the agent's side) → the harness's vlh_ear.monitor recording. The loopback
@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import VlhError
-from harness.transports import pulse
-from harness.transports.loopback import LoopbackDevices, LoopbackTransport, Track, _find
-from harness.transports.stamped import DEFAULT_LATENCY, SAMPLE_RATE, StampedOutput
+from harness.devices import pulse
+from harness.transports.loopback.call import LoopbackDevices, LoopbackTransport, Track, _find
+from harness.devices.stamped import DEFAULT_LATENCY, SAMPLE_RATE, StampedOutput
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ for each scenario: runner → run folder → SLO verdicts → history → compar
 ``verdicts.json`` and a JUnit file into the suite folder and returns a ``SuiteResult`` whose ``exit_code`` is
 0 (all green), 1 (an SLO breach or a regression) or 2 (a harness/agent error: no verdict possible for a scenario).
 
-The runner is a callable ``runner(RunRequest) -> Path`` (the run folder). The default one imports ``harness.run``
+The runner is a callable ``runner(RunRequest) -> Path`` (the run folder). The default one imports ``harness.measure.runner``
 lazily and calls ``run_measurement(request.to_config())``. Ctrl-C: the finished scenarios stay in the history
 marked ``suite_partial``, verdicts and JUnit are written (``partial: true``), then KeyboardInterrupt propagates.
 """
@@ -25,13 +25,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness import __version__, junit
+from harness import __version__
+
+from harness.suite import junit
 from harness.errors import VlhError
-from harness.history import History, check_night, new_suite_id, read_run_folder, tonight
-from harness.regress import Comparison, Policy, compare, unreliable
-from harness.scenario import Scenario, load_scenarios
-from harness.slo import SloResult, evaluate
-from harness.urls import redact_url
+from harness.results.history import History, check_night, new_suite_id, read_run_folder, tonight
+from harness.suite.regress import Comparison, Policy, compare, unreliable
+from harness.suite.scenario import Scenario, load_scenarios
+from harness.suite.slo import SloResult, evaluate
+from harness.results.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,9 @@ Runner = Callable[[RunRequest], Path]
 
 
 def default_runner(request: RunRequest) -> Path:
-    """Measure with `vlh run` (harness.run, imported here so the suite logic does not need it)."""
+    """Measure with `vlh run` (harness.measure.runner, imported here so the suite logic does not need it)."""
     try:
-        from harness.run import RunConfig, run_measurement
+        from harness.measure.runner import RunConfig, run_measurement
     except ImportError as exc:
         raise VlhError(f"vlh run is not available in this installation ({exc}); cannot measure scenarios") from None
     sc = request.scenario

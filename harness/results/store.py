@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.attribution import STAGES
+from harness.measure.attribution import STAGES
 from harness.audio.capture import Capture
 from harness.errors import VlhError
 

@@ -3,7 +3,7 @@
 With no agent URL, vlh starts its reference agent (harness/agent) as a subprocess on a free local port — the embedded
 default target — and measures that. The measuring side never imports the agent: it talks to it over WebRTC.
 
-`transport="loopback"`: the call goes through sound devices (harness/transports/loopback.py). With no agent given,
+`transport="loopback"`: the call goes through sound devices (harness/transports/loopback/call.py). With no agent given,
 vlh brings its PulseAudio null sinks up (a lease for this process; down on exit), calibrates them if no stored
 calibration matches, and starts the reference agent on them (`vlh agent --audio-in vlh_mic_monitor --audio-out
 vlh_ear --telemetry-file <run>/agent-telemetry.jsonl`); the telemetry file is ingested on the host clock
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.analysis import MeasureOptions, TurnPlan, measure_call
+from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
 from harness.errors import VlhError
-from harness.store import PartStore, RunStore, default_out_dir
-from harness.urls import redact_url
+from harness.results.store import PartStore, RunStore, default_out_dir
+from harness.results.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class RunConfig:
     agent_profile: str = "typical"
     agent_overrides: dict = field(default_factory=dict)
     agent_args: list[str] = field(default_factory=list)  # extra `vlh agent` flags for the embedded agent
-    scenario: object | None = None  # harness.scenario.Scenario
+    scenario: object | None = None  # harness.suite.scenario.Scenario
     turns: int | None = None
     texts: list[str] | None = None  # what to say when there is no scenario (default: built-in questions)
     calls: int = 1
@@ -224,7 +224,7 @@ class DeviceAgent(ReferenceAgent):
                 "--truth-log", str(self.truth_log)]
 
     def _env(self) -> dict:
-        from harness.transports import pulse
+        from harness.devices import pulse
 
         return pulse.child_env(self.state_dir, {**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -233,7 +233,7 @@ class DeviceAgent(ReferenceAgent):
 
 
 def loopback_devices(cfg: RunConfig):
-    from harness.transports.loopback import LoopbackDevices
+    from harness.transports.loopback.call import LoopbackDevices
 
     if cfg.mic_device or cfg.ear_device:
         if not (cfg.mic_device and cfg.ear_device):
@@ -248,11 +248,11 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
                    on_turn=None) -> list[dict]:
     loopback = cfg.transport == "loopback"
     if loopback:
-        from harness.transports.loopback import LoopbackTransport
+        from harness.transports.loopback.call import LoopbackTransport
 
         call = LoopbackTransport(loopback_devices(cfg), state_dir=cfg.state_dir)
     else:
-        from harness.transports.webrtc import WebRTCCall
+        from harness.transports.webrtc.client import WebRTCCall
 
         call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map)
     plans: list[TurnPlan] = []
@@ -428,7 +428,7 @@ def run_measurement(cfg: RunConfig) -> Path:
         meta["codec_delay_ms"] = 0.0
         meta["config"].pop("jitter_buffer")
     store = RunStore(out, meta, force=cfg.force)
-    from harness.priority import set_nice
+    from harness.devices.priority import set_nice
 
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
     lease = None
@@ -459,7 +459,7 @@ def run_measurement(cfg: RunConfig) -> Path:
         if agent:
             agent.stop()
         if lease is not None:
-            from harness.transports import pulse
+            from harness.devices import pulse
 
             try:
                 pulse.down(cfg.state_dir, lease=lease)
@@ -494,9 +494,9 @@ def _loopback_setup(cfg: RunConfig, store: RunStore, out: Path):
     runs there already. Returns (cfg with the telemetry file set, lease or None, agent label, agent or None)."""
     import dataclasses
 
-    from harness.transports import pulse
-    from harness.transports.calibrate import calibrate, load_matching
-    from harness.transports.stamped import DEFAULT_LATENCY
+    from harness.devices import pulse
+    from harness.transports.loopback.calibrate import calibrate, load_matching
+    from harness.devices.stamped import DEFAULT_LATENCY
 
     devices = loopback_devices(cfg)
     lease = None
@@ -541,7 +541,7 @@ def _check_agent_spoke(cfg: RunConfig, store: RunStore, agent) -> None:
         return
     if not all(r.get("status") == "no_response" for r in rows):
         return
-    from harness.transports import pulse
+    from harness.devices import pulse
 
     devices = loopback_devices(cfg)
     ear, mic = devices.ear_record, devices.mic_record or devices.mic_play
@@ -557,7 +557,7 @@ def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:
     sc = cfg.scenario
     if sc is None or not store.rows:
         return []
-    from harness.slo import evaluate
+    from harness.suite.slo import evaluate
 
     thresholds = sc.slo.thresholds() if hasattr(sc.slo, "thresholds") else {}
     return [r.to_dict() for r in evaluate(store.dataframe(), thresholds)] if thresholds else []
@@ -592,7 +592,7 @@ async def _run_calls(cfg: RunConfig, url: str, utterances, store, numbers: list[
 
 def _worker(cfg: RunConfig, url: str, utterances, numbers: list[int], out_dir: str) -> None:
     """A worker process: its calls on its own event loop; results go to <run>/parts/ for the parent to merge."""
-    from harness.priority import set_nice
+    from harness.devices.priority import set_nice
 
     set_nice(-10)
     store = PartStore(Path(out_dir))

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from harness.report.schema import STAGES, stage_label
+from harness.results.schema import STAGES, stage_label
 
 #: metrics compared, in report order: the headline, the pipeline stages, the unexplained, barge-in latency
 METRICS = ["ttfa_ms"] + [f"{s}_ms" for s in STAGES] + ["unattributed_ms", "residual_ms", "interruption_ms"]

@@ -1,6 +1,6 @@
 """The loopback transport: a call to an agent through sound devices, both directions on the host clock.
 
-Three callback streams (harness/transports/stamped.py), each stamped with `time.monotonic()` in its callback:
+Three callback streams (harness/devices/stamped.py), each stamped with `time.monotonic()` in its callback:
 - `mic_play` (output, default `vlh_mic`): the harness's speech, scheduled at exact sample indexes — the agent's mic;
 - `mic_record` (input, default `vlh_mic_monitor`): what really reached the agent's mic (the same device the agent
   records); None on real sound cards, where there is no such tap;
@@ -33,8 +33,8 @@ import numpy as np
 
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Capture, Timeline
 from harness.errors import VlhError
-from harness.transports import pulse
-from harness.transports.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput, StreamClock, set_nice
+from harness.devices import pulse
+from harness.devices.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput, StreamClock, set_nice
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class LoopbackTransport:
                 pulse.ensure_ready(self.state_dir)
             pulse.activate(self.state_dir)
         if self._calibration_arg == "auto":
-            from harness.transports.calibrate import load_matching
+            from harness.transports.loopback.calibrate import load_matching
 
             self.calibration = load_matching(self.devices, self.latency, self.state_dir)
         else:

@@ -1,6 +1,6 @@
 """Synthetic run folders that follow the README schema exactly, for the report's tests and benchmarks.
 
-`make_run(out, ...)` writes, through the same `harness.store.RunStore` that `vlh run` uses, run.json,
+`make_run(out, ...)` writes, through the same `harness.results.store.RunStore` that `vlh run` uses, run.json,
 turns.parquet, turns.csv, events.parquet and real stereo WAV captures
 (`harness.audio.capture.Capture`, ch0 mic / ch1 ear on one host clock) whose sound sits exactly where the turns
 table says: user speech on ch0 between user_speech_start and user_speech_end, the reply on ch1 from
@@ -20,10 +20,10 @@ import pandas as pd
 
 from harness.audio.capture import SAMPLE_RATE, Capture
 from harness.errors import VlhError
-from harness.report.schema import EXTRA_COLUMNS, STAGES, TURN_COLUMNS
+from harness.results.schema import EXTRA_COLUMNS, STAGES, TURN_COLUMNS
 from harness.report.summary import featured_turns
-from harness.slo import evaluate as evaluate_slo
-from harness.store import RunStore
+from harness.suite.slo import evaluate as evaluate_slo
+from harness.results.store import RunStore
 
 # (mean, sd) in ms; llm_ttft is log-normal around its mean with a long tail.
 STAGE_MS = {
