@@ -10,7 +10,7 @@ import pytest
 from conftest_loopback import loopback, loopback_calibration  # noqa: F401 (fixtures)
 from harness.cli import main
 from harness.errors import VlhError
-from harness.transports.loopback import calibrate
+from harness.transports.loopback import calibrate, stored
 from harness.transports.loopback.call import LoopbackDevices
 
 
@@ -28,19 +28,19 @@ def test_calibration_stdev_within_a_millisecond(loopback, loopback_calibration):
 
 
 def test_calibration_is_stored_and_matched(loopback, loopback_calibration):  # noqa: F811
-    stored = calibrate.load(state_dir=loopback)
-    assert stored is not None and stored.mic_path.values_ms == loopback_calibration.mic_path.values_ms
-    assert calibrate.default_path(loopback).name == "loopback-calibration.json"
-    assert calibrate.load_matching(LoopbackDevices(), 0.05, loopback) is not None
-    assert calibrate.load_matching(LoopbackDevices(), 0.1, loopback) is None  # other latency: not this one
-    assert calibrate.load_matching(LoopbackDevices.real("hw:1", "hw:2"), 0.05, loopback) is None
+    cal = stored.load(state_dir=loopback)
+    assert cal is not None and cal.mic_path.values_ms == loopback_calibration.mic_path.values_ms
+    assert stored.default_path(loopback).name == "loopback-calibration.json"
+    assert stored.load_matching(LoopbackDevices(), 0.05, loopback) is not None
+    assert stored.load_matching(LoopbackDevices(), 0.1, loopback) is None  # other latency: not this one
+    assert stored.load_matching(LoopbackDevices.real("hw:1", "hw:2"), 0.05, loopback) is None
 
 
 def test_a_damaged_calibration_file_is_a_clear_error(tmp_path):
     p = tmp_path / "loopback-calibration.json"
     p.write_text("{not json")
     with pytest.raises(VlhError, match=r"loopback-calibration.json: not a vlh loopback calibration .*delete it"):
-        calibrate.load(p)
+        stored.load(p)
 
 
 def test_chirps_are_sharp_and_distinct():

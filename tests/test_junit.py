@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.suite import junit
 from harness.suite.regress import Policy, compare
-from harness.suite.slo import evaluate
+from harness.results.slo import evaluate
 from harness.suite.nightly import Verdict
 
 

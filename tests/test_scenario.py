@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.suite import slo as slo_mod
+from harness.results import slo as slo_mod
 from harness.cli import main as cli_main
 from harness.errors import VlhError
 from harness.suite.scenario import SLO, Scenario, known_profiles, load_scenario, load_scenarios

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from harness.testing.synthetic import make_run
-from harness.suite.slo import SLOS, evaluate
+from harness.results.slo import SLOS, evaluate
 
 
 def turns(ttfa, status=None, reply_ms=None, gaps=None, interruption=None) -> pd.DataFrame:

@@ -96,7 +96,7 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from harness.transports.loopback import calibrate
+    from harness.transports.loopback import stored
     from harness.devices import pulse
 
     st = pulse.status(args.state_dir)
@@ -119,7 +119,7 @@ def cmd_status(args) -> int:
             else:
                 os.environ["ALSA_CONFIG_PATH"] = before
             pulse.reinit_portaudio()
-    cal = calibrate.load(state_dir=args.state_dir)
+    cal = stored.load(state_dir=args.state_dir)
     st["sounddevice"] = devices
     st["calibration"] = cal.brief() if cal else None
     if args.json:
@@ -155,7 +155,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from harness.transports.loopback import calibrate
+    from harness.transports.loopback import calibrate, stored
     from harness.devices import pulse
     from harness.transports.loopback.call import LoopbackDevices
     from harness.devices.stamped import DEFAULT_LATENCY
@@ -195,7 +195,7 @@ def cmd_calibrate(args) -> int:
             pulse.down(args.state_dir, lease=lease)
     if args.json:
         out = {"calibration": json.loads(cal.to_json()), "drift": drift,
-               "saved_to": None if args.no_save else str(calibrate.default_path(args.state_dir))}
+               "saved_to": None if args.no_save else str(stored.default_path(args.state_dir))}
         print(json.dumps(out, indent=1))
         return 0
     for k, label in (("mic_path", "mic path (vlh_mic → vlh_mic.monitor)"),
@@ -219,5 +219,5 @@ def cmd_calibrate(args) -> int:
               + ("" if not n else " — " + "; ".join(f"{k}: " + ", ".join(f"{d['step_ms']:+.1f} ms" for d in v)
                                                     for k, v in drift["discontinuities"].items() if v)))
     if not args.no_save:
-        print(f"saved to {calibrate.default_path(args.state_dir)}")
+        print(f"saved to {stored.default_path(args.state_dir)}")
     return 0

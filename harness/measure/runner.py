@@ -495,7 +495,8 @@ def _loopback_setup(cfg: RunConfig, store: RunStore, out: Path):
     import dataclasses
 
     from harness.devices import pulse
-    from harness.transports.loopback.calibrate import calibrate, load_matching
+    from harness.transports.loopback.calibrate import calibrate
+    from harness.transports.loopback.stored import load_matching
     from harness.devices.stamped import DEFAULT_LATENCY
 
     devices = loopback_devices(cfg)
@@ -557,7 +558,7 @@ def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:
     sc = cfg.scenario
     if sc is None or not store.rows:
         return []
-    from harness.suite.slo import evaluate
+    from harness.results.slo import evaluate
 
     thresholds = sc.slo.thresholds() if hasattr(sc.slo, "thresholds") else {}
     return [r.to_dict() for r in evaluate(store.dataframe(), thresholds)] if thresholds else []

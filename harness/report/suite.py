@@ -214,7 +214,7 @@ def _numbers_from_run(run_dir: str | None) -> dict:
     """verdicts.json from before `numbers` existed: the same figures from the run folder, when it is still there."""
     if not run_dir or not (Path(run_dir) / "turns.parquet").is_file():
         return {}
-    from harness.suite.nightly import headline_numbers
+    from harness.results.headline import headline_numbers
 
     try:
         return headline_numbers(pd.read_parquet(Path(run_dir) / "turns.parquet"))

@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from harness import __version__
-from harness.measure.attribution import STAGES
 from harness.audio.capture import Capture
 from harness.errors import VlhError
+from harness.results.schema import STAGES
 
 PERCENTILES = (50, 90, 95, 99)
 

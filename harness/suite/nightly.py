@@ -22,18 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from harness import __version__
-
-from harness.suite import junit
 from harness.errors import VlhError
-from harness.results.history import History, check_night, new_suite_id, read_run_folder, tonight
+from harness.results.headline import headline_numbers
+from harness.results.history import (
+    History,
+    check_night,
+    new_suite_id,
+    read_run_folder,
+    tonight,
+)
+from harness.results.redact import redact_url
+from harness.results.slo import SloResult, evaluate
+from harness.suite import junit
 from harness.suite.regress import Comparison, Policy, compare, unreliable
 from harness.suite.scenario import Scenario, load_scenarios
-from harness.suite.slo import SloResult, evaluate
-from harness.results.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -212,23 +217,6 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
         bits.insert(0, v.error)
     v.headline = "; ".join(bits)
     return v
-
-
-def headline_numbers(turns: pd.DataFrame) -> dict:
-    """Tonight's figures of one run for the suite report: TTFA, provider TTFT and (barge-in) interruption p50/p95
-    over the answered turns (numpy linear percentiles, like the run report and the SLOs), and the turn counts."""
-    status = turns["status"].astype(str) if "status" in turns.columns else pd.Series([], dtype=str)
-    ok = turns[status == "ok"]
-    out: dict = {"n_turns": int(len(turns)), "n_ok": int(len(ok)),
-                 "n_no_response": int((status == "no_response").sum()),
-                 "n_error": int(status.str.startswith("error").sum())}
-    for col, rows in (("ttfa_ms", ok), ("provider_ttft_ms", ok), ("interruption_ms", turns)):
-        v = pd.to_numeric(rows[col], errors="coerce").dropna().to_numpy(float) if col in rows.columns else []
-        base = col.removesuffix("_ms")
-        out[f"{base}_n"] = int(len(v))
-        for q in (50, 95):
-            out[f"{base}_p{q}_ms"] = float(np.percentile(v, q)) if len(v) else None
-    return out
 
 
 def _judge(name: str, run: dict, run_dir: Path, turns: pd.DataFrame, answered: pd.DataFrame, starved: pd.Series,

@@ -22,7 +22,7 @@ from harness.audio.capture import SAMPLE_RATE, Capture
 from harness.errors import VlhError
 from harness.results.schema import EXTRA_COLUMNS, STAGES, TURN_COLUMNS
 from harness.report.summary import featured_turns
-from harness.suite.slo import evaluate as evaluate_slo
+from harness.results.slo import evaluate as evaluate_slo
 from harness.results.store import RunStore
 
 # (mean, sd) in ms; llm_ttft is log-normal around its mean with a long tail.

@@ -17,109 +17,30 @@ match. Disturbed sessions (a discontinuity on any stream, or an outlier) are lis
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import platform
-import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from harness.errors import VlhError
 from harness.devices import pulse
-from harness.transports.loopback.call import LoopbackDevices, LoopbackTransport, Track, _find
 from harness.devices.stamped import DEFAULT_LATENCY, SAMPLE_RATE, StampedOutput
+from harness.errors import VlhError
+from harness.transports.loopback.call import (
+    LoopbackDevices,
+    LoopbackTransport,
+    Track,
+    _find,
+)
+from harness.transports.loopback.stored import Calibration, PathStats, default_path
 
 log = logging.getLogger(__name__)
 
-CAL_FILE = "loopback-calibration.json"
 CHIRP_S = 0.05
 OUTLIER_MS = 3.0  # a session further than this from the median is disturbed (left out and listed)
-FORMAT = 1
-
-
-@dataclass
-class PathStats:
-    mean_ms: float
-    stdev_ms: float
-    min_ms: float
-    max_ms: float
-    n: int
-    values_ms: list[float] = field(default_factory=list)
-
-    @classmethod
-    def of(cls, values_ms: list[float]) -> "PathStats | None":
-        if not values_ms:
-            return None
-        return cls(float(np.mean(values_ms)), float(statistics.stdev(values_ms)) if len(values_ms) > 1 else 0.0,
-                   float(min(values_ms)), float(max(values_ms)), len(values_ms), [float(v) for v in values_ms])
-
-
-@dataclass
-class Calibration:
-    devices: dict
-    ear_play: str | None
-    latency_s: float
-    mode: str  # "null-sink" | "cable"
-    mic_path: PathStats | None
-    ear_path: PathStats | None
-    repetitions: int
-    left_out: list = field(default_factory=list)  # disturbed sessions: attempt, why, values
-    created_utc: str = ""
-    host: str = ""
-    sample_rate: int = SAMPLE_RATE
-    format: int = FORMAT
-
-    def brief(self) -> dict:
-        def b(p):
-            return None if p is None else {"mean_ms": round(p.mean_ms, 4), "stdev_ms": round(p.stdev_ms, 4), "n": p.n}
-        return {"created_utc": self.created_utc, "mode": self.mode, "latency_s": self.latency_s,
-                "mic_path": b(self.mic_path), "ear_path": b(self.ear_path), "left_out": len(self.left_out)}
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Calibration":
-        d = dict(d)
-        for k in ("mic_path", "ear_path"):
-            d[k] = PathStats(**d[k]) if d.get(k) else None
-        return cls(**d)
-
-
-def default_path(state_dir=None) -> Path:
-    return pulse.state_dir(state_dir) / CAL_FILE
-
-
-def load(path=None, state_dir=None) -> Calibration | None:
-    p = Path(path) if path else default_path(state_dir)
-    if not p.exists():
-        return None
-    try:
-        cal = Calibration.from_dict(json.loads(p.read_text()))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise VlhError(f"{p}: not a vlh loopback calibration ({exc}); delete it and run "
-                       "`vlh loopback calibrate`") from None
-    if cal.format != FORMAT:
-        raise VlhError(f"{p}: calibration format {cal.format}, this vlh reads {FORMAT}; run `vlh loopback calibrate`")
-    return cal
-
-
-def load_matching(devices: LoopbackDevices, latency: float, state_dir=None) -> Calibration | None:
-    """The stored calibration if it was made for these devices at this latency, else None (logged)."""
-    cal = load(state_dir=state_dir)
-    if cal is None:
-        log.info("loopback: no calibration (%s); ch1 uses the session's mic path latency", default_path(state_dir))
-        return None
-    if cal.devices != asdict(devices) or abs(cal.latency_s - latency) > 1e-9:
-        log.warning("loopback: the calibration in %s was made for %s at %.3f s, not %s at %.3f s; ignoring it "
-                    "(run `vlh loopback calibrate`)", default_path(state_dir), cal.devices, cal.latency_s,
-                    asdict(devices), latency)
-        return None
-    return cal
 
 
 def chirp(seed: int, seconds: float = CHIRP_S, sr: int = SAMPLE_RATE) -> np.ndarray:

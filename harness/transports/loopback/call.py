@@ -106,7 +106,7 @@ class LoopbackTransport:
                 pulse.ensure_ready(self.state_dir)
             pulse.activate(self.state_dir)
         if self._calibration_arg == "auto":
-            from harness.transports.loopback.calibrate import load_matching
+            from harness.transports.loopback.stored import load_matching
 
             self.calibration = load_matching(self.devices, self.latency, self.state_dir)
         else:
