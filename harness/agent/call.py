@@ -510,16 +510,19 @@ class Call(Pipeline):
             self.truth.packet(rec)
 
     # ------------------------------------------------------------------ outgoing audio
-    def _on_media_wire(self, data: bytes, t_wire: float) -> None:
-        """The real send instant of a media packet (after the injected delay and whatever the loop added)."""
+    def _on_media_wire(self, data: bytes, t_wire: float, t_start: float | None = None) -> None:
+        """The real send instant of a media packet (after the injected delay and whatever the loop added):
+        `t_wire` when the send returned, `t_start` when it began (the datagram left in between)."""
         seq, _ts, _pt = rtp_header(data)
         rec = self._unsent.pop(seq, None)
         if rec is not None:
             rec["wire"] = t_wire
+            rec["wire_start"] = t_start
             self._log_packet(rec)
         turn = self._first_seq.pop(seq, None)
         if turn is not None:
             turn.t["audio_first_wire"] = t_wire
+            turn.t["audio_first_wire_start"] = t_start
             self._release()
 
     def _waits(self, turn: Turn) -> bool:
@@ -594,6 +597,7 @@ class Call(Pipeline):
             self.audible.drop(turn.no)
         rec.update({
             "audio_first_wire": t.get("audio_first_wire"),
+            "audio_first_wire_start": t.get("audio_first_wire_start"),
             "audio_first_sent_seq": r.get("first_seq"), "audio_first_sent_rtp_ts": r.get("first_rtp_ts"),
             "audio_first_injected_delay_ms": r.get("first_delay_ms"), "audio_first_dropped": r.get("first_dropped"),
             "reply_start_seq": r.get("start_seq"), "reply_start_rtp_ts": r.get("start_rtp_ts"),

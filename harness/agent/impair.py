@@ -90,15 +90,19 @@ class _Later:
 
 def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None) -> _Later:
     """Impair RTP media sent through `dtls_transport`. `on_media(data, t_send, delay_s, dropped)` is called
-    for every media packet at the instant the sender hands it over, before any delay; `on_wire(data, t_wire)`
-    when it really went out (after the injected delay and whatever the event loop added to it): stamped when the
-    send returned — SRTP protection and the syscall done, the datagram in the receiver's socket on a loopback
-    interface — as the harness's kernel receive stamp sees it."""
+    for every media packet at the instant the sender hands it over, before any delay; `on_wire(data, t_wire,
+    t_start)` when it really went out (after the injected delay and whatever the event loop added to it): `t_wire`
+    is stamped when the send returned — SRTP protection and the syscall done, the datagram in the receiver's socket
+    on a loopback interface — as the harness's kernel receive stamp sees it; `t_start` just before the send began.
+    The datagram reached the receiver somewhere in [t_start, t_wire]: a process preempted right after the syscall
+    stamps `t_wire` late (on two busy cores, by 0.1 ms and more), so a receiver may read the datagram before
+    `t_wire` but never before `t_start`."""
     orig = dtls_transport._send_rtp
     loop = asyncio.get_running_loop()
     later = _Later()
 
     async def send_late(data: bytes) -> None:
+        t_start = time.monotonic()
         try:
             await orig(data)
         except ConnectionError:
@@ -106,7 +110,7 @@ def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None
         except Exception as exc:  # the call is ending
             log.debug("delayed RTP send failed: %s", exc)
         if on_wire is not None:
-            on_wire(data, time.monotonic())
+            on_wire(data, time.monotonic(), t_start)
 
     async def send_rtp(data: bytes) -> None:
         if is_rtcp(data):
@@ -121,9 +125,10 @@ def wrap_outgoing(dtls_transport, impairment: Impairment, on_media, on_wire=None
         if dropped:
             return
         if delay <= 0:
+            t_start = time.monotonic()
             await orig(data)
             if on_wire is not None:
-                on_wire(data, time.monotonic())
+                on_wire(data, time.monotonic(), t_start)
         else:
             later.call_at(loop, t_send + delay, send_late, data)
 
