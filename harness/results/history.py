@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from harness import __version__
 from harness.errors import VlhError
 from harness.results.schema import TURN_COLUMNS
+from harness.results.stats import percentile
 
 HISTORY_SCHEMA = 1
 FORMAT = "vlh-history"
@@ -163,8 +164,8 @@ class History:
             "calls": int(run.get("calls") or 0), "n_turns": int(len(turns)), "n_ok": int((statuses == "ok").sum()),
             "n_no_response": int((statuses == "no_response").sum()),
             "n_error": int(statuses.str.startswith("error").sum()), "n_unreliable": int(n_unreliable),
-            "ttfa_p50_ms": float(np.percentile(ok, 50)) if len(ok) else np.nan,
-            "ttfa_p95_ms": float(np.percentile(ok, 95)) if len(ok) else np.nan,
+            "ttfa_p50_ms": percentile(ok, 50) if len(ok) else np.nan,
+            "ttfa_p95_ms": percentile(ok, 95) if len(ok) else np.nan,
             "run_partial": bool(run.get("partial", False)), "suite_partial": True,
             "slo_ok": all(bool(s.get("passed")) for s in slo), "slo_json": json.dumps(slo, default=_json_default),
         }

@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from harness.results.stats import percentile
+
 
 @dataclass
 class SloResult:
@@ -55,7 +57,7 @@ def _percentile(col: str, q: float, rows: Callable[[pd.DataFrame], pd.DataFrame]
         v = _col(rows(df), col)
         if len(v) == 0:
             return None, 0, f"no {col} measured"
-        return float(np.percentile(v, q)), len(v), f"over {len(v)} turns"
+        return percentile(v, q), len(v), f"over {len(v)} turns"
     return fn
 
 

@@ -20,6 +20,7 @@ from harness import __version__
 from harness.audio.capture import Capture
 from harness.errors import VlhError
 from harness.results.schema import STAGES
+from harness.results.stats import describe
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -51,12 +52,8 @@ def versions() -> dict:
 
 
 def quantiles(values) -> dict | None:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if not len(v):
-        return None
-    out = {f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES}
-    out.update(max=float(v.max()), min=float(v.min()), mean=float(v.mean()), n=int(len(v)))
-    return out
+    out = describe(values, {f"p{p}": p for p in PERCENTILES})
+    return out if out["n"] else None
 
 
 def summarize(df: pd.DataFrame) -> dict:
