@@ -21,6 +21,7 @@ from harness.audio.capture import Capture
 from harness.errors import VlhError
 from harness.results.schema import STAGES
 from harness.results.stats import describe
+from harness.versions import versions
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -38,17 +39,6 @@ def default_out_dir(root: str | Path = "reports") -> Path:
 def host_info() -> dict:
     return {"hostname": socket.gethostname(), "platform": platform.platform(), "python": platform.python_version(),
             "cpus": os.cpu_count()}
-
-
-def versions() -> dict:
-    out = {"vlh": __version__}
-    for mod in ("aiortc", "av", "numpy", "scipy", "pandas", "webrtcvad"):
-        try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except ImportError:
-            pass
-    return out
 
 
 def quantiles(values) -> dict | None:
