@@ -1,4 +1,4 @@
-"""`vlh suite DIR`: run a scenario suite, keep the history, flag regressions, write JUnit (README "Nightly suite")."""
+"""`vlh suite DIR`: run a scenario suite, keep the history, flag regressions, write JUnit (docs/suite.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Layout (hive partitions, so ``pd.read_parquet(PATH / "turns")`` works and yields ``scenario`` and ``night``)::
 
     PATH/history.json                                      format, schema_version, created_by
-    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet   one row per turn (README turn columns + entry, suite_id)
+    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet   one row per turn (docs/schema.md turn columns + entry, suite_id)
     PATH/runs/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet    one row per run (summary, flags, SLO verdicts)
 
 ``entry`` = ``<suite_id>.<scenario>`` identifies a run in the history (a run folder's own ``run_id`` need not be
@@ -11,7 +11,7 @@ unique across nights: it is kept as it is).
 
 Every file carries ``vlh_history_schema`` in its Parquet metadata. A history written by another schema version is
 migrated on read when a migration exists, else refused with a message naming the path and the versions — never
-silently mis-compared. Turn files are written with one fixed column set and types (README order), so a plain
+silently mis-compared. Turn files are written with one fixed column set and types (docs/schema.md order), so a plain
 ``pd.read_parquet`` over the dataset sees every column of every night.
 
 A run's summary row is written with ``suite_partial=True`` and flipped when the suite finishes
@@ -214,7 +214,7 @@ class History:
 
     def turns(self, scenario: str | None = None, nights: list[str] | None = None,
               entries: list[str] | None = None) -> pd.DataFrame:
-        """Turn rows (README columns + ``suite_id``, ``scenario``, ``night``), with ``suite_partial`` joined in."""
+        """Turn rows (docs/schema.md columns + ``suite_id``, ``scenario``, ``night``), with ``suite_partial`` joined in."""
         df = self._read_table("turns", scenario, nights)
         if df.empty:
             return pd.DataFrame(columns=["scenario", "night", *_TURN_TYPES])
@@ -339,7 +339,7 @@ def read_run_folder(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     turns = pd.read_parquet(turns_file)
     missing = [c for c in ("run_id", "call", "turn", "status", "ttfa_ms") if c not in turns.columns]
     if missing:
-        raise VlhError(f"{turns_file}: columns missing: {', '.join(missing)} (see README, The result schema)")
+        raise VlhError(f"{turns_file}: columns missing: {', '.join(missing)} (see docs/schema.md)")
     return run, turns
 
 

@@ -1,6 +1,6 @@
 """SLO evaluation: a run's turns against the thresholds of its scenario (``slo:`` in the scenario file).
 
-Every SLO is an upper bound ("at most"). Values come from the turn rows (README turn columns):
+Every SLO is an upper bound ("at most"). Values come from the turn rows (docs/schema.md turn columns):
 
 - ``ttfa_p50_ms`` / ``ttfa_p95_ms``: percentile (numpy linear interpolation) of ``ttfa_ms`` over turns that got a
   reply (``status == ok``). No answered turn: the value is undefined and the SLO fails.

@@ -1,4 +1,4 @@
-"""Run folders (README "The result schema"): turns (Parquet + CSV), events, run.json, recordings.
+"""Run folders (docs/schema.md): turns (Parquet + CSV), events, run.json, recordings.
 
 Everything is rewritten after every finished call, so an interrupted run keeps each finished turn on disk.
 """

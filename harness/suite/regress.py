@@ -170,7 +170,7 @@ class Comparison:
 def compare(tonight: pd.DataFrame, baseline: pd.DataFrame, *, scenario: str = "", night: str = "",
             baseline_nights: list[str] | None = None, policy: Policy | None = None,
             notes: list[str] | None = None) -> Comparison:
-    """Compare tonight's turn rows with the baseline's (README turn columns; only ``status == ok`` rows count)."""
+    """Compare tonight's turn rows with the baseline's (docs/schema.md turn columns; only ``status == ok`` rows count)."""
     policy = policy or Policy()
     nights = list(baseline_nights or [])
     if not nights and "night" in baseline.columns:
