@@ -61,7 +61,7 @@ class Policy:
         size_txt = " and ".join(s for s in size if s) or "any size"
         guard = "; and beyond every baseline night's own shift from the others" if self.night_guard else ""
         return (f"one-sided Mann–Whitney U, Holm-adjusted, alpha {self.alpha:g}; p50 shift {size_txt}{guard}; "
-                f"{self.ci:.0%} bootstrap CI ({self.n_boot} resamples)")
+                f"{self.ci:.0%} bootstrap CI ({self.n_boot} replicates)")
 
 
 @dataclass
