@@ -22,10 +22,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE as SR
 from harness.audio.settled import SettledSilence
 
 FRAME = 960
-SR = 48000
 AUDIBLE_DB = -45.0  # audible: within 45 dB of the reply's loudest 10 ms
 TAIL_FRAMES = 3  # decoded frames after the stop packet searched for the decoder's tail (60 ms)
 

@@ -33,6 +33,7 @@ import _webrtcvad
 import webrtcvad
 from scipy import signal
 
+from harness.audio import SAMPLE_RATE
 from harness.audio.resample import resample
 
 VAD_RATE = 8000
@@ -49,7 +50,7 @@ class Region:
 
     start: int
     end: int
-    sample_rate: int = 48000
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def start_s(self) -> float:

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE as SR
 from harness.audio.settled import SettledSilence
 
 FRAME = 960  # samples per 20 ms at 48 kHz
 FRAME_S = 0.02
-SR = 48000
 
 
 @dataclass
