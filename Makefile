@@ -1,5 +1,5 @@
 # vlh — two commands do everything on a fresh machine: `make demo` and `make test`.
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean lock test-latest
 VENV := .venv
 VLH := $(VENV)/bin/vlh
 
@@ -15,5 +15,12 @@ test: setup
 bench: setup
 	$(VENV)/bin/python bench/analyze_speed.py
 
+lock:
+	@bash scripts/lock.sh
+
+# not in CI: the newest releases (upper bounds lifted) in .venv-latest, then the suite
+test-latest:
+	@bash scripts/test-latest.sh $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) .venv-latest .venv-tools build *.egg-info .pytest_cache

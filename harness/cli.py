@@ -7,9 +7,9 @@ import importlib
 import logging
 import sys
 
-from harness import __version__
 from harness.commands import COMMANDS
 from harness.errors import VlhError
+from harness.versions import VersionAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="vlh, the voice-latency harness: measures the time to first audio at the user's ear "
         "and attributes it stage by stage (endpointing, STT, LLM, TTS, transport, jitter buffer).",
     )
-    parser.add_argument("--version", action="version", version=f"vlh {__version__}")
+    parser.add_argument("--version", action=VersionAction,
+                        help="show vlh's version and those of aiortc, aioice, av, webrtcvad, numpy, and exit")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:

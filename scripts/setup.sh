@@ -21,13 +21,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 PY=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  "$PY" -m venv .venv
+VENV=${VENV:-.venv}
+LOCK=requirements-lock.txt
+# The lock pins what pyproject.toml asks for; if pyproject changed since, the lock no longer says what to install.
+locked=$(sed -n 's/^# pyproject-sha256: //p' "$LOCK" 2>/dev/null | head -1)
+if [ "$locked" != "$(sha256sum pyproject.toml | cut -d' ' -f1)" ]; then
+  echo "setup: pyproject.toml changed since $LOCK was made: run make lock" >&2
+  exit 1
 fi
-if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-  echo "setup: installing vlh and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
-  touch .venv/.installed
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+if [ ! -f "$VENV/.installed" ] || [ "$LOCK" -nt "$VENV/.installed" ] || [ pyproject.toml -nt "$VENV/.installed" ]; then
+  echo "setup: installing the locked dependencies ($LOCK, hashes checked) and vlh into $VENV"
+  "$VENV/bin/python" -m pip install -q --require-hashes --no-deps -r "$LOCK"
+  "$VENV/bin/python" -m pip install -q --no-deps -e .
+  "$VENV/bin/python" -m pip check
+  touch "$VENV/.installed"
 fi

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from scipy.stats import mannwhitneyu
 
-from harness.suite.regress import METRICS, Policy, _holm_adjust, compare, compare_metric, night_noise
+from harness.results.stats import holm
+from harness.suite.regress import METRICS, Policy, compare, compare_metric, night_noise
 from harness.results.schema import STAGES
 
 # (mean, sd) ms per stage; llm_ttft log-normal with a 2 % tail (like harness/testing/synthetic.py)
@@ -180,8 +181,8 @@ def test_turns_timed_by_a_starved_harness_are_left_out():
 def test_holm_adjustment():
     p = [0.01, 0.04, 0.03, 0.005]
     # sorted 0.005*4=0.02, 0.01*3=0.03, 0.03*2=0.06, 0.04*1=0.04 -> monotone 0.06
-    assert _holm_adjust(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
-    assert _holm_adjust([]) == []
+    assert holm(p) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([]) == []
 
 
 def test_night_noise_guard():

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import pytest
 
 from harness.errors import VlhError
-from harness.report.render import redact_url, write_report
+from harness.report.render import write_report
 from harness.testing.synthetic import XSS, make_run
 
 
@@ -153,12 +153,17 @@ def test_write_report_refuses_a_folder_and_writes_readable_files(tmp_path, paylo
         write_report([tmp_path], tmp_path / "x.html")
 
 
-def test_redact_url():
-    assert redact_url("http://127.0.0.1:7860/api/offer") == "http://127.0.0.1:7860/api/offer"
-    assert redact_url("https://user:pw@agent.example/offer?token=abc&x=1") == \
-        "https://***@agent.example/offer?token=***&x=1"
-    assert redact_url("https://a.example/o?api_key=s3cret") == "https://a.example/o?api_key=***"
-    assert redact_url(None) == "—"
+def test_report_masks_secrets_in_a_hand_written_run_json(tmp_path):
+    """Defence in depth: secrets a run.json should never have held are masked with the one REDACTED marker."""
+    d = make_run(tmp_path / "s", turns=4, calls=1, seed=1, recordings="none")
+    meta = json.loads((d / "run.json").read_text())
+    meta["agent_url"] = "https://user:pw4711@agent.example/offer?token=tok4711&x=1"
+    meta["config"] = {"headers": {"Authorization": "Bearer hdr4711"}, "api_key": "key4711", "turns": 4}
+    (d / "run.json").write_text(json.dumps(meta))
+    html = write_report([d], tmp_path / "r.html").read_text()
+    for secret in ("pw4711", "tok4711", "hdr4711", "key4711", "***"):
+        assert secret not in html
+    assert "https://agent.example/offer?token=REDACTED&amp;x=REDACTED" in html
 
 
 def test_run_json_without_summary_and_comparison_with_an_unanswered_run(tmp_path):

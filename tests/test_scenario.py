@@ -13,9 +13,10 @@ from harness.results import slo as slo_mod
 from harness.cli import main as cli_main
 from harness.errors import VlhError
 from harness.suite.scenario import SLO, Scenario, known_profiles, load_scenario, load_scenarios
+from harness.suite.builtin import builtin_path
 
 ROOT = Path(__file__).resolve().parents[1]
-NIGHTLY = ROOT / "scenarios" / "nightly"
+NIGHTLY = builtin_path("nightly")
 
 GOOD = """\
 name: short
@@ -275,3 +276,10 @@ def test_scenario_is_immutable(tmp_path):
     with pytest.raises(Exception):
         sc.name = "other"  # type: ignore[misc]
     assert isinstance(sc, Scenario)
+
+
+def test_builtin_nightly_set_ships_in_the_package():
+    assert NIGHTLY.is_dir() and NIGHTLY.parent.parent == Path(__file__).resolve().parents[1] / "harness" / "suite"
+    assert len(load_scenarios(NIGHTLY)) == 7
+    with pytest.raises(VlhError, match="no built-in scenario set 'nope'; there are: nightly"):
+        builtin_path("nope")

@@ -22,6 +22,7 @@ from harness.errors import VlhError
 from harness.results.history import History
 from harness.testing.synthetic import make_run
 from harness.suite.nightly import RunRequest, default_runner, run_suite
+from harness.suite.builtin import builtin_path
 
 SHORT = """\
 name: short
@@ -379,7 +380,7 @@ def test_real_noisy_mic_scenario_boundaries_within_5_ms(tmp_path):
     still found within ±5 ms of when the harness really stopped speaking."""
     from harness.measure.verify import errors
 
-    src = (Path(__file__).resolve().parents[1] / "scenarios" / "nightly" / "noisy-mic.yaml").read_text()
+    src = (builtin_path("nightly") / "noisy-mic.yaml").read_text()
     scen = tmp_path / "scen"
     scen.mkdir()
     (scen / "noisy-mic.yaml").write_text(src.replace("repetitions: 6", "repetitions: 3"))

@@ -5,7 +5,7 @@ client uses) fed every media packet it hands to the transport, in order, from th
 decoded audio is what a listener hears — Opus's 312-sample delay and the decoder's fading tail after a hard cut
 included — computed from the agent's own packets, never from vlh's capture.
 
-**Audibility criterion** (fixed; README "Ground truth"): low-pass the decoded reply at 4 kHz (the band vlh's
+**Audibility criterion** (fixed; docs/agent.md "Ground truth"): low-pass the decoded reply at 4 kHz (the band vlh's
 boundaries and webrtcvad look at); the reference is the reply's loudest 10 ms (the maximum of a sliding 10 ms RMS
 over the decoded reply, from its first packet to the end of the search); a sample is audible when its magnitude
 exceeds the reference minus `AUDIBLE_DB` (45 dB) — vlh's boundary refinement counts a sample as speech when it
@@ -22,10 +22,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE as SR
 from harness.audio.settled import SettledSilence
 
 FRAME = 960
-SR = 48000
 AUDIBLE_DB = -45.0  # audible: within 45 dB of the reply's loudest 10 ms
 TAIL_FRAMES = 3  # decoded frames after the stop packet searched for the decoder's tail (60 ms)
 

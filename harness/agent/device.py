@@ -30,13 +30,13 @@ from harness.agent.call import Pipeline, Turn
 from harness.agent.config import AgentConfig
 from harness.agent.endpoint import PacketRef
 from harness.agent.outgoing import FrameInfo, SegmentQueue, to_int16
+from harness.audio import SAMPLE_RATE
 from harness.errors import VlhError
 from harness.devices import pulse
 from harness.devices.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48000
 CALL_ID = "device-1"
 
 

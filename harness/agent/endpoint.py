@@ -16,8 +16,7 @@ import numpy as np
 import webrtcvad
 
 from harness.agent.timing import SPIN_S, sleep_until
-
-SAMPLE_RATE = 48000
+from harness.audio import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

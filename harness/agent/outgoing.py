@@ -21,7 +21,8 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import AudioFrame, Packet
 
-SAMPLE_RATE = 48000
+from harness.audio import SAMPLE_RATE
+
 FRAME = 960  # samples per 20 ms frame
 FRAME_S = FRAME / SAMPLE_RATE
 TIME_BASE = fractions.Fraction(1, SAMPLE_RATE)

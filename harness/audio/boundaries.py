@@ -1,6 +1,6 @@
 """Speech boundaries to the sample: webrtcvad finds speech, the channel's noise floor places its edges.
 
-Method (README, "How boundaries are found"):
+Method (docs/analyze.md, "How boundaries are found"):
 1. The channel is decimated to 8 kHz by block averaging (`to_vad_rate`). webrtcvad decimates every input rate
    to 8 kHz internally before classifying, so this is the band it decides on anyway; doing it once here is
    cheaper, and it keeps most white noise above 4 kHz out of the frame energies.
@@ -33,6 +33,7 @@ import _webrtcvad
 import webrtcvad
 from scipy import signal
 
+from harness.audio import SAMPLE_RATE
 from harness.audio.resample import resample
 
 VAD_RATE = 8000
@@ -49,7 +50,7 @@ class Region:
 
     start: int
     end: int
-    sample_rate: int = 48000
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def start_s(self) -> float:

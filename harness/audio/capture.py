@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE
 from harness.errors import VlhError
 
-SAMPLE_RATE = 48000
 MIC, EAR = 0, 1
 
 

@@ -15,7 +15,8 @@ import bisect
 
 import numpy as np
 
-SR = 48000
+from harness.audio import SAMPLE_RATE as SR
+
 LOOP_S = 10.0
 
 

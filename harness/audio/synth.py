@@ -21,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE
 from harness.audio.resample import resample
 from harness.audio.wavio import read_wav
 from harness.errors import VlhError
 
-SAMPLE_RATE = 48000
 ESPEAK_RATE = 22050  # what pyttsx3's espeak driver writes
 RATE_RANGE = (80, 1000)  # words/min espeak-ng honours (below 80 it ignores the setting)
 DEFAULT_RATE = 175

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE
 from harness.audio.boundaries import Region, speech_regions
 
 
@@ -22,7 +23,7 @@ class Turn:
     user_end: int
     agent_start: int | None
     agent_end: int | None
-    sample_rate: int = 48000
+    sample_rate: int = SAMPLE_RATE
 
     @property
     def status(self) -> str:

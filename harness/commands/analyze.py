@@ -29,7 +29,7 @@ def register(sub) -> None:
         help="find end of user speech, first agent audio and the gap in a recording",
         description="Finds, in a stereo recording (ch0 user, ch1 agent) or two mono files, each end of user "
         "speech, the first agent audio after it and the gap between them. Times are seconds from the start "
-        "of the file, boundaries refined to the sample (see README, 'How boundaries are found').",
+        "of the file, boundaries refined to the sample (see docs/analyze.md).",
     )
     p.add_argument("recording", nargs="?", type=Path, help="stereo WAV: one channel user (mic), one agent (ear)")
     p.add_argument("--mic", type=Path, help="mono WAV of the user side (with --ear, instead of RECORDING)")

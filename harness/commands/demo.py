@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from harness.audio import SAMPLE_RATE
 from harness.audio.synth import build_conversation
 from harness.audio.turns import find_turns
 
@@ -27,7 +28,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     print("vlh demo: synthesising a two-voice conversation with espeak-ng (user gmw/en-us, agent gmw/en-gb-x-rp)")
     x, truth = build_conversation(EXCHANGES, gaps_s=GAPS, noise_db=args.noise_db, comfort_noise_db=45.0, seed=7)
-    sr = 48000
+    sr = SAMPLE_RATE
     print(f"recording: {len(x) / sr:.1f} s stereo 48 kHz (ch0 user, ch1 agent), white noise {args.noise_db:g} dB "
           "under the speech peak, 80 ms of comfort noise before each reply\n")
     turns = find_turns(x[:, 0], x[:, 1], sr)

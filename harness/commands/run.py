@@ -24,7 +24,7 @@ def register(sub) -> None:
                    "(fast, typical, reasoning, bad-network, skewed-clock, or a YAML file) [typical]")
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a reference-agent setting, e.g. --agent-set tts_ttfb_ms=300 (repeatable)")
-    p.add_argument("--scenario", metavar="FILE", help="a scenario YAML file (see README 'Scenario files')")
+    p.add_argument("--scenario", metavar="FILE", help="a scenario YAML file (see docs/scenarios.md)")
     p.add_argument("--turns", type=int, metavar="N", help="number of turns per call (default: the scenario's list of turns "
                    "× its repetitions, or 5 built-in short questions; with a scenario, N cycles through its list)")
     p.add_argument("--calls", type=int, default=1, metavar="N", help="concurrent calls [1]")

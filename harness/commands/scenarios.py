@@ -7,7 +7,7 @@ from harness.errors import VlhError
 
 def register(sub) -> None:
     p = sub.add_parser("scenarios", help="check scenario files",
-                       description="Scenario files (see README 'Scenario files').")
+                       description="Scenario files (see docs/scenarios.md).")
     ssub = p.add_subparsers(dest="scenarios_command", metavar="ACTION")
     v = ssub.add_parser("validate", help="validate every *.yaml in DIR (or one FILE)",
                         description="Check every scenario file in DIR: each problem is reported as "

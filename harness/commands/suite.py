@@ -1,4 +1,4 @@
-"""`vlh suite DIR`: run a scenario suite, keep the history, flag regressions, write JUnit (README "Nightly suite")."""
+"""`vlh suite DIR`: run a scenario suite, keep the history, flag regressions, write JUnit (docs/suite.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def register(sub) -> None:
                     "junit.xml and report.html (headlines, trends over the nights, SLO verdicts, regressions "
                     "naming the stage that moved; `vlh report SUITE_DIR` rewrites it). Exit 0: all green; 1: an SLO breach "
                     "or a regression; 2: a harness or agent error.")
-    p.add_argument("dir", metavar="DIR", help="directory of scenario files (e.g. scenarios/nightly)")
+    p.add_argument("dir", metavar="DIR", nargs="?", help="directory of scenario files [the built-in nightly set, "
+                   "harness/suite/scenarios/nightly]")
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL; default: the reference agent "
                    "started per scenario with the scenario's agent: profile")
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
@@ -68,6 +69,10 @@ def main(args) -> int:
         raise VlhError("--max-harness-stall-ms: give a number of ms > 0")
     policy = Policy(alpha=args.alpha, min_effect_ms=args.min_effect_ms, min_effect_pct=args.min_effect_pct,
                     max_harness_stall_ms=args.max_harness_stall_ms)
+    if args.dir is None:
+        from harness.suite.builtin import builtin_path
+
+        args.dir = str(builtin_path("nightly"))
     result = run_suite(args.dir, history=args.history, out_dir=args.out, agent_url=agent, baseline=args.baseline,
                        policy=policy, junit_path=args.junit, night=args.night, headers=headers,
                        run_reports=not args.no_report,

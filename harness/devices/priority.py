@@ -4,6 +4,9 @@ On a loaded 2-core machine an asyncio timer in a normal-priority process wakes u
 at nice −10 the tail drops to a few ms. Like PulseAudio's `high-priority`, the agent asks for a better nice
 value and carries on without it when not permitted. On Linux the nice value belongs to the calling thread and is
 inherited by threads it creates later, so call this before starting threads (or around a block, see `niced`).
+The same holds for the harness's loopback capture: Python callbacks need the GIL, and whoever holds it (the event
+loop thread) must not sit preempted behind batch work while the real-time callback threads wait for it (measured at
+load 7 on 2 cores: sessions whose callbacks were held back by hundreds of ms).
 """
 
 from __future__ import annotations

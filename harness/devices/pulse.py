@@ -38,11 +38,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.audio import SAMPLE_RATE
 from harness.errors import VlhError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48000
 SAMPLE_SPEC = "float32le 1ch 48000Hz"  # float end to end: what the harness writes reaches the monitor bit-exact
 # Sinks are loaded with norewinds=1: a sink that may rewind renders up to 2 s ahead while idle, so a new stream waits
 # up to 2 s for its first audio (measured here: 1.0-3.2 s; without rewinds 0.06-0.2 s), and streams joining it

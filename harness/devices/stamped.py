@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE
 from harness.errors import VlhError
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 48000
 DEFAULT_LATENCY = 0.05  # s, PortAudio suggested latency: robust on a busy 2-core machine, calibrated away
 WINDOW_S = 0.5
 STEP_TOL_S = 0.002
@@ -400,22 +400,6 @@ def _inherited_priority(enable: bool):
         yield
     finally:
         os.sched_setscheduler(0, policy, param)
-
-
-def set_nice(nice: int) -> int | None:
-    """Set the calling thread's nice value (Linux: per thread); returns the previous one, None if not permitted.
-
-    Python callbacks need the GIL; whoever holds it (the event loop thread) must not sit preempted behind batch
-    work while the real-time callback threads wait for it (measured here at load 7 on 2 cores: sessions whose
-    callbacks were held back by hundreds of ms)."""
-    try:
-        before = os.getpriority(os.PRIO_PROCESS, 0)
-        if before != nice:
-            os.setpriority(os.PRIO_PROCESS, 0, nice)
-        return before
-    except (PermissionError, OSError, AttributeError) as exc:
-        log.info("cannot set nice %d (%s); running at the current priority", nice, exc)
-        return None
 
 
 def enable_realtime(stream) -> bool:

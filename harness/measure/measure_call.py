@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from harness.measure.attribution import STAGES, Boundary, attribute
+from harness.audio import SAMPLE_RATE
 from harness.audio import boundaries as bnd
 from harness.audio.capture import Capture
 from harness.telemetry.collector import TelemetryLog
@@ -40,7 +41,7 @@ class MeasureOptions:
     min_pause_ms: float = 300.0
     min_speech_ms: float = 80.0
     stutter_gap_ms: float = 250.0
-    codec_delay_s: float = 312 / 48000
+    codec_delay_s: float = 312 / SAMPLE_RATE
 
 
 def _regions(x: np.ndarray, sr: int, opts: MeasureOptions, floor: float, min_pause_ms: float | None = None):

@@ -1,11 +1,7 @@
 """Is run B slower than run A, and which stage moved? Mann–Whitney U + bootstrap CIs of the p50/p95 shift.
 
-`compare_samples(a, b)` tests one metric: the two-sided Mann–Whitney U p-value (scipy) and percentile bootstrap
-95 % CIs of p50(b) − p50(a) and p95(b) − p95(a). The bootstrap distribution of a sample quantile is computed
-exactly instead of by resampling: for the quantile defined as the smallest x with F(x) ≥ q (numpy's
-`inverted_cdf`), a resample's quantile is ≤ x_(j) exactly when at least ⌈qn⌉ of its n draws are ≤ x_(j),
-which is Binomial(n, j/n) — so drawing from that distribution *is* drawing bootstrap quantiles, at O(n) cost for any
-number of replicates (tests check it against brute-force resampling).
+`compare_samples(a, b)` tests one metric: the two-sided Mann–Whitney U p-value and percentile bootstrap
+95 % CIs of p50(b) − p50(a) and p95(b) − p95(a) (the exact quantile bootstrap of `harness/results/stats.py`).
 
 `compare_runs(a, b)` does that for TTFA, provider TTFT, the gap and every stage; stage p-values are Holm-corrected;
 "the stage that moved" is the one with the largest significant p50 shift of at least `min_effect_ms`.
@@ -13,12 +9,11 @@ number of replicates (tests check it against brute-force resampling).
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
-from scipy import stats
 
 from harness.report.load import Run
+from harness.results.stats import finite, holm, mann_whitney, percentile, shift_ci
 from harness.results.schema import HEADLINE_METRICS, STAGES, stage_label
 from harness.report.summary import EXTRA_SPANS, ok_turns, stage_values
 
@@ -26,18 +21,6 @@ ALPHA = 0.05
 N_BOOT = 4000
 MIN_EFFECT_MS = 5.0
 METRIC_LABELS = {"ttfa_ms": "TTFA at the ear", "provider_ttft_ms": "provider TTFT", "gap_ms": "gap"}
-
-
-def bootstrap_quantiles(x, q: float, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """`n_boot` draws of the bootstrap distribution of the `inverted_cdf` q-quantile of `x` (exact, no resampling)."""
-    xs = np.sort(np.asarray(x, dtype=float))
-    n = len(xs)
-    m = max(1, math.ceil(q * n - 1e-9))
-    j = np.arange(1, n + 1)
-    cdf = stats.binom.sf(m - 1, n, j / n)  # P(quantile of a resample <= x_(j))
-    cdf[-1] = 1.0
-    idx = np.searchsorted(cdf, rng.random(n_boot), side="left")
-    return xs[np.minimum(idx, n - 1)]
 
 
 def compare_samples(a, b, n_boot: int = N_BOOT, seed: int = 0, alpha: float = ALPHA) -> dict:
@@ -50,25 +33,12 @@ def compare_samples(a, b, n_boot: int = N_BOOT, seed: int = 0, alpha: float = AL
             out.update({f"{k}_a": _q(a, k), f"{k}_b": _q(b, k), f"d_{k}": None, f"ci_{k}": None})
         return out
     rng = np.random.default_rng(seed)
-    p = float(stats.mannwhitneyu(b, a, alternative="two-sided").pvalue)
+    p = mann_whitney(b, a, "two-sided")[1]
     out.update({"p_value": p, "significant": p < alpha, "enough": True})
     for k, q in (("p50", 0.5), ("p95", 0.95)):
         qa, qb = _q(a, k), _q(b, k)
-        d = bootstrap_quantiles(b, q, n_boot, rng) - bootstrap_quantiles(a, q, n_boot, rng)
-        lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+        lo, hi = shift_ci(b, a, q, n_boot, 1 - alpha, rng)
         out.update({f"{k}_a": qa, f"{k}_b": qb, f"d_{k}": qb - qa, f"ci_{k}": (float(lo), float(hi))})
-    return out
-
-
-def holm(pvalues: list[float | None]) -> list[float | None]:
-    """Holm–Bonferroni adjusted p-values (None stays None)."""
-    idx = [i for i, p in enumerate(pvalues) if p is not None]
-    order = sorted(idx, key=lambda i: pvalues[i])
-    out: list[float | None] = [None] * len(pvalues)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * pvalues[i]))
-        out[i] = running
     return out
 
 
@@ -123,14 +93,11 @@ def sentence(c: dict) -> str:
 
 
 def _finite(x) -> np.ndarray:
-    v = np.asarray(x, dtype=float)
-    return v[np.isfinite(v)]
+    return finite(x)
 
 
 def _q(x: np.ndarray, k: str) -> float | None:
-    if len(x) == 0:
-        return None
-    return float(np.percentile(x, {"p50": 50, "p95": 95}[k]))
+    return percentile(x, {"p50": 50, "p95": 95}[k])
 
 
 def _p(p: float | None) -> str:

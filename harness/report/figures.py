@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results.schema import STAGES, stage_label
+from harness.results.stats import percentiles
 from harness.report.summary import ok_turns
 
 MAX_BARS = 1500  # above this the waterfall shows groups of neighbouring turns (means add up exactly)
@@ -117,7 +118,7 @@ def ecdf(series: list[dict], title: str = "ms") -> dict | None:
         data.append({"type": "scatter", "mode": "lines", "name": name, "x": _round(v), "y": _round(y, 5),
                      "line": {"shape": "hv", "color": s.get("color"), "dash": s.get("dash", "solid")},
                      "hovertemplate": "%{x:.1f} ms: %{y:.2%} of turns<extra>" + name + "</extra>"})
-        qs = np.percentile(v, [50, 95, 99])
+        qs = percentiles(v, [50, 95, 99])
         data.append({"type": "scatter", "mode": "markers+text", "showlegend": False, "name": name + " quantiles",
                      "x": _round(qs), "y": [0.5, 0.95, 0.99], "text": [f"p50 {qs[0]:.0f}", f"p95 {qs[1]:.0f}",
                                                                     f"p99 {qs[2]:.0f}"],

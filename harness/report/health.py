@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 
 from harness.report.load import Run
 from harness.results.schema import status_kind
+from harness.results.stats import percentile
 
 CLOCK_COLS = ["clock_offset_ms", "clock_drift_ppm", "clock_uncertainty_ms", "rtt_ms"]
 
@@ -92,7 +92,7 @@ def harness(run: Run) -> dict:
             v = pd.to_numeric(t[col], errors="coerce").dropna()
             if len(v):
                 out["figures"].append({"what": what, "column": col, "max": float(v.max()),
-                                       "p95": float(np.percentile(v, 95)), "n": int(len(v))})
+                                       "p95": percentile(v, 95), "n": int(len(v))})
     if "provider_ttft_source" in t.columns:
         ok = t[t["status"] == "ok"]
         out["ttft_sources"] = {str(k) or "(empty)": int(c) for k, c in

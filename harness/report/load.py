@@ -1,4 +1,4 @@
-"""Reading and checking a run folder (README "The result schema") for the report.
+"""Reading and checking a run folder (docs/schema.md) for the report.
 
 `load_run(path)` returns a `Run`: run.json as a dict, the turns as a DataFrame (sorted by call and turn, index
 0..n-1), every turn's `stages_json` parsed into one spans table (`Run.spans`, `row` = the turn's index), the
@@ -131,7 +131,7 @@ def _read_turns(path: Path, meta: dict, problems: list[str]) -> pd.DataFrame:
     missing_core = [c for c in CORE_COLUMNS if c not in turns.columns]
     if missing_core:
         raise VlhError(f"{pq if pq.is_file() else csv}: missing column(s) {', '.join(missing_core)}; "
-                       "this is not a vlh turns table (see README, 'The result schema')")
+                       "this is not a vlh turns table (see docs/schema.md)")
     missing = [c for c in TURN_COLUMNS if c not in turns.columns]
     if missing:
         problems.append(f"turns table lacks column(s) {', '.join(missing)}; the report shows what is there")
@@ -185,7 +185,7 @@ def _truthy(v) -> bool:
 
 
 def _check_sums(t: pd.DataFrame, sp: pd.DataFrame, problems: list[str]) -> None:
-    """Stages + unattributed + residual = ttfa_ms (README); and the spans of stages_json too."""
+    """Stages + unattributed + residual = ttfa_ms (docs/schema.md); and the spans of stages_json too."""
     ok = t[(t["status"] == "ok") & t["ttfa_ms"].notna()]
     if ok.empty:
         return

@@ -13,12 +13,10 @@ import hashlib
 import json
 import math
 import os
-import re
 import tempfile
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jinja2
 from markupsafe import Markup
@@ -28,11 +26,11 @@ from harness.errors import VlhError
 from harness.report import figures, health
 from harness.report.compare import compare_runs
 from harness.report.load import Run, load_run
+from harness.results.redact import redact_config, redact_url
 from harness.results.schema import HEADLINE_METRICS, PERCENTILES, SOURCES, STAGE_LABELS, STAGES, stage_label
 from harness.report.summary import check_summary, featured_turns, headline, seed_sentence, stage_table
 from harness.report.turndata import turn_data
 
-SECRET_KEYS = re.compile(r"token|key|secret|auth|pass|sig|session|jwt|credential", re.I)
 METRIC_IDS = {"ttfa_ms": "ttfa", "provider_ttft_ms": "provider_ttft", "gap_ms": "gap"}
 METRIC_NAMES = {"ttfa_ms": "TTFA at the ear", "provider_ttft_ms": "provider TTFT (dashboard)",
                 "gap_ms": "gap (per turn: TTFA − provider TTFT)"}
@@ -155,42 +153,12 @@ def _meta_rows(m: dict) -> list[tuple[str, str]]:
         return str(v)
     rows = [("vlh version (run)", show(m.get("vlh_version"))), ("vlh version (report)", __version__),
             ("run id", show(m.get("run_id"))), ("date (UTC)", show(m.get("created_utc"))),
-            ("host", show(m.get("host"))), ("agent URL", redact_url(m.get("agent_url"))),
+            ("host", show(m.get("host"))), ("agent URL", redact_url(m.get("agent_url")) or "—"),
             ("transport", show(m.get("transport"))), ("scenario", show(m.get("scenario"))),
             ("profile", show(m.get("profile"))), ("calls", show(m.get("calls"))),
             ("partial", show(m.get("partial", False))), ("codec delay (ms)", show(m.get("codec_delay_ms"))),
-            ("configuration", show(_redact_obj(m.get("config"))))]
+            ("configuration", show(redact_config(m.get("config"))))]
     return rows
-
-
-def redact_url(url) -> str:
-    """The agent URL as stored, with any user:password and secret-looking query values masked (defence in depth)."""
-    if not url:
-        return "—"
-    s = str(url)
-    try:
-        p = urlsplit(s)
-    except ValueError:
-        return s
-    pairs = parse_qsl(p.query, keep_blank_values=True)
-    secret_query = any(SECRET_KEYS.search(k) for k, _ in pairs)
-    if "@" not in p.netloc and not secret_query:
-        return s
-    netloc = "***@" + p.netloc.rsplit("@", 1)[1] if "@" in p.netloc else p.netloc
-    query = urlencode([(k, "***" if SECRET_KEYS.search(k) else v) for k, v in pairs], safe="*") \
-        if secret_query else p.query
-    return urlunsplit((p.scheme, netloc, p.path, query, p.fragment))
-
-
-def _redact_obj(obj):
-    if isinstance(obj, dict):
-        return {k: ("***" if SECRET_KEYS.search(str(k)) or str(k).lower() == "headers" else _redact_obj(v))
-                for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_redact_obj(v) for v in obj]
-    if isinstance(obj, str) and obj.lower().startswith(("bearer ", "basic ")):
-        return "***"
-    return obj
 
 
 def _slo(slo) -> list[dict]:

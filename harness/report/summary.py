@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results.schema import HEADLINE_METRICS, PERCENTILES, STAGES, stage_label, status_kind
+from harness.results.stats import describe, percentile
 
 EXTRA_SPANS = ["unattributed", "residual"]
 SUMMARY_TOLERANCE_MS = 0.05  # run.json vs recomputed from turns: rounding only
@@ -21,15 +22,7 @@ SUMMARY_TOLERANCE_MS = 0.05  # run.json vs recomputed from turns: rounding only
 def percentiles(values) -> dict:
     """p50/p90/p95/p99/max/mean/n of the finite values (None for each figure when there are none)."""
     x = np.asarray(pd.to_numeric(pd.Series(values, dtype="float64"), errors="coerce"), dtype=float)
-    x = x[np.isfinite(x)]
-    out: dict = {"n": int(len(x))}
-    if len(x) == 0:
-        out.update({k: None for k in PERCENTILES} | {"max": None, "min": None, "mean": None})
-        return out
-    qs = np.percentile(x, list(PERCENTILES.values()))
-    out.update({k: float(v) for k, v in zip(PERCENTILES, qs)})
-    out.update({"max": float(x.max()), "min": float(x.min()), "mean": float(x.mean())})
-    return out
+    return describe(x, PERCENTILES)
 
 
 def ok_turns(turns: pd.DataFrame) -> pd.DataFrame:
@@ -62,7 +55,7 @@ def run_summary(turns: pd.DataFrame) -> dict:
     out["stages_p50_ms"] = {}
     for s in STAGES + EXTRA_SPANS:
         v = stage_values(ok, s)
-        out["stages_p50_ms"][s] = float(np.median(v)) if len(v) else None
+        out["stages_p50_ms"][s] = percentile(v, 50)
     out["status"] = status_counts(turns)
     return out
 
@@ -133,8 +126,8 @@ def stage_table(turns: pd.DataFrame, ttfa_p50: float | None) -> list[dict]:
     for s in STAGES + EXTRA_SPANS:
         v = stage_values(ok, s)
         row = {"stage": s, "label": stage_label(s), "n": int(len(v)),
-               "p50": float(np.median(v)) if len(v) else None,
-               "p95": float(np.percentile(v, 95)) if len(v) else None,
+               "p50": percentile(v, 50),
+               "p95": percentile(v, 95),
                "mean": float(v.mean()) if len(v) else None}
         row["share"] = (row["p50"] / ttfa_p50) if (row["p50"] is not None and ttfa_p50) else None
         if s in STAGES and len(ok):

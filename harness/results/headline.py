@@ -3,8 +3,9 @@ the turn counts. One definition for the suite's verdicts and the suite report.""
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+
+from harness.results.stats import percentile
 
 
 def headline_numbers(turns: pd.DataFrame) -> dict:
@@ -20,5 +21,5 @@ def headline_numbers(turns: pd.DataFrame) -> dict:
         base = col.removesuffix("_ms")
         out[f"{base}_n"] = int(len(v))
         for q in (50, 95):
-            out[f"{base}_p{q}_ms"] = float(np.percentile(v, q)) if len(v) else None
+            out[f"{base}_p{q}_ms"] = percentile(v, q)
     return out

@@ -3,7 +3,7 @@
 Layout (hive partitions, so ``pd.read_parquet(PATH / "turns")`` works and yields ``scenario`` and ``night``)::
 
     PATH/history.json                                      format, schema_version, created_by
-    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet   one row per turn (README turn columns + entry, suite_id)
+    PATH/turns/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet   one row per turn (docs/schema.md turn columns + entry, suite_id)
     PATH/runs/scenario=<name>/night=<YYYY-MM-DD>/<entry>.parquet    one row per run (summary, flags, SLO verdicts)
 
 ``entry`` = ``<suite_id>.<scenario>`` identifies a run in the history (a run folder's own ``run_id`` need not be
@@ -11,7 +11,7 @@ unique across nights: it is kept as it is).
 
 Every file carries ``vlh_history_schema`` in its Parquet metadata. A history written by another schema version is
 migrated on read when a migration exists, else refused with a message naming the path and the versions — never
-silently mis-compared. Turn files are written with one fixed column set and types (README order), so a plain
+silently mis-compared. Turn files are written with one fixed column set and types (docs/schema.md order), so a plain
 ``pd.read_parquet`` over the dataset sees every column of every night.
 
 A run's summary row is written with ``suite_partial=True`` and flipped when the suite finishes
@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 from harness import __version__
 from harness.errors import VlhError
 from harness.results.schema import TURN_COLUMNS
+from harness.results.stats import percentile
 
 HISTORY_SCHEMA = 1
 FORMAT = "vlh-history"
@@ -163,8 +164,8 @@ class History:
             "calls": int(run.get("calls") or 0), "n_turns": int(len(turns)), "n_ok": int((statuses == "ok").sum()),
             "n_no_response": int((statuses == "no_response").sum()),
             "n_error": int(statuses.str.startswith("error").sum()), "n_unreliable": int(n_unreliable),
-            "ttfa_p50_ms": float(np.percentile(ok, 50)) if len(ok) else np.nan,
-            "ttfa_p95_ms": float(np.percentile(ok, 95)) if len(ok) else np.nan,
+            "ttfa_p50_ms": percentile(ok, 50) if len(ok) else np.nan,
+            "ttfa_p95_ms": percentile(ok, 95) if len(ok) else np.nan,
             "run_partial": bool(run.get("partial", False)), "suite_partial": True,
             "slo_ok": all(bool(s.get("passed")) for s in slo), "slo_json": json.dumps(slo, default=_json_default),
         }
@@ -213,7 +214,7 @@ class History:
 
     def turns(self, scenario: str | None = None, nights: list[str] | None = None,
               entries: list[str] | None = None) -> pd.DataFrame:
-        """Turn rows (README columns + ``suite_id``, ``scenario``, ``night``), with ``suite_partial`` joined in."""
+        """Turn rows (docs/schema.md columns + ``suite_id``, ``scenario``, ``night``), with ``suite_partial`` joined in."""
         df = self._read_table("turns", scenario, nights)
         if df.empty:
             return pd.DataFrame(columns=["scenario", "night", *_TURN_TYPES])
@@ -338,7 +339,7 @@ def read_run_folder(run_dir: str | Path) -> tuple[dict, pd.DataFrame]:
     turns = pd.read_parquet(turns_file)
     missing = [c for c in ("run_id", "call", "turn", "status", "ttfa_ms") if c not in turns.columns]
     if missing:
-        raise VlhError(f"{turns_file}: columns missing: {', '.join(missing)} (see README, The result schema)")
+        raise VlhError(f"{turns_file}: columns missing: {', '.join(missing)} (see docs/schema.md)")
     return run, turns
 
 

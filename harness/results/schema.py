@@ -1,4 +1,4 @@
-"""The run-folder schema the report reads (README "The result schema"): names, stage order, labels.
+"""The run-folder schema the report reads (docs/schema.md): names, stage order, labels.
 
 One place for the column names so the loader, the summary, the generator of synthetic runs and the tests agree.
 """
@@ -22,7 +22,7 @@ SOURCES = ["measured", "reconciled", "estimated", "missing"]
 IDENTITY = ["run_id", "scenario", "call", "turn"]
 # Without these a folder cannot be reported at all.
 CORE_COLUMNS = IDENTITY + ["status", "ttfa_ms"]
-# Every column of turns.parquet, in README order.
+# Every column of turns.parquet, in docs/schema.md order.
 TURN_COLUMNS = (
     IDENTITY
     + ["status", "error", "text",
@@ -35,7 +35,7 @@ TURN_COLUMNS = (
        "reply_duration_ms", "stutter_gaps", "stutter_gap_ms", "underruns", "concealed_ms",
        "interruption_ms", "anomalies"]
 )
-# Also written by `vlh run` (README), not needed by the report except for the health section.
+# Also written by `vlh run` (docs/schema.md), not needed by the report except for the health section.
 EVENT_NAMES = ["user_speech_end_detected", "stt_final", "llm_request", "llm_first_token", "llm_first_visible_token",
                "tts_request", "tts_first_audio", "audio_first_sent"]
 EXTRA_COLUMNS = (

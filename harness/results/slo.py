@@ -1,6 +1,6 @@
 """SLO evaluation: a run's turns against the thresholds of its scenario (``slo:`` in the scenario file).
 
-Every SLO is an upper bound ("at most"). Values come from the turn rows (README turn columns):
+Every SLO is an upper bound ("at most"). Values come from the turn rows (docs/schema.md turn columns):
 
 - ``ttfa_p50_ms`` / ``ttfa_p95_ms``: percentile (numpy linear interpolation) of ``ttfa_ms`` over turns that got a
   reply (``status == ok``). No answered turn: the value is undefined and the SLO fails.
@@ -20,6 +20,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from harness.results.stats import percentile
 
 
 @dataclass
@@ -55,7 +57,7 @@ def _percentile(col: str, q: float, rows: Callable[[pd.DataFrame], pd.DataFrame]
         v = _col(rows(df), col)
         if len(v) == 0:
             return None, 0, f"no {col} measured"
-        return float(np.percentile(v, q)), len(v), f"over {len(v)} turns"
+        return percentile(v, q), len(v), f"over {len(v)} turns"
     return fn
 
 

@@ -1,4 +1,4 @@
-"""Run folders (README "The result schema"): turns (Parquet + CSV), events, run.json, recordings.
+"""Run folders (docs/schema.md): turns (Parquet + CSV), events, run.json, recordings.
 
 Everything is rewritten after every finished call, so an interrupted run keeps each finished turn on disk.
 """
@@ -20,6 +20,8 @@ from harness import __version__
 from harness.audio.capture import Capture
 from harness.errors import VlhError
 from harness.results.schema import STAGES
+from harness.results.stats import describe
+from harness.versions import versions
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -39,24 +41,9 @@ def host_info() -> dict:
             "cpus": os.cpu_count()}
 
 
-def versions() -> dict:
-    out = {"vlh": __version__}
-    for mod in ("aiortc", "av", "numpy", "scipy", "pandas", "webrtcvad"):
-        try:
-            m = __import__(mod)
-            out[mod] = getattr(m, "__version__", "?")
-        except ImportError:
-            pass
-    return out
-
-
 def quantiles(values) -> dict | None:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if not len(v):
-        return None
-    out = {f"p{p}": float(np.percentile(v, p)) for p in PERCENTILES}
-    out.update(max=float(v.max()), min=float(v.min()), mean=float(v.mean()), n=int(len(v)))
-    return out
+    out = describe(values, {f"p{p}": p for p in PERCENTILES})
+    return out if out["n"] else None
 
 
 def summarize(df: pd.DataFrame) -> dict:

@@ -1,4 +1,4 @@
-"""The nightly suite: every scenario through a runner, into the history, compared, judged (README "Nightly suite").
+"""The nightly suite: every scenario through a runner, into the history, compared, judged (docs/suite.md).
 
 ``run_suite(...)`` validates every scenario file and opens the history (version check) before anything runs, then
 for each scenario: runner → run folder → SLO verdicts → history → comparison with the last N nights. It writes

@@ -10,7 +10,8 @@ For TTFA and every stage (and interruption latency on barge-in scenarios), on th
    night's median sat above the other baseline nights' (turns of one night share that night's host load and
    network, so pooled turns overstate the evidence when nights differ; see ``night_noise``).
 4. A metric **regressed** when all hold. The shifts of p50 and p95 come with percentile-bootstrap confidence
-   intervals (tonight and baseline resampled independently; fixed seed, so a verdict is reproducible).
+   intervals (tonight and baseline resampled independently, the exact quantile bootstrap of
+   ``harness/results/stats.py``; fixed seed, so a verdict is reproducible).
 
 The scenario regressed when any metric did; the stage that moved is the regressed stage with the largest p50 shift.
 Comparisons that cannot be made (too few turns or nights) are *skipped* with the reason, never counted as green
@@ -26,9 +27,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
 from harness.results.schema import STAGES, stage_label
+from harness.results.stats import holm, mann_whitney, percentile, shift_ci
 
 #: metrics compared, in report order: the headline, the pipeline stages, the unexplained, barge-in latency
 METRICS = ["ttfa_ms"] + [f"{s}_ms" for s in STAGES] + ["unattributed_ms", "residual_ms", "interruption_ms"]
@@ -60,7 +61,7 @@ class Policy:
         size_txt = " and ".join(s for s in size if s) or "any size"
         guard = "; and beyond every baseline night's own shift from the others" if self.night_guard else ""
         return (f"one-sided Mann–Whitney U, Holm-adjusted, alpha {self.alpha:g}; p50 shift {size_txt}{guard}; "
-                f"{self.ci:.0%} bootstrap CI ({self.n_boot} resamples)")
+                f"{self.ci:.0%} bootstrap CI ({self.n_boot} replicates)")
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Comparison:
 def compare(tonight: pd.DataFrame, baseline: pd.DataFrame, *, scenario: str = "", night: str = "",
             baseline_nights: list[str] | None = None, policy: Policy | None = None,
             notes: list[str] | None = None) -> Comparison:
-    """Compare tonight's turn rows with the baseline's (README turn columns; only ``status == ok`` rows count)."""
+    """Compare tonight's turn rows with the baseline's (docs/schema.md turn columns; only ``status == ok`` rows count)."""
     policy = policy or Policy()
     nights = list(baseline_nights or [])
     if not nights and "night" in baseline.columns:
@@ -221,8 +222,8 @@ def compare_metric(x: np.ndarray, y: np.ndarray, metric: str, policy: Policy) ->
         r.note = (f"{len(x)} turns tonight and {len(y)} in the baseline; at least {policy.min_turns_tonight} "
                   f"and {policy.min_turns_baseline} needed")
         return r
-    r.p50_tonight, r.p50_baseline = float(np.median(x)), float(np.median(y))
-    r.p95_tonight, r.p95_baseline = float(np.percentile(x, 95)), float(np.percentile(y, 95))
+    r.p50_tonight, r.p50_baseline = percentile(x, 50), percentile(y, 50)
+    r.p95_tonight, r.p95_baseline = percentile(x, 95), percentile(y, 95)
     r.p50_shift_ms = r.p50_tonight - r.p50_baseline
     r.p95_shift_ms = r.p95_tonight - r.p95_baseline
     if r.p50_baseline > 0:
@@ -237,10 +238,9 @@ def compare_metric(x: np.ndarray, y: np.ndarray, metric: str, policy: Policy) ->
         r.p50_shift_ci = r.p95_shift_ci = (0.0, 0.0)
         r.note = "constant"
         return r
-    res = mannwhitneyu(x, y, alternative="greater")
-    r.u, r.p_value = float(res.statistic), float(res.pvalue)
+    r.u, r.p_value = mann_whitney(x, y, "greater")
     # the other direction only matters when tonight's median is lower (an improvement); else it is > 0.5 anyway
-    r.p_value_less = float(mannwhitneyu(x, y, alternative="less").pvalue) if r.p50_shift_ms < 0 else 1.0
+    r.p_value_less = mann_whitney(x, y, "less")[1] if r.p50_shift_ms < 0 else 1.0
     r.p50_shift_ci, r.p95_shift_ci = _bootstrap(x, y, policy, metric)
     r.large_enough = _large_enough(r.p50_shift_ms, r.p50_shift_pct, policy)
     return r
@@ -296,7 +296,7 @@ def _holm(results: list[MetricResult], policy: Policy) -> None:
         if r.note == "constant":
             r.p_adjusted = 1.0
     for attr, out in (("p_value", "p_adjusted"), ("p_value_less", None)):
-        adj = _holm_adjust([getattr(r, attr) for r in tested])
+        adj = holm([getattr(r, attr) for r in tested])
         for r, a in zip(tested, adj):
             if out:
                 setattr(r, out, a)
@@ -307,27 +307,10 @@ def _holm(results: list[MetricResult], policy: Policy) -> None:
             r.status = "regression"
 
 
-def _holm_adjust(p: list[float]) -> list[float]:
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    adj = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        adj[i] = running
-    return adj
-
-
 def _bootstrap(x: np.ndarray, y: np.ndarray, policy: Policy, metric: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """CIs of the p50 and p95 shift (harness/results/stats.py's exact quantile bootstrap; fixed seed per metric)."""
     rng = np.random.default_rng([policy.seed, zlib.crc32(metric.encode())])
-    xb = x[rng.integers(0, len(x), size=(policy.n_boot, len(x)))]
-    yb = y[rng.integers(0, len(y), size=(policy.n_boot, len(y)))]
-    d50 = np.median(xb, axis=1) - np.median(yb, axis=1)
-    d95 = np.percentile(xb, 95, axis=1) - np.percentile(yb, 95, axis=1)
-    q = [100 * (1 - policy.ci) / 2, 100 * (1 + policy.ci) / 2]
-    lo50, hi50 = np.percentile(d50, q)
-    lo95, hi95 = np.percentile(d95, q)
-    return (float(lo50), float(hi50)), (float(lo95), float(hi95))
+    return (shift_ci(x, y, 0.5, policy.n_boot, policy.ci, rng), shift_ci(x, y, 0.95, policy.n_boot, policy.ci, rng))
 
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:

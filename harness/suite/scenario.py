@@ -1,4 +1,4 @@
-"""Scenario files: what the harness says, to which agent, and what "good enough" means (README "Scenario files").
+"""Scenario files: what the harness says, to which agent, and what "good enough" means (docs/scenarios.md).
 
 A scenario is a YAML file validated with pydantic. Every problem is reported as one line
 ``file:line: field: problem (allowed: ...)`` — the line comes from the YAML node the field was read from
@@ -383,7 +383,7 @@ def _allowed_text(loc: tuple) -> str:
         extra = parent.model_fields[last].json_schema_extra or {}
         if isinstance(extra, dict) and "allowed" in extra:
             return str(extra["allowed"])
-    return "see README, Scenario files"
+    return "see docs/scenarios.md"
 
 
 def _name_line(path: Path) -> int:

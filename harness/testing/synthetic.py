@@ -1,4 +1,4 @@
-"""Synthetic run folders that follow the README schema exactly, for the report's tests and benchmarks.
+"""Synthetic run folders that follow docs/schema.md exactly, for the report's tests and benchmarks.
 
 `make_run(out, ...)` writes, through the same `harness.results.store.RunStore` that `vlh run` uses, run.json,
 turns.parquet, turns.csv, events.parquet and real stereo WAV captures

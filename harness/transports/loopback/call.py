@@ -34,7 +34,8 @@ import numpy as np
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Capture, Timeline
 from harness.errors import VlhError
 from harness.devices import pulse
-from harness.devices.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput, StreamClock, set_nice
+from harness.devices.priority import set_nice
+from harness.devices.stamped import DEFAULT_LATENCY, StampedInput, StampedOutput, StreamClock
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class LoopbackTransport:
             self.calibration = load_matching(self.devices, self.latency, self.state_dir)
         else:
             self.calibration = self._calibration_arg
-        if self.nice is not None:  # the GIL holder must not wait behind batch work (see stamped.set_nice)
+        if self.nice is not None:  # the GIL holder must not wait behind batch work (see devices/priority.py)
             self._nice_before = set_nice(self.nice)
         kw = dict(sample_rate=self.sample_rate, latency=self.latency, realtime=self.realtime)
         self.out = StampedOutput(d.mic_play, label="mic_play", **kw)

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from harness.audio import SAMPLE_RATE as SR
 from harness.audio.settled import SettledSilence
 
 FRAME = 960  # samples per 20 ms at 48 kHz
 FRAME_S = 0.02
-SR = 48000
 
 
 @dataclass
@@ -238,7 +238,7 @@ class PlayoutEmulator:
     LOG_COLUMNS = ("t_mono", "kind", "seq", "seq16", "rtp_ts", "rtp_ts32", "arrival_mono", "level")
 
     def log_frame(self):
-        """Every output frame (README `recordings/call-<n>.playout.parquet`): its playout instant `t_mono` (host
+        """Every output frame (docs/schema.md `recordings/call-<n>.playout.parquet`): its playout instant `t_mono` (host
         monotonic, first sample of the frame), `kind` (play | conceal | expand | stretch), the packet it played
         (`seq`/`rtp_ts` unwrapped, `seq16`/`rtp_ts32` as on the wire, `arrival_mono`) and its RMS `level`."""
         import pandas as pd
