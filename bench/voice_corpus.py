@@ -148,6 +148,18 @@ def cut(a: np.ndarray, kind: str) -> np.ndarray:
     return _fade(a[int(big[0]) : int(big[-1]) + 1].astype(np.float32))
 
 
+def pieces(a: np.ndarray, gap_s: float = 0.15, quiet_db: float = -40.0) -> list[np.ndarray]:
+    """The parts of a recording separated by at least `gap_s` of sound `quiet_db` under its loudest 10 ms."""
+    w = int(SR * 0.01)
+    n = len(a) // w
+    r = np.sqrt(np.mean(np.square(a[: n * w].reshape(n, w), dtype=np.float64), axis=1))
+    on = np.flatnonzero(r >= r.max() * 10 ** (quiet_db / 20))
+    cuts = np.flatnonzero(np.diff(on) > gap_s / 0.01)
+    starts = np.concatenate([[on[0]], on[cuts + 1]])
+    ends = np.concatenate([on[cuts], [on[-1]]]) + 1
+    return [a[max(0, s - 2) * w : min(n, e + 2) * w] for s, e in zip(starts, ends)]
+
+
 # ---------------------------------------------------------------------------------------------------- conversations
 
 @dataclass
@@ -208,7 +220,11 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
             if family == "human":  # the recordings are the texts: any of them, either side
                 v = int(rng.integers(len(voices)))
             eng, name = voices[v]
-            a = cut(synth(eng, name, texts[order[i % len(order)]]), "natural" if rng.random() < 0.5 else "voiced")
+            src = synth(eng, name, texts[order[i % len(order)]])
+            if family == "human":  # "Front ... Center": each word is an utterance (vlh splits at 300 ms pauses)
+                words = pieces(src)
+                src = words[int(rng.integers(len(words)))]
+            a = cut(src, "natural" if rng.random() < 0.5 else "voiced")
             pk = min(-1.0, level[ch] + rng.uniform(-3, 3))
             pair.append((a * (10 ** (pk / 20) / np.abs(a).max())).astype(np.float32))
         gap = float(np.exp(rng.uniform(np.log(0.06), np.log(3.0))))

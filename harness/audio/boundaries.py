@@ -40,6 +40,7 @@ FRAME_S = 0.010
 ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
 BAND = (80.0, 4000.0)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
+REFINE_TRIES = 8  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
 EXTEND_S = 0.0125  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
 
 
@@ -204,14 +205,24 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         loud_frames = lo_f + np.flatnonzero(rms[lo_f : e + 3] >= thr)
         if len(loud_frames) == 0:
             continue
-        f0, f1 = int(loud_frames[0]), int(loud_frames[-1])
-        # frames are on the 8 kHz copy, whose filter smears a little: search one frame beyond on either side
-        a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 2) * fl)), thr, eps, prev_end, nxt,
-                         start=True, dc=dc)
+        # frames are on the 8 kHz copy, whose filter differs from the refinement's: a frame just over `thr` there
+        # may hold no 5 ms window over it on the samples. Then the next loud frame inward is tried (a region
+        # whose outermost loud frame was borderline must not be dropped whole)
+        a = b = None
+        for f0 in loud_frames[:REFINE_TRIES]:
+            f0 = int(f0)
+            a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 2) * fl)), thr, eps, prev_end, nxt,
+                             start=True, dc=dc)
+            if a is not None:
+                break
         if a is None:
             continue
-        b = _refine_edge(x, sr, int(round((f1 - 1) * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt, start=False,
-                         dc=dc)
+        for f1 in loud_frames[::-1][:REFINE_TRIES]:
+            f1 = int(f1)
+            b = _refine_edge(x, sr, int(round((f1 - 1) * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt,
+                             start=False, dc=dc)
+            if b is not None and b > a:
+                break
         if b is None or b <= a:
             continue
         found.append((a, b))
