@@ -41,7 +41,12 @@ ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor 
 BAND = (80.0, 4000.0)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
 REFINE_TRIES = 8  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
-EXTEND_S = 0.0125  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
+EXTEND_S = 0.0125
+HISS_TOP = 11000.0  # top of the fricative band the edges are also followed in
+HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10 dB over its band's local floor
+HISS_TILT_DB = 8.0  # the hiss band's window RMS over the 4 kHz band's, at least
+HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a stop's closure in between)
+HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,9 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
                 break
         if b is None or b <= a:
             continue
+        if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
+            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
+            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -243,9 +251,17 @@ def _lowpass(sr: int) -> np.ndarray:
     return signal.firwin(n, min(BAND[1], 0.45 * sr), fs=sr, window="blackman")
 
 
-def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0) -> np.ndarray:
-    """x[a:b] minus the channel's DC offset `dc`, low-passed at 4 kHz (zero phase)."""
-    h = _lowpass(sr)
+@lru_cache(maxsize=8)
+def _highpass(sr: int) -> np.ndarray:
+    """Linear-phase FIR band-pass 4 kHz – min(11 kHz, 0.45 sr), ±0.35 ms long: where a fricative's hiss is."""
+    n = 2 * int(round(sr * 0.00035)) + 1
+    return signal.firwin(n, [BAND[1], min(HISS_TOP, 0.45 * sr)], fs=sr, window="blackman", pass_zero=False)
+
+
+def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = False) -> np.ndarray:
+    """x[a:b] minus the channel's DC offset `dc`, low-passed at 4 kHz (zero phase); `hiss`: band-passed
+    4–11 kHz instead."""
+    h = _highpass(sr) if hiss else _lowpass(sr)
     half = len(h) // 2
     lo, hi = max(0, a - half), min(len(x), b + half)
     y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
@@ -269,7 +285,7 @@ def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
     return int(k[np.argmax(ll)])
 
 
-def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.0):
+def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.0, hiss: bool = False):
     """Sample position of the onset (start=True) or end (exclusive) of speech whose coarse crossing of `thr`
     lies in samples [z0, z1). The search stays within [lo, hi). None if nothing crosses `thr` there.
     """
@@ -282,7 +298,7 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
         return None
     # one filtered stretch covers the coarse zone and every fine window it can lead to
     f0, f1 = (max(lo, z0 - w - reach), min(hi, z1 + over)) if start else (max(lo, z0 - over), min(hi, z1 + w + reach))
-    yb = _band(x, sr, f0, f1, dc)
+    yb = _band(x, sr, f0, f1, dc, hiss)
     hit = np.flatnonzero(_win_rms(yb[z0 - f0 : z1 - f0], w) >= thr)  # window j covers [z0 + j, z0 + j + w)
     if len(hit) == 0:
         return None
@@ -308,6 +324,54 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     hi_e = min(f1, k + ext)
     out = np.flatnonzero(np.abs(yb[k - f0 : hi_e - f0]) > thr_s)
     return k + int(out[-1]) + 1 if len(out) else k
+
+
+def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0) -> int:
+    """`edge` moved out to the outer end of a fricative's hiss (4–11 kHz) that continues the voiced sound within
+    `HISS_REACH_S`, else `edge`. The hiss is followed on 5 ms windows of its own band over
+    max(its band's local floor + 10 dB, run peak + `HISS_LEVEL_DB`) — floor and test on the same band — and the
+    end is refined on the samples of that band like a voiced edge."""
+    w = max(8, int(round(sr * 0.005)))
+    span = int(round(sr * HISS_FLOOR_S))
+    reach = int(round(sr * HISS_REACH_S))
+    if start:
+        a, b = max(lo, edge - span), edge
+    else:
+        a, b = edge, min(hi, edge + span)
+    if b - a < 4 * w:
+        return edge
+    yh = _band(x, sr, a, b, dc, hiss=True)
+    r = _win_rms(yh, w)  # r[j]: samples a + j … a + j + w
+    floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
+    # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
+    # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
+    # the voiced edge and the hiss); it ends at the chain's outermost hissy window
+    r_low = _win_rms(_band(x, sr, a, b, dc), w)
+    over, hissy = r >= thr, r >= r_low * 10 ** (HISS_TILT_DB / 20)
+    if start:
+        over, hissy = over[::-1], hissy[::-1]  # walk outward from the edge
+    idx = np.flatnonzero(over)
+    if len(idx) == 0 or idx[0] > reach:
+        return edge
+    gaps = np.flatnonzero(np.diff(idx) > reach)
+    chain = idx[: gaps[0] + 1] if len(gaps) else idx
+    hiss_idx = chain[hissy[chain]]
+    if len(hiss_idx) < 2:
+        return edge
+    last = int(hiss_idx[-1])  # outermost hissy window of the chain (counted outward)
+    if last <= w // 2:
+        return edge
+    eps = max((0.1 * floor) ** 2, (pk * 10 ** ((HISS_LEVEL_DB - 15) / 20)) ** 2, 1e-12)
+    if start:
+        j = len(r) - 1 - last  # window j starts at a + j
+        z0, z1 = a + j - w, a + j + 2 * w
+        e = _refine_edge(x, sr, z0, z1, thr, eps, lo, edge, start=True, dc=dc, hiss=True)
+        return min(edge, e) if e is not None else edge
+    z0, z1 = a + last - w, a + last + 2 * w
+    e = _refine_edge(x, sr, z0, z1, thr, eps, edge, hi, start=False, dc=dc, hiss=True)
+    return max(edge, e) if e is not None else edge
 
 
 def _outlier_level(quiet: np.ndarray, eps: float) -> float:
