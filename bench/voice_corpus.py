@@ -162,6 +162,12 @@ def pieces(a: np.ndarray, gap_s: float = 0.15, quiet_db: float = -40.0) -> list[
 
 # ---------------------------------------------------------------------------------------------------- conversations
 
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
 @dataclass
 class Conversation:
     audio: np.ndarray  # (n, 2) float32: user, agent
@@ -276,7 +282,7 @@ if __name__ == "__main__":
 
 # ---------------------------------------------------------------------------------------------------- scoring
 
-def match(truth: list[tuple[int, int]], found: list) -> dict:
+def match(truth: list[tuple[int, int]], found: list, join: bool = False) -> dict:
     """Compare detected regions (objects with .start/.end) with the true intervals of one channel.
 
     missed: true intervals no region overlaps; merged: regions overlapping two or more true intervals; split: true
@@ -287,7 +293,11 @@ def match(truth: list[tuple[int, int]], found: list) -> dict:
     for k, js in enumerate(over):
         for j in js:
             by_truth.setdefault(j, []).append(k)
-    pairs = [(j, found[ks[0]]) for j, ks in sorted(by_truth.items()) if len(ks) == 1 and len(over[ks[0]]) == 1]
+    if join:  # a reply's parts are one reply to a turn (agent_start: the first's start, agent_end: the last's end)
+        pairs = [(j, Span(found[ks[0]].start, found[ks[-1]].end)) for j, ks in sorted(by_truth.items())
+                 if all(len(over[k]) == 1 for k in ks)]
+    else:
+        pairs = [(j, found[ks[0]]) for j, ks in sorted(by_truth.items()) if len(ks) == 1 and len(over[ks[0]]) == 1]
     return {"missed": sum(1 for j in range(len(truth)) if j not in by_truth),
             "merged": sum(1 for js in over if len(js) > 1),
             "split": sum(1 for ks in by_truth.values() if len(ks) > 1),
@@ -298,7 +308,7 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
     """Per-conversation score: edge errors (ms, detected − true) of the one-to-one matches, `key` errors
     (user end, agent start: what ttfa is made of), and turns found: exchanges whose utterance and reply are both
     matched one to one with no extra region in between (so pairing turns gives the right reply)."""
-    mu, ma = match(conv.user, user_regions), match(conv.agent, agent_regions)
+    mu, ma = match(conv.user, user_regions), match(conv.agent, agent_regions, join=True)
     errs, key = [], []
     pu, pa = dict(mu["pairs"]), dict(ma["pairs"])
     for j, r in pu.items():
@@ -307,14 +317,16 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
         errs += [r.start - conv.agent[j][0], r.end - conv.agent[j][1]]
     from harness.audio.turns import pair_turns
 
-    reply_of = {t.user_start: t.agent_start for t in pair_turns(list(user_regions), list(agent_regions), SR)}
+    turns = pair_turns(list(user_regions), list(agent_regions), SR)
+    reply_of = {t.user_start: t.agent_start for t in turns}
+    reply_end = {t.user_start: t.agent_end for t in turns}
     found = 0
     for j in range(len(conv.user)):
         if j in pu and j in pa:
             key += [pu[j].end - conv.user[j][1], pa[j].start - conv.agent[j][0]]
-            found += reply_of.get(pu[j].start) == pa[j].start
+            found += reply_of.get(pu[j].start) == pa[j].start and reply_end.get(pu[j].start) == pa[j].end
     ms = 1e3 / SR
     return {"turns": len(conv.user), "found": found,
             "missed": mu["missed"] + ma["missed"], "merged": mu["merged"] + ma["merged"],
-            "split": mu["split"] + ma["split"], "extra": mu["extra"] + ma["extra"],
+            "split": mu["split"], "reply_parts": ma["split"], "extra": mu["extra"] + ma["extra"],
             "errors_ms": np.array(errs, float) * ms, "key_ms": np.array(key, float) * ms}

@@ -39,6 +39,7 @@ VAD_RATE = 8000
 FRAME_S = 0.010
 ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
 BAND = (80.0, 4000.0)
+SPREAD_DB = 15.0  # frames this close to the floor are noise when its spread is measured (noise_level)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
 REFINE_TRIES = 8  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
 EXTEND_S = 0.0125
@@ -104,6 +105,20 @@ def noise_floor(x: np.ndarray, sr: int, *, rms: np.ndarray | None = None) -> flo
     if len(rms) == 0:
         return ABS_FLOOR
     return max(float(np.percentile(rms, 10)), ABS_FLOOR)
+
+
+def noise_level(rms: np.ndarray, floor: float) -> float:
+    """The level the thresholds stand on: the noise's upper level, not just its quiet moments. Babble and pink
+    noise fluctuate far more from frame to frame than white noise (whose 10 ms frames are within ±1.5 dB), so
+    thresholds over their 10th percentile are crossed by the noise itself. Frames within `SPREAD_DB` (15 dB) of
+    `floor` are taken as the noise; their median as far over it as the floor is under it (the noise's upper
+    tail, mirrored from its lower one, which speech does not reach) less 1.5 dB (white noise: about the floor
+    itself) is the level, never under `floor`."""
+    near = rms[(rms >= floor) & (rms <= floor * 10 ** (SPREAD_DB / 20))]
+    if len(near) < 10:
+        return floor
+    med = float(np.median(near))
+    return max(floor, med * (med / floor) * 10 ** (-1.5 / 20))
 
 
 def vad_frames(y8: np.ndarray, vad_mode: int = 2, only: np.ndarray | None = None) -> np.ndarray:
@@ -175,6 +190,7 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     if len(rms) == 0:
         return []
     fl_floor = noise_floor(x, sr, rms=rms) if floor is None else max(float(floor), ABS_FLOOR)
+    fl_floor = noise_level(rms, fl_floor)
     # energy delimits, the VAD confirms: a run of frames above floor + low margin is speech when its loud frames
     # (floor + margin, within min_level_db of the loudest speech, above min_dbfs) are mostly VAD speech
     low = rms >= fl_floor * 10 ** (floor_low_db / 20)
