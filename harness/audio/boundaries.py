@@ -39,9 +39,11 @@ VAD_RATE = 8000
 FRAME_S = 0.010
 ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
 BAND = (80.0, 4000.0)
+VOICED_CORR = 0.6  # normalized autocorrelation at the pitch lag: a voiced frame
+VOICED_MIN_FRAMES = 5  # a run needs this many loud frames for the voicing second opinion
 SPREAD_DB = 15.0  # frames this close to the floor are noise when its spread is measured (noise_level)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
-REFINE_TRIES = 8  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
+REFINE_TRIES = 50  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
 EXTEND_S = 0.0125
 HISS_TOP = 11000.0  # top of the fricative band the edges are also followed in
 HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10 dB over its band's local floor
@@ -119,6 +121,34 @@ def noise_level(rms: np.ndarray, floor: float) -> float:
         return floor
     med = float(np.median(near))
     return max(floor, med * (med / floor) * 10 ** (-1.5 / 20))
+
+
+def voiced_frames(y8: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """For each 10 ms frame index of an 8 kHz signal: is the 30 ms around it periodic at a pitch (60–400 Hz)?
+    Normalized autocorrelation peak over lags 2.5–16.7 ms above `VOICED_CORR`. Noise, hiss and comfort noise
+    are not; vowels, nasals and voiced consonants are."""
+    fl = int(VAD_RATE * FRAME_S)
+    half = 3 * fl // 2
+    lo_lag, hi_lag = VAD_RATE // 400, VAD_RATE // 60
+    out = np.zeros(len(frames), bool)
+    for i, f in enumerate(frames):
+        c = int(f) * fl + fl // 2
+        seg = np.asarray(y8[max(0, c - half) : c + half + hi_lag], np.float64)
+        if len(seg) < 2 * half:
+            continue
+        seg = seg - seg.mean()
+        a = seg[: 2 * half]
+        e0 = float(a @ a)
+        if e0 <= 0:
+            continue
+        best = 0.0
+        for lag in range(lo_lag, min(hi_lag, len(seg) - 2 * half) + 1):
+            b = seg[lag : lag + 2 * half]
+            eb = float(b @ b)
+            if eb > 0:
+                best = max(best, float(a @ b) / np.sqrt(e0 * eb))
+        out[i] = best >= VOICED_CORR
+    return out
 
 
 def vad_frames(y8: np.ndarray, vad_mode: int = 2, only: np.ndarray | None = None) -> np.ndarray:
@@ -206,6 +236,11 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     n_voiced = np.concatenate([[0], np.cumsum(loud & vad)])
     nl, nv = n_loud[ends] - n_loud[starts], n_voiced[ends] - n_voiced[starts]
     ok = (nv > 0) & (nv >= vad_fraction * nl)
+    # second opinion where webrtcvad says no: a run whose loud frames are mostly voiced (periodic at a pitch) is
+    # speech too — webrtcvad's model rejects some real voices (a quiet word right after digital silence)
+    for k in np.flatnonzero(~ok & (nl >= VOICED_MIN_FRAMES)):
+        fr = starts[k] + np.flatnonzero(loud[starts[k] : ends[k]])
+        ok[k] = np.mean(voiced_frames(y8, fr)) >= vad_fraction
     starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
     if len(starts) == 0:
         return []
