@@ -400,7 +400,9 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
     # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
     # the voiced edge and the hiss); it ends at the chain's outermost hissy window
     r_low = _win_rms(_band(x, sr, a, b, dc), w)
-    over, hissy = r >= thr, r >= r_low * 10 ** (HISS_TILT_DB / 20)
+    floor_low = max(float(np.percentile(r_low[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
     if start:
         over, hissy = over[::-1], hissy[::-1]  # walk outward from the edge
     idx = np.flatnonzero(over)
