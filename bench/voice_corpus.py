@@ -207,7 +207,7 @@ def noise(kind: str, n: int, seed: int) -> np.ndarray:
 
 
 def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_db: float | None = None,
-                 n: int = 6, agent_voice: int | None = None, comfort_db: float = 50.0) -> Conversation:
+                 n: int = 6, agent_voice: int | None = None, comfort_db: float | None = 50.0) -> Conversation:
     """One seeded conversation of `family` (see module doc). `agent_voice` picks the agent's voice in the family
     (default: seed modulo the number of voices); the user speaks the next voice of the family."""
     rng = np.random.default_rng(seed)
@@ -248,7 +248,8 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
     for (u, a, _), (us, ue), (as_, ae) in zip(sides, user, agent):
         x[us:ue, 0] += u
         x[as_:ae, 1] += a
-        x[as_ - cn : as_, 1] += rng.standard_normal(cn).astype(np.float32) * np.abs(a).max() * 10 ** (-comfort_db / 20)
+        if comfort_db is not None:
+            x[as_ - cn : as_, 1] += rng.standard_normal(cn).astype(np.float32) * np.abs(a).max() * 10 ** (-comfort_db / 20)
     info = {"family": family, "agent_voice": voices[av][1], "user_voice": voices[uv][1], "noise": noise_kind,
             "snr_db": snr_db, "seed": seed, "levels_dbfs": [round(level[0], 1), round(level[1], 1)]}
     if noise_kind is not None:
