@@ -41,6 +41,7 @@ ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor 
 BAND = (80.0, 4000.0)
 VOICED_CORR = 0.6  # normalized autocorrelation at the pitch lag: a voiced frame
 VOICED_MIN_FRAMES = 5  # a run needs this many loud frames for the voicing second opinion
+NOISE_LEVEL_OFFSET_DB = 2.5  # white noise: median 1 dB over the 10th percentile, mirrored 2 dB; this leaves the floor
 SPREAD_DB = 15.0  # frames this close to the floor are noise when its spread is measured (noise_level)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
 REFINE_TRIES = 50  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
@@ -114,13 +115,13 @@ def noise_level(rms: np.ndarray, floor: float) -> float:
     noise fluctuate far more from frame to frame than white noise (whose 10 ms frames are within ±1.5 dB), so
     thresholds over their 10th percentile are crossed by the noise itself. Frames within `SPREAD_DB` (15 dB) of
     `floor` are taken as the noise; their median as far over it as the floor is under it (the noise's upper
-    tail, mirrored from its lower one, which speech does not reach) less 1.5 dB (white noise: about the floor
+    tail, mirrored from its lower one, which speech does not reach) less 2.5 dB (white noise: about the floor
     itself) is the level, never under `floor`."""
     near = rms[(rms >= floor) & (rms <= floor * 10 ** (SPREAD_DB / 20))]
     if len(near) < 10:
         return floor
     med = float(np.median(near))
-    return max(floor, med * (med / floor) * 10 ** (-1.5 / 20))
+    return max(floor, med * (med / floor) * 10 ** (-NOISE_LEVEL_OFFSET_DB / 20))
 
 
 def voiced_frames(y8: np.ndarray, frames: np.ndarray) -> np.ndarray:
