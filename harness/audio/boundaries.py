@@ -40,8 +40,18 @@ VAD_RATE = 8000
 FRAME_S = 0.010
 ABS_FLOOR = 1e-5  # ≈ −100 dBFS, under 16-bit quantisation noise: the floor of digital silence
 BAND = (80.0, 4000.0)
+VOICED_CORR = 0.6  # normalized autocorrelation at the pitch lag: a voiced frame
+VOICED_MIN_FRAMES = 5  # a run needs this many loud frames for the voicing second opinion
+NOISE_LEVEL_OFFSET_DB = 2.5  # white noise: median 1 dB over the 10th percentile, mirrored 2 dB; this leaves the floor
+SPREAD_DB = 15.0  # frames this close to the floor are noise when its spread is measured (noise_level)
 CONTEXT_FRAMES = 30  # VAD context before a candidate frame
-EXTEND_S = 0.0125  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
+REFINE_TRIES = 50  # loud frames tried, outermost first, when an edge's coarse crossing is not on the samples
+EXTEND_S = 0.0125
+HISS_TOP = 11000.0  # top of the fricative band the edges are also followed in
+HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10 dB over its band's local floor
+HISS_TILT_DB = 8.0  # the hiss band's window RMS over the 4 kHz band's, at least
+HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a stop's closure in between)
+HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,48 @@ def noise_floor(x: np.ndarray, sr: int, *, rms: np.ndarray | None = None) -> flo
     if len(rms) == 0:
         return ABS_FLOOR
     return max(float(np.percentile(rms, 10)), ABS_FLOOR)
+
+
+def noise_level(rms: np.ndarray, floor: float) -> float:
+    """The level the thresholds stand on: the noise's upper level, not just its quiet moments. Babble and pink
+    noise fluctuate far more from frame to frame than white noise (whose 10 ms frames are within ±1.5 dB), so
+    thresholds over their 10th percentile are crossed by the noise itself. Frames within `SPREAD_DB` (15 dB) of
+    `floor` are taken as the noise; their median as far over it as the floor is under it (the noise's upper
+    tail, mirrored from its lower one, which speech does not reach) less 2.5 dB (white noise: about the floor
+    itself) is the level, never under `floor`."""
+    near = rms[(rms >= floor) & (rms <= floor * 10 ** (SPREAD_DB / 20))]
+    if len(near) < 10:
+        return floor
+    med = float(np.median(near))
+    return max(floor, med * (med / floor) * 10 ** (-NOISE_LEVEL_OFFSET_DB / 20))
+
+
+def voiced_frames(y8: np.ndarray, frames: np.ndarray) -> np.ndarray:
+    """For each 10 ms frame index of an 8 kHz signal: is the 30 ms around it periodic at a pitch (60–400 Hz)?
+    Normalized autocorrelation peak over lags 2.5–16.7 ms above `VOICED_CORR`. Noise, hiss and comfort noise
+    are not; vowels, nasals and voiced consonants are."""
+    fl = int(VAD_RATE * FRAME_S)
+    half = 3 * fl // 2
+    lo_lag, hi_lag = VAD_RATE // 400, VAD_RATE // 60
+    out = np.zeros(len(frames), bool)
+    for i, f in enumerate(frames):
+        c = int(f) * fl + fl // 2
+        seg = np.asarray(y8[max(0, c - half) : c + half + hi_lag], np.float64)
+        if len(seg) < 2 * half:
+            continue
+        seg = seg - seg.mean()
+        a = seg[: 2 * half]
+        e0 = float(a @ a)
+        if e0 <= 0:
+            continue
+        best = 0.0
+        for lag in range(lo_lag, min(hi_lag, len(seg) - 2 * half) + 1):
+            b = seg[lag : lag + 2 * half]
+            eb = float(b @ b)
+            if eb > 0:
+                best = max(best, float(a @ b) / np.sqrt(e0 * eb))
+        out[i] = best >= VOICED_CORR
+    return out
 
 
 def vad_frames(y8: np.ndarray, vad_mode: int = 2, only: np.ndarray | None = None) -> np.ndarray:
@@ -170,6 +222,7 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     if len(rms) == 0:
         return []
     fl_floor = noise_floor(x, sr, rms=rms) if floor is None else max(float(floor), ABS_FLOOR)
+    fl_floor = noise_level(rms, fl_floor)
     # energy delimits, the VAD confirms: a run of frames above floor + low margin is speech when its loud frames
     # (floor + margin, within min_level_db of the loudest speech, above min_dbfs) are mostly VAD speech
     low = rms >= fl_floor * 10 ** (floor_low_db / 20)
@@ -185,6 +238,11 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     n_voiced = np.concatenate([[0], np.cumsum(loud & vad)])
     nl, nv = n_loud[ends] - n_loud[starts], n_voiced[ends] - n_voiced[starts]
     ok = (nv > 0) & (nv >= vad_fraction * nl)
+    # second opinion where webrtcvad says no: a run whose loud frames are mostly voiced (periodic at a pitch) is
+    # speech too — webrtcvad's model rejects some real voices (a quiet word right after digital silence)
+    for k in np.flatnonzero(~ok & (nl >= VOICED_MIN_FRAMES)):
+        fr = starts[k] + np.flatnonzero(loud[starts[k] : ends[k]])
+        ok[k] = np.mean(voiced_frames(y8, fr)) >= vad_fraction
     starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
     if len(starts) == 0:
         return []
@@ -205,16 +263,29 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         loud_frames = lo_f + np.flatnonzero(rms[lo_f : e + 3] >= thr)
         if len(loud_frames) == 0:
             continue
-        f0, f1 = int(loud_frames[0]), int(loud_frames[-1])
-        # frames are on the 8 kHz copy, whose filter smears a little: search one frame beyond on either side
-        a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 2) * fl)), thr, eps, prev_end, nxt,
-                         start=True, dc=dc)
+        # frames are on the 8 kHz copy, whose filter differs from the refinement's: a frame just over `thr` there
+        # may hold no 5 ms window over it on the samples. Then the next loud frame inward is tried (a region
+        # whose outermost loud frame was borderline must not be dropped whole)
+        a = b = None
+        for f0 in loud_frames[:REFINE_TRIES]:
+            f0 = int(f0)
+            a = _refine_edge(x, sr, int(round((f0 - 2) * fl)), int(round((f0 + 2) * fl)), thr, eps, prev_end, nxt,
+                             start=True, dc=dc)
+            if a is not None:
+                break
         if a is None:
             continue
-        b = _refine_edge(x, sr, int(round((f1 - 1) * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt, start=False,
-                         dc=dc)
+        for f1 in loud_frames[::-1][:REFINE_TRIES]:
+            f1 = int(f1)
+            b = _refine_edge(x, sr, int(round((f1 - 1) * fl)), int(round((f1 + 3) * fl)), thr, eps, a, nxt,
+                             start=False, dc=dc)
+            if b is not None and b > a:
+                break
         if b is None or b <= a:
             continue
+        if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
+            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
+            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -233,9 +304,17 @@ def _lowpass(sr: int) -> np.ndarray:
     return signal.firwin(n, min(BAND[1], 0.45 * sr), fs=sr, window="blackman")
 
 
-def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0) -> np.ndarray:
-    """x[a:b] minus the channel's DC offset `dc`, low-passed at 4 kHz (zero phase)."""
-    h = _lowpass(sr)
+@lru_cache(maxsize=8)
+def _highpass(sr: int) -> np.ndarray:
+    """Linear-phase FIR band-pass 4 kHz – min(11 kHz, 0.45 sr), ±0.35 ms long: where a fricative's hiss is."""
+    n = 2 * int(round(sr * 0.00035)) + 1
+    return signal.firwin(n, [BAND[1], min(HISS_TOP, 0.45 * sr)], fs=sr, window="blackman", pass_zero=False)
+
+
+def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = False) -> np.ndarray:
+    """x[a:b] minus the channel's DC offset `dc`, low-passed at 4 kHz (zero phase); `hiss`: band-passed
+    4–11 kHz instead."""
+    h = _highpass(sr) if hiss else _lowpass(sr)
     half = len(h) // 2
     lo, hi = max(0, a - half), min(len(x), b + half)
     y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
@@ -259,7 +338,7 @@ def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
     return int(k[np.argmax(ll)])
 
 
-def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.0):
+def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.0, hiss: bool = False):
     """Sample position of the onset (start=True) or end (exclusive) of speech whose coarse crossing of `thr`
     lies in samples [z0, z1). The search stays within [lo, hi). None if nothing crosses `thr` there.
     """
@@ -272,7 +351,7 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
         return None
     # one filtered stretch covers the coarse zone and every fine window it can lead to
     f0, f1 = (max(lo, z0 - w - reach), min(hi, z1 + over)) if start else (max(lo, z0 - over), min(hi, z1 + w + reach))
-    yb = _band(x, sr, f0, f1, dc)
+    yb = _band(x, sr, f0, f1, dc, hiss)
     hit = np.flatnonzero(_win_rms(yb[z0 - f0 : z1 - f0], w) >= thr)  # window j covers [z0 + j, z0 + j + w)
     if len(hit) == 0:
         return None
@@ -298,6 +377,56 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     hi_e = min(f1, k + ext)
     out = np.flatnonzero(np.abs(yb[k - f0 : hi_e - f0]) > thr_s)
     return k + int(out[-1]) + 1 if len(out) else k
+
+
+def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0) -> int:
+    """`edge` moved out to the outer end of a fricative's hiss (4–11 kHz) that continues the voiced sound within
+    `HISS_REACH_S`, else `edge`. The hiss is followed on 5 ms windows of its own band over
+    max(its band's local floor + 10 dB, run peak + `HISS_LEVEL_DB`) — floor and test on the same band — and the
+    end is refined on the samples of that band like a voiced edge."""
+    w = max(8, int(round(sr * 0.005)))
+    span = int(round(sr * HISS_FLOOR_S))
+    reach = int(round(sr * HISS_REACH_S))
+    if start:
+        a, b = max(lo, edge - span), edge
+    else:
+        a, b = edge, min(hi, edge + span)
+    if b - a < 4 * w:
+        return edge
+    yh = _band(x, sr, a, b, dc, hiss=True)
+    r = _win_rms(yh, w)  # r[j]: samples a + j … a + j + w
+    floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
+    # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
+    # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
+    # the voiced edge and the hiss); it ends at the chain's outermost hissy window
+    r_low = _win_rms(_band(x, sr, a, b, dc), w)
+    floor_low = max(float(np.percentile(r_low[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
+    if start:
+        over, hissy = over[::-1], hissy[::-1]  # walk outward from the edge
+    idx = np.flatnonzero(over)
+    if len(idx) == 0 or idx[0] > reach:
+        return edge
+    gaps = np.flatnonzero(np.diff(idx) > reach)
+    chain = idx[: gaps[0] + 1] if len(gaps) else idx
+    hiss_idx = chain[hissy[chain]]
+    if len(hiss_idx) < 2:
+        return edge
+    last = int(hiss_idx[-1])  # outermost hissy window of the chain (counted outward)
+    if last <= w // 2:
+        return edge
+    eps = max((0.1 * floor) ** 2, (pk * 10 ** ((HISS_LEVEL_DB - 15) / 20)) ** 2, 1e-12)
+    if start:
+        j = len(r) - 1 - last  # window j starts at a + j
+        z0, z1 = a + j - w, a + j + 2 * w
+        e = _refine_edge(x, sr, z0, z1, thr, eps, lo, edge, start=True, dc=dc, hiss=True)
+        return min(edge, e) if e is not None else edge
+    z0, z1 = a + last - w, a + last + 2 * w
+    e = _refine_edge(x, sr, z0, z1, thr, eps, edge, hi, start=False, dc=dc, hiss=True)
+    return max(edge, e) if e is not None else edge
 
 
 def _outlier_level(quiet: np.ndarray, eps: float) -> float:

@@ -1,0 +1,87 @@
+"""Boundaries on voices vlh was not tuned on (bench/voice_corpus.py): the corpus's worst cases, generated on the fly.
+
+Each case is one failure class of issue 13, with the mechanism that fixed it (docs/boundaries-on-other-voices.md).
+Truth is cut from the source signals, never from the detector.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import voice_corpus as vc  # noqa: E402
+
+from harness.audio.boundaries import speech_regions  # noqa: E402
+
+SR = 48000
+
+
+def _score(c):
+    return vc.score(c, speech_regions(c.audio[:, 0], SR), speech_regions(c.audio[:, 1], SR))
+
+
+def _edge_ms(c, ch, j):
+    """(start, end) error in ms of the detected region matching true interval j of channel ch."""
+    truth = c.user if ch == 0 else c.agent
+    pairs = dict(vc.match(truth, speech_regions(c.audio[:, ch], SR))["pairs"])
+    assert j in pairs, f"interval {j} of channel {ch} not found one to one"
+    r = pairs[j]
+    return (r.start - truth[j][0]) / SR * 1e3, (r.end - truth[j][1]) / SR * 1e3
+
+
+def test_borderline_last_frame_does_not_drop_the_utterance():
+    """flite slt, clean, −23 dBFS: the last loud frame on the 8 kHz copy had no 5 ms window over the threshold
+    on the refinement's band, and the whole utterance was dropped."""
+    c = vc.conversation("flite", 2)
+    s, e = _edge_ms(c, 0, 1)
+    assert abs(s) <= 3 and abs(e) <= 3
+
+
+def test_trailing_ks_of_thanks_is_speech():
+    """flite slt "Thanks." (natural cut): the /k/ closure, its release and the /s/ hiss after the vowel; the end
+    stopped at the vowel, 185 ms early."""
+    c = vc.conversation("flite", 6)
+    s, e = _edge_ms(c, 0, 4)
+    assert abs(s) <= 3 and abs(e) <= 3
+
+
+def test_fricative_onset_of_front_and_quiet_word_webrtcvad_rejects():
+    """Human recordings: "Front" starts with an /f/ (aliased into the 8 kHz copy, absent under 4 kHz), and a quiet
+    "Left" right after digital silence that webrtcvad calls non-speech in every mode."""
+    for seed in (1, 11):
+        c = vc.conversation("human", seed)
+        sc = _score(c)
+        assert sc["found"] == 6 and sc["missed"] == 0
+        assert np.abs(sc["errors_ms"]).max() <= 3.0
+
+
+@pytest.mark.parametrize("family", ["flite", pytest.param("festival", marks=pytest.mark.xfail(
+    strict=True, reason="festival kal_diphone, seed 2, utterance 3: end 50.6 ms early (a soft ending neither voiced "
+                        "over the edge level nor hissy); not fixed, see docs/boundaries-on-other-voices.md")),
+                                    "espeak", "human"])
+def test_clean_no_missed_or_merged_and_ttfa_edges_within_3ms(family):
+    """Every voice of the family as the agent once, clean audio with comfort noise before each reply."""
+    for seed in range(len(vc.FAMILIES[family])):
+        sc = _score(vc.conversation(family, seed))
+        assert sc["missed"] == 0 and sc["merged"] == 0 and sc["extra"] == 0, (family, seed, sc)
+        assert np.abs(sc["key_ms"]).max() <= 3.0, (family, seed, sc["key_ms"])
+
+
+@pytest.mark.parametrize("kind", ["pink", "babble"])
+def test_fluctuating_noise_at_25db_is_not_speech(kind):
+    """Babble (and pink noise) at 25 dB SNR: thresholds over the noise's 10th percentile were crossed by the noise
+    itself (60 extra regions per 48 turns, replies merged); they now stand on the noise's upper level."""
+    for seed in (0, 1, 2):
+        sc = _score(vc.conversation("espeak", seed, noise_kind=kind, snr_db=25.0))
+        assert sc["extra"] == 0 and sc["merged"] == 0 and sc["missed"] == 0, (kind, seed, sc)
+        assert sc["found"] == sc["turns"]
+
+
+def test_espeak_variants_white_25db_within_5ms():
+    for seed in (0, 1, 2):
+        sc = _score(vc.conversation("espeak", seed, noise_kind="white", snr_db=25.0))
+        assert sc["found"] == sc["turns"]
+        assert np.abs(sc["errors_ms"]).max() <= 5.0, (seed, sc["errors_ms"])
