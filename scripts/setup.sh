@@ -3,7 +3,7 @@
 # Idempotent and fast when everything is already there. Not root and something missing: prints the command, exits 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PKGS="espeak-ng libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium"
+APT_PKGS="espeak-ng libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins chromium flite festival festvox-kallpc16k festvox-us-slt-hts"
 missing=()
 for p in $APT_PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
