@@ -128,3 +128,37 @@ def test_jitter_and_loss_go_to_the_jitter_buffer(tmp_path):
 
 def test_ten_concurrent_calls_stay_within_tolerance(tmp_path):
     measured(tmp_path, "concurrent", lambda out: _check_errors(out, 20), turns=2, calls=10)
+
+
+OTHER_VOICES = """name: other-voices
+turns:
+  - {say: "What time is it now?", engine: festival, voice: kal}
+  - {say: "Book a table for two.", engine: festival, voice: slt}
+  - {say: "How far is the airport?", engine: flite, voice: awb}
+  - {say: "Thanks.", engine: flite, voice: rms}
+"""
+
+
+@pytest.mark.parametrize("agent_engine,agent_voice", [("flite", "slt"), ("festival", "kal")])
+def test_other_voices_recover_truth(tmp_path, agent_engine, agent_voice):
+    # issue 13 item 3: the agent replies with flite / festival, the user speaks festival (diphone, HTS) and flite
+    from harness.audio.synth import sharpen, synthesize
+    from harness.suite.scenario import load_scenario
+
+    path = tmp_path / "voices.yaml"
+    path.write_text(OTHER_VOICES)
+    sc = load_scenario(path)
+
+    def check(out):
+        _check_errors(out, 4)
+        df = _turns(out)
+        assert (df["status"] == "ok").all(), df["status"].tolist()
+        truth = [json.loads(line) for line in (out / "agent-truth.jsonl").read_text().splitlines()]
+        (start,) = [r for r in truth if r["kind"] == "call" and r["event"] == "start"]
+        assert (start["config"]["tts_engine"], start["config"]["tts_voice"]) == (agent_engine, agent_voice)
+        for rec in (r for r in truth if r["kind"] == "turn"):  # the audio sent is that engine's, sample for sample
+            want = sum(len(sharpen(synthesize(s, agent_voice, None, None, agent_engine))[0]) for s in rec["sentences"])
+            assert rec["reply_samples"] == want, (rec["sentences"], rec["reply_samples"], want)
+
+    measured(tmp_path, f"voices-{agent_engine}", check, scenario=sc,
+             overrides={"tts_engine": agent_engine, "tts_voice": agent_voice})

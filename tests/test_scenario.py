@@ -106,7 +106,7 @@ MISTAKES = [
     # (id, yaml text, line, field, fragments that must be in the message)
     ("yaml-syntax", "name: a\nturns:\n  - say: [unclosed\n    pause_after_ms: 3\n", None, "YAML syntax", ["indentation"]),
     ("unknown-field", "name: a\nturns:\n  - say: hi\n    pause_ms: 3\n", 4, "turns[0].pause_ms",
-     ["unknown field", "did you mean pause_after_ms", "allowed: say, voice, rate, wav"]),
+     ["unknown field", "did you mean pause_after_ms", "allowed: say, engine, voice, rate, wav"]),
     ("wrong-type", "name: a\nturns:\n  - say: hi\n    pause_after_ms: \"300ms\"\n", 4, "turns[0].pause_after_ms",
      ["valid integer", "'300ms'", "allowed: milliseconds"]),
     ("out-of-range", "name: a\nrepetitions: 0\nturns:\n  - say: hi\n", 2, "repetitions",
@@ -283,3 +283,39 @@ def test_builtin_nightly_set_ships_in_the_package():
     assert len(load_scenarios(NIGHTLY)) == 7
     with pytest.raises(VlhError, match="no built-in scenario set 'nope'; there are: nightly"):
         builtin_path("nope")
+
+
+def test_turn_engine_and_voice_are_checked_with_file_and_line(tmp_path):
+    sc = load_scenario(write(tmp_path, "name: a\nturns:\n  - say: hi\n    engine: flite\n    voice: slt\n"
+                                       "  - say: ho\n    engine: festival\n    voice: kal\n"))
+    assert [(t.engine, t.voice) for t in sc.turns] == [("flite", "slt"), ("festival", "kal")]
+    msg = error_of(write(tmp_path, "name: a\nturns:\n  - say: hi\n  - say: ho\n    engine: polly\n"))
+    assert ":5: turns[1].engine: unknown TTS engine 'polly' (allowed: espeak, flite, festival)" in msg
+    msg = error_of(write(tmp_path, "name: a\nturns:\n  - say: hi\n    engine: flite\n    voice: en-us\n"))
+    assert ":5: turns[0].voice: flite has no voice 'en-us' (allowed: " in msg and "slt" in msg
+    assert len(msg.strip().splitlines()) == 1
+
+
+def test_agent_tts_engine_is_checked(tmp_path):
+    msg = error_of(write(tmp_path, "name: a\nturns:\n  - say: hi\nagent:\n  profile: typical\n  tts_engine: polly\n"))
+    assert ":6: agent.tts_engine: unknown TTS engine 'polly'" in msg
+    sc = load_scenario(write(tmp_path, "name: a\nturns:\n  - say: hi\nagent: {profile: typical, tts_engine: festival, "
+                                       "tts_voice: slt}\n"))
+    assert sc.agent.overrides() == {"tts_engine": "festival", "tts_voice": "slt"}
+
+
+def test_engine_on_a_wav_turn_is_refused(tmp_path):
+    msg = error_of(write(tmp_path, "name: a\nturns:\n  - wav: x.wav\n    engine: flite\n"))
+    assert "turns[0]" in msg
+
+
+def test_fingerprint_unchanged_without_engine_and_changed_by_it(tmp_path):
+    plain = load_scenario(write(tmp_path, "name: a\nturns:\n  - say: hi\n"))
+    stim = plain.model_dump(mode="json", include={"turns", "repetitions", "timeout_s"})
+    stim["turns"][0].pop("engine")
+    import hashlib
+    import json
+
+    assert plain.fingerprint == hashlib.sha256(json.dumps(stim, sort_keys=True).encode()).hexdigest()[:16]
+    flite = load_scenario(write(tmp_path, "name: a\nturns:\n  - say: hi\n    engine: flite\n"))
+    assert flite.fingerprint != plain.fingerprint

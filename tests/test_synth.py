@@ -137,3 +137,36 @@ def test_build_conversation_places_everything_where_truth_says(tmp_path):
         assert x[t["user_end"], 0] == 0 and x[t["user_end"] - 200, 0] != 0
     assert np.abs(x[t0["agent_start"] : t0["agent_end"], 1]).max() == pytest.approx(0.5)
     assert not x[:t0["agent_start"], 1].any()
+
+
+@pytest.mark.parametrize("engine,voice", [("espeak", None), ("espeak", "en-gb-scotland"), ("flite", "slt"),
+                                          ("flite", "awb"), ("festival", "slt"), ("festival", "kal")])
+def test_two_fresh_syntheses_are_byte_identical(tmp_path, engine, voice):
+    # issue 15 item 4: same text + engine + voice + rate → the same samples; the engine really runs twice
+    runs = synth.ENGINE_RUNS
+    a = synthesize("Thanks. Could you tell me the opening hours?", voice, 190, tmp_path / "one", engine)
+    b = synthesize("Thanks. Could you tell me the opening hours?", voice, 190, tmp_path / "two", engine)
+    assert synth.ENGINE_RUNS == runs + 2
+    assert a.tobytes() == b.tobytes() and len(a) > 48000
+    (f1,), (f2,) = (tmp_path / "one").glob("*.npy"), (tmp_path / "two").glob("*.npy")
+    assert f1.read_bytes() == f2.read_bytes()
+
+
+def test_engines_differ_and_key_the_cache_apart(tmp_path):
+    out = {e: synthesize("We open at ten.", None, None, tmp_path, e) for e in synth.ENGINES}
+    assert len(list(tmp_path.glob("*.npy"))) == len(synth.ENGINES)
+    assert len({a.tobytes() for a in out.values()}) == len(out)  # three engines, three different sounds
+
+
+def test_unknown_engine_names_the_known_ones(tmp_path):
+    with pytest.raises(VlhError, match=r"TTS engine 'mbrola': unknown \(known: espeak, flite, festival\)"):
+        synthesize("hello", cache_dir=tmp_path, engine="mbrola")
+
+
+def test_engine_version_is_in_the_cache_key(tmp_path, monkeypatch):
+    synthesize("versioned", cache_dir=tmp_path, engine="flite")
+    eng = synth.ENGINES["flite"]
+    monkeypatch.setitem(synth.ENGINES, "flite", type(eng)(**{**eng.__dict__, "version": lambda: "flite-9.9"}))
+    runs = synth.ENGINE_RUNS
+    synthesize("versioned", cache_dir=tmp_path, engine="flite")
+    assert synth.ENGINE_RUNS == runs + 1 and len(list(tmp_path.glob("*.npy"))) == 2

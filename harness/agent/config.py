@@ -55,11 +55,16 @@ class AgentConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_RESPONSES),
         description="reply text per turn (cycled); sentences end with . ! or ?",
     )
-    # -- TTS (real espeak-ng audio)
+    # -- TTS (real synthesised speech: espeak-ng, flite, festival; or recorded WAV files)
     tts_ttfb_ms: float = Field(
         150.0, ge=0, le=60000, description="ms from a TTS request to its first audio (synthesis is done ahead)"
     )
-    tts_voice: str | None = Field(None, description="espeak-ng voice id (default: the synthesizer's)")
+    tts_engine: str = Field(
+        "espeak", description="who speaks the replies: espeak, flite, festival, or wav-dir:PATH (recorded WAV files; "
+                              "see docs/synthesis.md)",
+    )
+    tts_voice: str | None = Field(None, description="voice of the TTS engine, e.g. en-us (espeak), slt (flite, "
+                                                    "festival) (default: the engine's)")
     tts_rate: int | None = Field(None, ge=50, le=500, description="speech rate in words per minute")
     reply_leading_silence_ms: float = Field(
         0.0, ge=0, le=5000, description="ms of silence at the start of each reply, before its first voiced sample"
@@ -102,6 +107,13 @@ class AgentConfig(BaseModel):
         if not v or not all(isinstance(s, str) and s.strip() for s in v):
             raise ValueError("needs at least one non-empty text")
         return v
+
+    @field_validator("tts_engine")
+    @classmethod
+    def _engine(cls, v: str) -> str:
+        from harness.agent.tts import check_engine
+
+        return check_engine(v)
 
     @field_validator("telemetry", mode="before")
     @classmethod

@@ -203,7 +203,7 @@ async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, trut
         log.warning("on sound devices there is no network: %s do not apply", ", ".join(knobs))
     truth = TruthLog(truth_log, None, memory=False)
     clock = TelemetryClock(cfg.clock_offset_ms, cfg.clock_drift_ppm)
-    tts = Tts(cfg.tts_voice, cfg.tts_rate, cache_dir=tts_cache_dir)
+    tts = Tts(cfg.tts_voice, cfg.tts_rate, cache_dir=tts_cache_dir, engine=cfg.tts_engine)
     call = None
     try:
         await asyncio.gather(*(tts.prepare(s) for text in cfg.responses for s in sentences(text)))

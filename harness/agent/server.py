@@ -46,7 +46,8 @@ class AgentServer:
         self.host, self.port = host, port
         self.truth = TruthLog(truth_log, packet_log, memory=memory, memory_packets=memory_packets)
         self.clock = TelemetryClock(self.config.clock_offset_ms, self.config.clock_drift_ppm)
-        self.tts = Tts(self.config.tts_voice, self.config.tts_rate, cache_dir=tts_cache_dir)
+        self.tts = Tts(self.config.tts_voice, self.config.tts_rate, cache_dir=tts_cache_dir,
+                       engine=self.config.tts_engine)
         self.calls: dict[str, Call] = {}
         self.n_calls = 0
         self._runner: web.AppRunner | None = None

@@ -1,37 +1,41 @@
-"""Utterances: text → speech (pyttsx3's espeak driver) or a WAV file → float32 mono 48 kHz.
+"""Utterances: text → speech (an engine's CLI: espeak-ng, flite or Festival) or a WAV file → float32 mono 48 kHz.
 
-Synthesis is cached on disk, keyed by (text, voice, rate, engine version); `ENGINE_RUNS` counts how often the
-engine really ran in this process (a cache hit leaves it unchanged). `sharpen` trims an utterance so it starts and
-ends inside loud (voiced) material with short raised-cosine fades: its first and last sample are then known exactly,
-which is what the reference agent and the accuracy tests need.
+Engines live one per module (`synth_espeak`, `synth_flite`, `synth_festival`) and are named here in `ENGINES`.
+Each is called through its command-line program, so the same text, engine, voice and rate give byte-identical
+samples on every run (see docs/synthesis.md for why pyttsx3 is no longer used). Synthesis is cached on disk, keyed
+by (engine, engine version, voice, rate, text); `ENGINE_RUNS` counts how often an engine really ran in this process
+(a cache hit leaves it unchanged). `sharpen` trims an utterance so it starts and ends inside loud (voiced) material
+with short raised-cosine fades: its first and last sample are then known exactly, which is what the reference
+agent and the accuracy tests need.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
 import tempfile
 import threading
-import time
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from harness.audio import SAMPLE_RATE
+from harness.audio import synth_espeak, synth_festival, synth_flite
 from harness.audio.resample import resample
+from harness.audio.synth_cli import CliEngine
 from harness.audio.wavio import read_wav
 from harness.errors import VlhError
 
-ESPEAK_RATE = 22050  # what pyttsx3's espeak driver writes
-RATE_RANGE = (80, 1000)  # words/min espeak-ng honours (below 80 it ignores the setting)
+RATE_RANGE = (80, 1000)  # words/min espeak-ng honours (below 80 it ignores the setting); the others stretch
 DEFAULT_RATE = 175
-CACHE_FORMAT = 1
+DEFAULT_ENGINE = "espeak"
+CACHE_FORMAT = 2  # 2: engines called through their CLIs, engine name in the key
 
-ENGINE_RUNS = 0  # times the TTS engine actually synthesised in this process
+#: engine name → engine; what `--tts-engine` and a scenario turn's `engine:` accept
+ENGINES: dict[str, CliEngine] = {e.name: e for e in (synth_espeak.ENGINE, synth_flite.ENGINE, synth_festival.ENGINE)}
+
+ENGINE_RUNS = 0  # times a TTS engine actually synthesised in this process
 _lock = threading.Lock()
 
 
@@ -46,105 +50,44 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "vlh" / "tts"
 
 
-@lru_cache(maxsize=1)
-def engine_version() -> str:
-    from importlib.metadata import version
-
-    from pyttsx3.drivers import _espeak
-
-    return f"pyttsx3-{version('pyttsx3')}/espeak-ng-{_espeak.Info(None).decode()}"
-
-
-@lru_cache(maxsize=1)
-def _engine():
-    """The process's one pyttsx3 espeak engine, warmed up so later property changes apply at once.
-
-    espeak-ng runs in its asynchronous mode under pyttsx3: property changes go through a command queue that a
-    worker thread drains, and pyttsx3's end-of-loop `Cancel()` drops whatever is still queued. So every change
-    is followed by waiting until espeak is idle and reads back the value (see `_apply`).
-    """
-    import pyttsx3
-
-    eng = pyttsx3.init("espeak")
-    with tempfile.TemporaryDirectory(prefix="vlh-tts-") as tmp, contextlib.redirect_stdout(io.StringIO()):
-        eng.save_to_file("warm up", str(Path(tmp) / "w.wav"))
-        eng.runAndWait()
-        _wait_idle()
-    return eng
+def get_engine(name: str | None = None) -> CliEngine:
+    """The engine called `name` (default espeak); a `VlhError` naming the known ones otherwise."""
+    name = DEFAULT_ENGINE if name is None else str(name).strip().lower()
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise VlhError(f"TTS engine {name!r}: unknown (known: {', '.join(ENGINES)})") from None
 
 
-def _espeak():
-    from pyttsx3.drivers import _espeak
-
-    return _espeak
+def engine_version(engine: str | None = None) -> str:
+    return get_engine(engine).version()
 
 
-@lru_cache(maxsize=1)
-def _current_rate_fn():
-    # pyttsx3 binds espeak_GetParameter without its `current` argument, so its reading is unreliable.
-    import ctypes
-
-    fn = _espeak().dll.espeak_GetParameter
-    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int]
-    return lambda: fn(_espeak().RATE, 1)
+def voices(engine: str | None = None) -> dict[str, str]:
+    """The engine's voice id → name, e.g. espeak: {'gmw/en-us': 'English (America)', ...}."""
+    return get_engine(engine).voices()
 
 
-def _current_voice() -> str | None:
-    v = _espeak().GetCurrentVoice()
-    return v.contents.identifier.decode().lower() if v and v.contents.identifier else None
-
-
-def _wait_idle(timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _espeak().IsPlaying():
-        if time.monotonic() > deadline:
-            raise VlhError("espeak-ng stayed busy for 5 s; is another program using it?")
-        time.sleep(0.001)
-
-
-def _apply(eng, vid: str, rate: int) -> bool:
-    """Set voice and rate and wait until espeak really uses them. False if it did not take them."""
-    eng.setProperty("voice", vid)
-    eng.setProperty("rate", rate)
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        _wait_idle()
-        if _current_rate_fn()() == rate and _current_voice() == vid:
-            return True
-        time.sleep(0.002)
-    return False
-
-
-@lru_cache(maxsize=1)
-def voices() -> dict[str, str]:
-    """espeak voice id → name, e.g. {'gmw/en-us': 'English (America)', ...}."""
-    return {v.id: v.name for v in _engine().getProperty("voices")}
-
-
-def resolve_voice(voice: str | None) -> str | None:
-    """Accept an id ('gmw/en-us'), its short form ('en-us') or a name ('English (America)')."""
+def resolve_voice(voice: str | None, engine: str | None = None) -> str | None:
+    """Accept an id ('gmw/en-us'), its short form ('en-us') or a name ('English (America)'). None stays None."""
     if voice is None:
         return None
-    known = voices()
-    want = voice.strip().lower()
-    for vid, name in known.items():
-        if want in (vid, vid.split("/")[-1], name.lower()):
-            return vid
-    en = ", ".join(sorted(v for v in known if v.split("/")[-1].startswith("en")))
-    raise VlhError(f"voice {voice!r}: espeak-ng has no such voice (English ones: {en})")
+    return get_engine(engine).resolve(voice)
 
 
 def synthesize(text: str, voice: str | None = None, rate: int | None = None,
-               cache_dir: str | Path | None = None) -> np.ndarray:
-    """Speak `text` with espeak-ng; returns float32 mono at 48 kHz. Cached on disk."""
+               cache_dir: str | Path | None = None, engine: str | None = None) -> np.ndarray:
+    """Speak `text` with `engine` (default espeak-ng); returns float32 mono at 48 kHz. Cached on disk."""
+    eng = get_engine(engine)
     text = " ".join(str(text).split())
     if not text:
         raise VlhError("cannot synthesise an empty text")
     rate = DEFAULT_RATE if rate is None else int(rate)
     if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
-        raise VlhError(f"speech rate {rate} words/min: espeak-ng honours {RATE_RANGE[0]}–{RATE_RANGE[1]}")
-    vid = resolve_voice(voice)
-    key_src = json.dumps([CACHE_FORMAT, text, vid, rate, engine_version()])
+        raise VlhError(f"speech rate {rate} words/min: engines are driven at {RATE_RANGE[0]}–{RATE_RANGE[1]} "
+                       f"(espeak-ng honours {RATE_RANGE[0]}–{RATE_RANGE[1]})")
+    vid = eng.resolve(voice)
+    key_src = json.dumps([CACHE_FORMAT, eng.name, eng.version(), vid, rate, text])
     key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cfile = cdir / f"{key}.npy"
@@ -155,9 +98,9 @@ def synthesize(text: str, voice: str | None = None, rate: int | None = None,
                 return audio
         except (OSError, ValueError):
             pass  # damaged cache entry: synthesise again and replace it
-    raw = _run_engine(text, vid, rate)
-    _check(raw, text, rate, vid)
-    audio = resample(raw, ESPEAK_RATE, SAMPLE_RATE)
+    raw, sr = _run_engine(eng, text, vid, rate)
+    _check(raw, text, rate, vid, sr, eng.name)
+    audio = resample(raw, sr, SAMPLE_RATE)
     cdir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cdir, suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
@@ -166,44 +109,24 @@ def synthesize(text: str, voice: str | None = None, rate: int | None = None,
     return audio
 
 
-def _run_engine(text: str, vid: str | None, rate: int) -> np.ndarray:
+def _run_engine(eng: CliEngine, text: str, vid: str, rate: int) -> tuple[np.ndarray, int]:
     global ENGINE_RUNS
-    vid = vid or "gmw/en"
-    with _lock, tempfile.TemporaryDirectory(prefix="vlh-tts-") as tmp:
-        eng = _engine()
-        out = Path(tmp) / "u.wav"
-        for _attempt in range(3):
-            if not _apply(eng, vid, rate):
-                continue
-            with contextlib.redirect_stdout(io.StringIO()):  # the driver prints "Audio saved to …"
-                eng.save_to_file(text, str(out))
-                eng.runAndWait()
-                _wait_idle()
-            ENGINE_RUNS += 1
-            # the values in force during synthesis are still the current ones afterwards
-            if out.exists() and out.stat().st_size > 44 and _current_rate_fn()() == rate \
-                    and _current_voice() == vid:
-                break
-            out.unlink(missing_ok=True)
-        else:
-            raise VlhError(f"espeak-ng did not take voice {vid!r} at rate {rate} (it has "
-                           f"{_current_voice()!r} at {_current_rate_fn()()}), or wrote no audio for {text[:40]!r}")
-        audio, sr = read_wav(out)
-    if sr != ESPEAK_RATE or audio.ndim != 1:
-        raise VlhError(f"espeak-ng wrote unexpected audio ({sr} Hz, shape {audio.shape}) for {text[:40]!r}")
-    return audio
+    audio, sr = eng.run(text, vid, rate)
+    with _lock:
+        ENGINE_RUNS += 1
+    return audio, sr
 
 
-def _check(raw: np.ndarray, text: str, rate: int, vid: str | None) -> None:
+def _check(raw: np.ndarray, text: str, rate: int, vid: str | None, sr: int = 22050, engine: str = "espeak") -> None:
     """Non-empty, audible, and a duration plausible for the text at this rate."""
     loud = np.flatnonzero(np.abs(raw) > 0.01)
     if len(loud) == 0:
-        raise VlhError(f"espeak-ng produced silence for {text[:40]!r} (voice {vid}, rate {rate})")
-    spoken = (loud[-1] - loud[0]) / ESPEAK_RATE
+        raise VlhError(f"{engine} produced silence for {text[:40]!r} (voice {vid}, rate {rate})")
+    spoken = (loud[-1] - loud[0]) / sr
     units = max(1.0, sum(max(1.0, len(w) / 6) for w in text.split()))  # ~words, long words count more
     expected = units * 60.0 / rate
     if not 0.3 * expected - 0.2 <= spoken <= 3.0 * expected + 0.5:
-        raise VlhError(f"espeak-ng output for {text[:40]!r} lasts {spoken:.2f} s, implausible for "
+        raise VlhError(f"{engine} output for {text[:40]!r} lasts {spoken:.2f} s, implausible for "
                        f"{units:.0f} words at {rate} words/min (expected about {expected:.2f} s)")
 
 

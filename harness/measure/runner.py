@@ -105,7 +105,7 @@ def build_utterances(cfg: RunConfig) -> tuple[list[Utterance], str]:
     turns = sc.played_turns(cfg.turns)  # the list `repetitions` times, or --turns N cycling through it
     for i, t in enumerate(turns):
         if t.say:
-            samples = crisp(synthesize(t.say, voice=t.voice, rate=t.rate))
+            samples = crisp(synthesize(t.say, voice=t.voice, rate=t.rate, engine=t.engine))
             text = t.say
         else:
             samples = load_utterance(t.wav)

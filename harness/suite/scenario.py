@@ -46,8 +46,9 @@ class Noise(_Model):
 
 
 class Turn(_Model):
-    say: str | None = Field(None, min_length=1, json_schema_extra=_allowed("the text to speak (espeak-ng), in quotes if it could be read as a number or yes/no"))
-    voice: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_/\-]+$", json_schema_extra=_allowed("an espeak-ng voice such as en-us or en-gb-x-rp"))
+    say: str | None = Field(None, min_length=1, json_schema_extra=_allowed("the text to speak (by engine:, espeak-ng by default), in quotes if it could be read as a number or yes/no"))
+    engine: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_\-]+$", json_schema_extra=_allowed("a TTS engine: espeak, flite or festival"))
+    voice: str | None = Field(None, min_length=1, pattern=r"^[A-Za-z0-9_/\-]+$", json_schema_extra=_allowed("a voice of the turn's engine, e.g. en-us or en-gb-x-rp (espeak), slt or awb (flite), slt or kal (festival)"))
     rate: int | None = Field(None, ge=80, le=450, json_schema_extra=_allowed("words per minute from 80 to 450"))
     wav: Path | None = Field(None, json_schema_extra=_allowed("a WAV file path relative to the scenario file"))
     level_dbfs: float | None = Field(None, ge=-60, le=-3, json_schema_extra=_allowed("the speech RMS level in dBFS from -60 to -3"))
@@ -78,8 +79,8 @@ class Turn(_Model):
         if (self.say is None) == (self.wav is None):
             both = "both" if self.say is not None else "neither"
             raise ValueError(f"a turn needs exactly one of say: or wav:, this one has {both}")
-        if self.wav is not None and (self.voice is not None or self.rate is not None):
-            raise ValueError("voice: and rate: apply to say: turns only, this turn plays a wav:")
+        if self.wav is not None and (self.voice is not None or self.rate is not None or self.engine is not None):
+            raise ValueError("engine:, voice: and rate: apply to say: turns only, this turn plays a wav:")
         return self
 
 
@@ -171,6 +172,8 @@ class Scenario(_Model):
         """
         stim = self.model_dump(mode="json", include={"turns", "repetitions", "timeout_s"})
         for t, raw in zip(self.turns, stim["turns"]):
+            if raw.get("engine") is None:  # no engine: the stimulus (and its fingerprint) as before engines existed
+                raw.pop("engine", None)
             if t.wav is not None:
                 raw["wav"] = hashlib.sha256(Path(t.wav).read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(stim, sort_keys=True).encode()).hexdigest()[:16]
@@ -420,24 +423,36 @@ def _check_profile(path: Path, root: yaml.Node, sc: Scenario) -> list[str]:
 
 
 def _check_voices(path: Path, root: yaml.Node, sc: Scenario) -> list[str]:
-    """Voices must exist in this machine's espeak-ng (checked only when a turn names one)."""
-    wanted = [(i, t.voice) for i, t in enumerate(sc.turns) if t.voice is not None]
-    if not wanted:
-        return []
-    try:
-        from harness.audio.synth import resolve_voice, voices
+    """Turns' engines must be known and their voices exist in this machine's engine (checked when a turn names
+    one); the reference agent's `tts_engine:` beside `profile:` must name a known engine (or wav-dir:PATH)."""
+    from harness.audio.synth import ENGINES
 
-        known = voices()
-    except Exception:  # noqa: BLE001 - no espeak-ng here: the runner will say so when it speaks
-        return []
     problems = []
-    for i, voice in wanted:
+    agent_engine = sc.agent.overrides().get("tts_engine")
+    if isinstance(agent_engine, str) and not agent_engine.strip().lower().startswith("wav-dir:") \
+            and agent_engine.strip().lower() not in ENGINES:
+        problems.append(f"{path}:{_line(root, ('agent', 'tts_engine'))}: agent.tts_engine: unknown TTS engine "
+                        f"{agent_engine!r} (allowed: {', '.join(ENGINES)} or wav-dir:PATH)")
+    for i, t in enumerate(sc.turns):
+        name = (t.engine or "espeak").lower()
+        if name not in ENGINES:
+            problems.append(f"{path}:{_line(root, ('turns', i, 'engine'))}: turns[{i}].engine: unknown TTS engine "
+                            f"{t.engine!r} (allowed: {', '.join(ENGINES)})")
+            continue
+        if t.voice is None:
+            continue
+        eng = ENGINES[name]
         try:
-            resolve_voice(voice)
+            known = eng.voices()
+        except Exception:  # noqa: BLE001 - engine not installed here: the runner will say so when it speaks
+            continue
+        if not known:
+            continue
+        try:
+            eng.resolve(t.voice)
         except VlhError:
-            en = ", ".join(sorted(v.split("/")[-1] for v in known if v.split("/")[-1].startswith("en")))
-            problems.append(f"{path}:{_line(root, ('turns', i, 'voice'))}: turns[{i}].voice: espeak-ng has no voice "
-                            f"{voice!r} (allowed: a voice id or name of `espeak-ng --voices`; English: {en})")
+            problems.append(f"{path}:{_line(root, ('turns', i, 'voice'))}: turns[{i}].voice: {eng.program} has no "
+                            f"voice {t.voice!r} (allowed: {eng.voice_list()})")
     return problems
 
 
