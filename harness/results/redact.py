@@ -18,3 +18,16 @@ def redact_url(url: str | None) -> str | None:
         host = f"{host}:{parts.port}"
     query = urlencode([(k, "REDACTED") for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
     return urlunsplit((parts.scheme, host, parts.path, query, ""))
+
+
+_URL = None
+
+
+def redact_text(text: str) -> str:
+    """Every http(s)/ws(s) URL inside free text (a log, a traceback) passed through `redact_url`."""
+    import re
+
+    global _URL
+    if _URL is None:
+        _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>)]+")
+    return _URL.sub(lambda m: redact_url(m.group(0)) or "", text)
