@@ -7,7 +7,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(VLH) run --turns 5
+	$(VLH) demo
 
 test: setup
 	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)

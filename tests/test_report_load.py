@@ -67,6 +67,7 @@ def test_bad_input_is_one_clear_line(tmp_path, run_dir, case, expected):
             (d / "turns.csv").unlink()
         elif case == "badparquet":
             (d / "turns.parquet").write_bytes(b"PAR1 not really")
+            (d / "turns.csv").unlink()  # with turns.csv the report falls back to it
         elif case == "nocolumn":
             pd.read_parquet(d / "turns.parquet").drop(columns=["ttfa_ms"]).to_parquet(d / "turns.parquet")
     with pytest.raises(VlhError) as e:
@@ -121,3 +122,38 @@ def test_missing_optional_columns_and_bad_stages_json_are_listed(tmp_path, run_d
     assert any("lacks column(s) stutter_gaps, interruption_ms" in p for p in run.problems)
     assert any(p.startswith("call 1 turn 1: stages_json unreadable") for p in run.problems)
     assert 0 not in set(run.spans["row"]) and 1 in set(run.spans["row"])
+
+
+def test_report_of_a_failed_run_has_the_banner(tmp_path, capsys):
+    """A run whose agent was unreachable (a real run, a closed port) and a run that never started a call (a typo in
+    --profile): `vlh report` writes a report with the 'failed' and 'zero-ok' banners, not an error."""
+    import socket
+
+    from harness.cli import main as vlh
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    unreachable, no_start = tmp_path / "unreachable", tmp_path / "no-start"
+    assert vlh(["run", "--agent", f"http://127.0.0.1:{port}/", "--turns", "2", "--out", str(unreachable),
+                "--no-report"]) == 3
+    assert vlh(["run", "--profile", "no-such-profile", "--out", str(no_start), "--no-report"]) == 2
+    for folder in (unreachable, no_start):
+        assert vlh(["report", str(folder)]) == 0
+        html = (folder / "report.html").read_text()
+        assert 'data-banner="failed"' in html and 'data-banner="zero-ok"' in html
+    capsys.readouterr()
+
+
+def test_unreadable_parquet_falls_back_to_csv(tmp_path):
+    from harness.report.load import load_run
+    from harness.results.store import RunStore
+
+    st = RunStore(tmp_path / "r", {"scenario": "builtin"})
+    st.add_call(1, None, [{"call": 1, "turn": 1, "status": "no_response", "ttfa_ms": None}], [])
+    st.flush()
+    (tmp_path / "r" / "turns.parquet").write_bytes(b"PAR1 damaged")
+    run = load_run(tmp_path / "r")
+    assert list(run.turns["status"]) == ["no_response"]
+    assert any("unreadable" in p and "turns.csv" in p for p in run.problems)

@@ -64,9 +64,9 @@ def _free_port() -> int:
     return port
 
 
-def _one_line_error(capsys, code):
+def _one_line_error(capsys, code, expected=2):
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
+    assert code == expected
     assert err and err[-1].startswith("vlh: error:"), err
     assert "Traceback" not in "\n".join(err)
     return err[-1]
@@ -75,21 +75,43 @@ def _one_line_error(capsys, code):
 def test_unreachable_agent(tmp_path, capsys):
     code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1",
                 "--out", str(tmp_path / "r"), "--no-report"])
-    assert "unreachable" in _one_line_error(capsys, code)
+    assert "unreachable" in _one_line_error(capsys, code, 3)  # exit 3: the agent could not be reached at all
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["state"] == "failed" and "unreachable" in meta["error"]
+    # the failed run's folder takes the next run without --force
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1",
+                "--out", str(tmp_path / "r"), "--no-report"])
+    assert "unreachable" in _one_line_error(capsys, code, 3)
 
 
-@pytest.mark.parametrize("status,body,expect", [
-    (404, "no such endpoint", "HTTP 404"),
-    (503, "overloaded", "HTTP 503"),
-    (200, "<html>hello</html>", "did not answer with JSON"),
+def test_agent_that_accepts_and_never_answers_times_out_as_unreachable(tmp_path, capsys):
+    async def handler(request):
+        await asyncio.sleep(30)
+        return web.Response(status=500)
+
+    with FakeServer(handler) as url:
+        t = time.monotonic()
+        code = vlh(["run", "--agent", url, "--turns", "1", "--connect-timeout", "1", "--out", str(tmp_path / "r"),
+                    "--no-report"])
+        took = time.monotonic() - t
+    line = _one_line_error(capsys, code, 3)
+    assert "within 1 s" in line and "--connect-timeout" in line and "offer" in line, line
+    assert took < 10
+
+
+@pytest.mark.parametrize("status,body,expect,exit_code", [
+    (404, "no such endpoint", "HTTP 404", 2),  # a wrong URL: bad input
+    (503, "overloaded", "HTTP 503", 3),  # the agent cannot take a call: unreachable
+    (200, "<html>hello</html>", "did not answer with JSON", 2),
 ])
-def test_bad_answers(tmp_path, capsys, status, body, expect):
+def test_bad_answers(tmp_path, capsys, status, body, expect, exit_code):
     async def handler(request):
         return web.Response(status=status, text=body)
 
     with FakeServer(handler) as url:
         code = vlh(["run", "--agent", url, "--turns", "1", "--out", str(tmp_path / "r"), "--no-report"])
-    assert expect in _one_line_error(capsys, code)
+    assert expect in _one_line_error(capsys, code, exit_code)
+    assert "call None" not in capsys.readouterr().err
 
 
 def test_answer_without_audio(tmp_path, capsys):
@@ -145,12 +167,17 @@ def test_silent_agent_turns_are_no_response_and_run_goes_on(tmp_path, capsys):
     try:
         code = vlh(["run", "--agent", url, "--turns", "2", "--timeout", "2", "--out", str(tmp_path / "r"),
                     "--no-report", "--json"])
+        assert code == 1  # the run completed, no turn was answered: CI must see it
+        assert "2 of 2 turns not answered (2 no_response)" in capsys.readouterr().err
+        code = vlh(["run", "--agent", url, "--turns", "1", "--timeout", "2", "--out", str(tmp_path / "r2"),
+                    "--no-report", "--json", "--allow-failures"])
+        assert code == 0
     finally:
         proc.kill()
-    assert code == 0
     df = pd.read_parquet(tmp_path / "r" / "turns.parquet")
     assert list(df["status"]) == ["no_response", "no_response"]
     assert df["user_speech_end_mono"].notna().all()
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["state"] == "complete"
 
 
 def test_agent_dying_mid_call_keeps_finished_turns(tmp_path):
@@ -168,7 +195,8 @@ def test_agent_dying_mid_call_keeps_finished_turns(tmp_path):
         time.sleep(0.2)
     proc.kill()
     stdout, stderr = run.communicate(timeout=120)
-    assert run.returncode == 0, stderr
+    assert run.returncode == 1, stderr  # the run completed with failed turns
+    assert "turns not answered" in stderr and "error:disconnected" in stderr
     df = pd.read_parquet(out / "turns.parquet")
     assert (df["status"] == "ok").sum() >= 2
     assert df["status"].str.startswith("error:disconnected").any(), df["status"].tolist()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from harness.errors import VlhError
 
+DEFAULT_PROFILE = "typical"  # the profile `vlh run` starts the agent with; `vlh agent` alone runs the same
 LIST_KNOBS = {"transcripts": "--transcript", "responses": "--response"}
 
 
@@ -34,7 +35,7 @@ def _bool(s: str) -> bool:
 
 
 def _add_knobs(p: argparse.ArgumentParser) -> None:
-    from harness.agent.config import AgentConfig
+    from harness.agent.config import AgentConfig, build_config
 
     groups = {
         "endpointing": p.add_argument_group("endpointing (webrtcvad on the received audio)"),
@@ -55,7 +56,7 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
             return groups["calls"]
         return groups["pipeline"]
 
-    defaults = AgentConfig()
+    defaults = build_config(DEFAULT_PROFILE)  # what the agent runs with when no --profile is given, as `vlh run`
     for name, field in AgentConfig.model_fields.items():
         desc = field.description or ""
         default = getattr(defaults, name)
@@ -103,7 +104,9 @@ def register(subparsers) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on [default: 127.0.0.1]")
     p.add_argument("--port", type=int, default=7860, help="TCP port; 0 = any free port [default: 7860]")
     p.add_argument("--port-file", metavar="FILE", help="write the chosen port to FILE once listening")
-    p.add_argument("--profile", metavar="NAME|FILE", help="a built-in profile (see below) or a YAML file")
+    p.add_argument("--profile", metavar="NAME|FILE", default=DEFAULT_PROFILE,
+                   help="a built-in profile (see below) or a YAML file; the defaults shown are this profile's "
+                   f"[default: {DEFAULT_PROFILE}]")
     p.add_argument("--truth-log", metavar="FILE", help="append the ground truth (JSONL, one record per turn) to FILE")
     p.add_argument("--packet-log", metavar="FILE",
                    help="append one JSONL record per RTP media packet (both directions) to FILE")

@@ -1,5 +1,6 @@
-"""`vlh demo` (temporary, until the WebRTC path lands): synthesise a short two-speaker conversation with
-espeak-ng, analyse it like `vlh analyze` would, and print the turn table beside the truth."""
+"""`vlh demo`: measure the built-in reference agent over WebRTC (5 turns, the `typical` profile) and write the run
+folder with its report — what `make demo` runs. `vlh demo --offline`: no call; synthesise a short two-speaker
+conversation with espeak-ng, analyse it like `vlh analyze` would, and print the turn table beside the truth."""
 
 from __future__ import annotations
 
@@ -19,13 +20,33 @@ GAPS = [0.42, 0.95, 0.0, 1.6]
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="synthesise a short conversation, measure it, print the turn table",
-                       description=__doc__)
-    p.add_argument("--noise-db", type=float, default=40.0, help="white noise this many dB under the speech peak")
+    p = sub.add_parser("demo", help="measure the reference agent (5 turns over WebRTC) and write its report; "
+                       "--offline: analyse a synthesised conversation instead", description=__doc__)
+    p.add_argument("--turns", type=int, default=5, metavar="N", help="turns to measure [5]")
+    p.add_argument("--out", metavar="DIR", help="run folder [reports/<timestamp>/]")
+    p.add_argument("--offline", action="store_true", help="no call: synthesise a two-voice conversation, analyse "
+                   "it and print the turn table beside the truth")
+    p.add_argument("--noise-db", type=float, default=40.0, help="--offline: white noise this many dB under the "
+                   "speech peak [40]")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.offline:
+        return measure_reference_agent(args.turns, args.out)
+    return offline(args)
+
+
+def measure_reference_agent(turns: int, out: str | None) -> int:
+    """`vlh run --turns N [--out DIR]`: the reference agent, measured and reported."""
+    from harness.commands import run as run_command
+
+    parser = argparse.ArgumentParser(prog="vlh")
+    run_command.register(parser.add_subparsers())
+    return run_command.main(parser.parse_args(["run", "--turns", str(turns)] + (["--out", out] if out else [])))
+
+
+def offline(args: argparse.Namespace) -> int:
     print("vlh demo: synthesising a two-voice conversation with espeak-ng (user gmw/en-us, agent gmw/en-gb-x-rp)")
     x, truth = build_conversation(EXCHANGES, gaps_s=GAPS, noise_db=args.noise_db, comfort_noise_db=45.0, seed=7)
     sr = SAMPLE_RATE

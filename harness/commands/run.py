@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from harness.errors import VlhError
+from harness.commands import checks
+from harness.errors import EXIT_INTERRUPTED, VlhError, exit_codes_epilog
 
 
 def register(sub) -> None:
@@ -16,14 +18,16 @@ def register(sub) -> None:
         description="Speak scripted turns to a voice agent over WebRTC (or through sound devices: --transport "
                     "loopback), record both directions on one clock, find the end of user speech and the first agent "
                     "audio in the sound, and attribute the time between them stage by stage. With no --agent, vlh "
-                    "starts its reference agent and measures it.")
+                    "starts its reference agent and measures it.",
+        epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL (pipecat SmallWebRTC: "
                    "http://host:port/api/offer; a bare http://host:port gets /api/offer). Default: start the "
                    "reference agent on a free local port")
     p.add_argument("--profile", default="typical", help="reference-agent profile when no --agent is given "
                    "(fast, typical, reasoning, bad-network, skewed-clock, or a YAML file) [typical]")
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a reference-agent setting, e.g. --agent-set tts_ttfb_ms=300 (repeatable)")
+                   help="override a reference-agent setting, e.g. --agent-set tts_ttfb_ms=300 (repeatable; only "
+                   "without --agent)")
     p.add_argument("--scenario", metavar="FILE", help="a scenario YAML file (see docs/scenarios.md)")
     p.add_argument("--turns", type=int, metavar="N", help="number of turns per call (default: the scenario's list of turns "
                    "× its repetitions, or 5 built-in short questions; with a scenario, N cycles through its list)")
@@ -32,6 +36,11 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true", help="write into an --out folder that already holds a run")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for a reply before the turn is "
                    "no_response [scenario's, else 10]")
+    p.add_argument("--connect-timeout", type=float, default=15.0, metavar="S",
+                   help="seconds to wait for the agent's answer to the WebRTC offer, and again for the media "
+                   "connection to come up; past it the agent counts as unreachable (exit 3) [15]")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when turns were not answered or an SLO broke (default: exit 1)")
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="extra HTTP header for signalling (repeatable); VALUE '$VAR' or 'env:VAR' reads the "
                    "environment. Header values never reach any output file")
@@ -75,6 +84,13 @@ def main(args) -> int:
     from harness.transports.webrtc.client import offer_url, parse_headers
 
     parse_jitter_mode(args.jitter_buffer)
+    checks.positive(args.timeout, "--timeout")
+    checks.positive(args.connect_timeout, "--connect-timeout")
+    if args.agent and args.agent_set:
+        raise VlhError("--agent-set sets the reference agent vlh starts; with an external --agent it would be "
+                       "ignored: drop --agent-set, or drop --agent to measure the reference agent")
+    headers = parse_headers(args.header)
+    checks.credentials(args.agent, headers)
     if args.transport != "loopback":
         for flag, v in (("--telemetry-file", args.telemetry_file), ("--agent-running", args.agent_running),
                         ("--mic-device", args.mic_device), ("--ear-device", args.ear_device)):
@@ -101,10 +117,11 @@ def main(args) -> int:
     if scenario is not None and not args.agent:
         profile = args.profile if args.profile != "typical" else scenario.agent.profile
         overrides = {**scenario.agent.overrides(), **overrides}
+    checks.out_dir(args.out)
     cfg = RunConfig(agent_url=offer_url(args.agent) if args.agent else None, agent_profile=profile,
                     agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
                     out_dir=Path(args.out) if args.out else None, timeout_s=args.timeout,
-                    headers=parse_headers(args.header), jitter_buffer=args.jitter_buffer, processor_map=pmap,
+                    connect_timeout_s=args.connect_timeout, headers=headers, jitter_buffer=args.jitter_buffer, processor_map=pmap,
                     report=not args.no_report, force=args.force, transport=args.transport,
                     telemetry_file=Path(args.telemetry_file) if args.telemetry_file else None,
                     mic_device=args.mic_device, ear_device=args.ear_device, agent_running=args.agent_running)
@@ -115,13 +132,19 @@ def main(args) -> int:
         out, partial = cfg.out_dir, True
         print("vlh: interrupted — finished turns are kept", file=sys.stderr)
     if out is None:
-        return 130
+        return EXIT_INTERRUPTED
     meta = json.loads((Path(out) / "run.json").read_text())
+    code, why = checks.run_exit_code(meta, args.allow_failures)
     if args.json:
-        print(json.dumps({"run_dir": str(out), "partial": partial, "summary": meta.get("summary")}, indent=1))
+        print(json.dumps({"run_dir": str(out), "partial": partial, "exit_code": EXIT_INTERRUPTED if partial else code,
+                          "summary": meta.get("summary")}, indent=1))
     else:
         print_summary(meta, Path(out))
-    return 130 if partial else 0
+    if partial:
+        return EXIT_INTERRUPTED
+    if why:
+        print(f"vlh: {why}", file=sys.stderr)
+    return code
 
 
 def print_summary(meta: dict, out: Path) -> None:
@@ -130,8 +153,8 @@ def print_summary(meta: dict, out: Path) -> None:
 
     s = meta.get("summary", {})
     con = Console()
-    t = Table(title=f"vlh run {meta.get('run_id')} — {s.get('turns', 0)} turns "
-                    f"{s.get('status_counts', {})}")
+    t = Table(title=f"vlh run {meta.get('run_id')} — {s.get('turns', 0)} turns: "
+                    f"{checks.status_words(s.get('status_counts') or {})}")
     t.add_column("ms")
     for p in ("p50", "p90", "p95", "p99", "max"):
         t.add_column(p, justify="right")

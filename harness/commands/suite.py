@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from harness.errors import VlhError
+import argparse
+
+from harness.errors import VlhError, exit_codes_epilog
 
 
 def register(sub) -> None:
@@ -15,7 +17,9 @@ def register(sub) -> None:
                     "bootstrap CI of the p50/p95 shift) and judge the SLOs. The suite folder gets verdicts.json, "
                     "junit.xml and report.html (headlines, trends over the nights, SLO verdicts, regressions "
                     "naming the stage that moved; `vlh report SUITE_DIR` rewrites it). Exit 0: all green; 1: an SLO breach "
-                    "or a regression; 2: a harness or agent error.")
+                    "or a regression; 2: bad usage, or a harness or agent error; 3: the agent could not be reached "
+                    "in any scenario that errored.",
+        epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dir", metavar="DIR", nargs="?", help="directory of scenario files [the built-in nightly set, "
                    "harness/suite/scenarios/nightly]")
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL; default: the reference agent "
@@ -60,6 +64,9 @@ def main(args) -> int:
         from harness.transports.webrtc.client import parse_headers
 
         headers = parse_headers(args.header)
+    from harness.commands import checks
+
+    checks.credentials(args.agent, headers)
     agent = args.agent
     if agent:
         from harness.transports.webrtc.client import offer_url
@@ -78,7 +85,8 @@ def main(args) -> int:
                        run_reports=not args.no_report,
                        echo=lambda s: print(s, flush=True))
     code = result.exit_code
-    word = {0: "green", 1: "RED (SLO breach or regression)", 2: "ERROR (harness or agent)"}[code]
+    word = {0: "green", 1: "RED (SLO breach or regression)", 2: "ERROR (harness or agent)",
+            3: "ERROR (agent unreachable)"}[code]
     report = result.suite_dir / "report.html"
     print(f"suite {result.suite_id}: {word}; verdicts {result.verdicts_path}; JUnit {result.junit_path}"
           + (f"; report {report}" if report.is_file() else ""), file=sys.stdout)

@@ -70,6 +70,7 @@ class RunConfig:
     calls: int = 1
     out_dir: Path | None = None
     timeout_s: float | None = None
+    connect_timeout_s: float = 15.0  # the offer's HTTP answer and the ICE/DTLS set-up, each
     headers: dict = field(default_factory=dict)
     jitter_buffer: str = "adaptive"
     processor_map: dict = field(default_factory=dict)
@@ -254,7 +255,8 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
     else:
         from harness.transports.webrtc.client import WebRTCCall
 
-        call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map)
+        call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map,
+                          connect_timeout=cfg.connect_timeout_s)
     plans: list[TurnPlan] = []
     try:
         await call.connect()
@@ -433,6 +435,7 @@ def run_measurement(cfg: RunConfig) -> Path:
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
     lease = None
     partial = False
+    failure: BaseException | None = None  # run.json then says state "failed" and why
     try:
         if cfg.transport == "loopback":
             cfg, lease, url, agent = _loopback_setup(cfg, store, out)
@@ -455,6 +458,9 @@ def run_measurement(cfg: RunConfig) -> Path:
             partial = True
         finally:
             progress.close()
+    except Exception as exc:
+        failure = exc
+        raise
     finally:
         if agent:
             agent.stop()
@@ -466,7 +472,9 @@ def run_measurement(cfg: RunConfig) -> Path:
             except VlhError as exc:
                 log.warning("loopback: down: %s", exc)
         store.merge_parts()
-        store.flush(partial=partial, extra={"slo": _slo_verdicts(cfg, store)})
+        state = "failed" if failure is not None else "interrupted" if partial else "complete"
+        store.flush(partial=partial, state=state,
+                    extra={"slo": _slo_verdicts(cfg, store), "error": _failure_line(failure)})
     if cfg.report and store.rows:
         _write_report(out)
     if partial:
@@ -474,6 +482,12 @@ def run_measurement(cfg: RunConfig) -> Path:
     if cfg.transport == "loopback":
         _check_agent_spoke(cfg, store, agent)
     return out
+
+
+def _failure_line(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return str(exc) if isinstance(exc, VlhError) else f"{type(exc).__name__}: {exc}"
 
 
 def _check_loopback(cfg: RunConfig) -> None:

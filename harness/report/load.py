@@ -111,23 +111,37 @@ def _read_meta(p: Path) -> dict:
 
 def _read_turns(path: Path, meta: dict, problems: list[str]) -> pd.DataFrame:
     pq, csv = path / "turns.parquet", path / "turns.csv"
+    turns = None
     if pq.is_file():
         try:
             turns = pd.read_parquet(pq)
         except Exception as exc:  # pyarrow raises several types for a damaged file
-            raise VlhError(f"{pq}: unreadable Parquet ({_short(exc)}); restore it or re-run `vlh run`") from None
+            if not csv.is_file():
+                raise VlhError(f"{pq}: unreadable Parquet ({_short(exc)}); restore it or re-run `vlh run`") from None
+            problems.append(f"{pq.name} is unreadable ({_short(exc)}); read {csv.name} instead")
     elif csv.is_file():
         problems.append(f"{pq.name} is missing; read {csv.name} instead")
+    if turns is None and csv.is_file():
         try:
             turns = pd.read_csv(csv, keep_default_na=False, na_values=[""])
         except Exception as exc:
             raise VlhError(f"{csv}: unreadable CSV ({_short(exc)}); restore it or re-run `vlh run`") from None
-    elif meta.get("partial"):
-        problems.append("the run was interrupted before any turn was written (no turns.parquet)")
+    if turns is None:
+        state = meta.get("state")
+        if state == "failed":
+            problems.append("the run failed before any turn was written: " + str(meta.get("error") or "see run.json"))
+        elif meta.get("partial") or state in ("running", "interrupted"):
+            problems.append("the run was interrupted before any turn was written (no turns.parquet)")
+        elif not (meta.get("summary") or {}).get("turns"):
+            problems.append("the run holds no turn (run.json says 0 turns)")
+        else:
+            raise VlhError(f"{path}: run.json is there but turns.parquet is missing; re-run `vlh run` into a new "
+                           "folder")
         turns = pd.DataFrame({c: pd.Series(dtype="float64") for c in TURN_COLUMNS})
         turns["status"] = turns["status"].astype(str)
-    else:
-        raise VlhError(f"{path}: run.json is there but turns.parquet is missing; re-run `vlh run` into a new folder")
+    if len(turns) and "ttfa_ms" not in turns.columns and "status" in turns.columns \
+            and not (turns["status"].astype(str) == "ok").any():
+        turns["ttfa_ms"] = float("nan")  # every turn failed (e.g. error:connect rows): no time was measured
     missing_core = [c for c in CORE_COLUMNS if c not in turns.columns]
     if missing_core:
         raise VlhError(f"{pq if pq.is_file() else csv}: missing column(s) {', '.join(missing_core)}; "

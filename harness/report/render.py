@@ -85,7 +85,7 @@ def render_single(run: Run, report_dir: Path) -> str:
     if wf:
         del data["figures"]["waterfall"]["groups"]
     ctx = {
-        "title": f"vlh report — {run.meta.get('scenario') or run.run_id}",
+        "title": report_title(run.meta, run.run_id),
         "run": _run_ctx(run, head, report_dir),
         "seed": seed_sentence(head, table),
         "stages": table,
@@ -124,6 +124,19 @@ def render_compare(runs: list[Run], report_dir: Path) -> str:
 
 # ---------------------------------------------------------------- context pieces
 
+def report_title(m: dict, run_id: str) -> str:
+    """'vlh report — <agent> · <scenario> · <date>': what was measured, when."""
+    if m.get("agent") == "reference":
+        agent = f"reference agent ({m.get('profile') or 'typical'})"
+    else:
+        agent = redact_url(str(m.get("agent_url"))) if m.get("agent_url") else "external agent"
+    bits = [agent]
+    if m.get("scenario") and m.get("scenario") != "builtin":
+        bits.append(str(m["scenario"]))
+    bits.append(str(m.get("created_utc") or "")[:10] or run_id)
+    return "vlh report — " + " · ".join(bits)
+
+
 def _run_ctx(run: Run, head: dict, report_dir: Path) -> dict:
     m = run.meta
     rows = []
@@ -134,7 +147,8 @@ def _run_ctx(run: Run, head: dict, report_dir: Path) -> dict:
     mismatch = check_summary(m, run.turns)
     own_report = run.path / "report.html"
     return {
-        "id": run.run_id, "path": str(run.path), "partial": run.partial, "headline": rows,
+        "id": run.run_id, "path": str(run.path), "partial": run.partial and m.get("state") != "failed",
+        "failed": m.get("state") == "failed", "error": m.get("error"), "headline": rows,
         "head_source": head["source"], "status": head["status"], "ok": int(len(run.ok)),
         "total": int(len(run.turns)), "mismatch": mismatch, "problems": problems,
         "slo": _slo(m.get("slo")),

@@ -77,7 +77,7 @@ def render_suite(doc: dict, suite_dir: Path, report_dir: Path) -> str:
             "policy": doc.get("policy"), "started": doc.get("started_utc"), "finished": doc.get("finished_utc"),
             "vlh_version": doc.get("vlh_version"), "counts": counts, "dir": str(suite_dir),
         },
-        "verdict_word": {0: "green", 1: "red", 2: "error"}.get(doc.get("exit_code"), "unknown"),
+        "verdict_word": {0: "green", 1: "red", 2: "error", 3: "error"}.get(doc.get("exit_code"), "unknown"),
         "trend_note": trend_note,
         "scenarios": cards,
         "data_json": _json_block({"figures": figs}),

@@ -41,3 +41,16 @@ def redact_config(obj):
     if isinstance(obj, str) and obj.lower().startswith(("bearer ", "basic ")):
         return REDACTED
     return obj
+
+
+_URL = None
+
+
+def redact_text(text: str) -> str:
+    """Every http(s)/ws(s) URL inside free text (a log, a traceback) passed through `redact_url`."""
+    import re
+
+    global _URL
+    if _URL is None:
+        _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>)]+")
+    return _URL.sub(lambda m: redact_url(m.group(0)) or "", text)

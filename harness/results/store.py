@@ -60,11 +60,53 @@ def summarize(df: pd.DataFrame) -> dict:
     return summary
 
 
+# what vlh writes into a run folder: cleared when a failed or empty run's folder is reused
+RUN_FILES = ("run.json", "turns.parquet", "turns.csv", "events.parquet", "report.html", "agent-truth.jsonl",
+             "agent.log", "agent-telemetry.jsonl", ".run.json.tmp", ".turns.parquet.tmp")
+RUN_GLOBS = ("recordings/call-*.wav", "recordings/call-*.playout.parquet", "parts/*", "parts/.*")
+
+
+def run_state(meta: dict) -> str:
+    """'running', 'complete', 'interrupted' or 'failed' (run.json `state`; folders written before it existed:
+    'interrupted' if partial, else 'complete')."""
+    state = meta.get("state")
+    if state in ("running", "complete", "interrupted", "failed"):
+        return state
+    return "interrupted" if meta.get("partial") else "complete"
+
+
+def reusable(meta: dict) -> bool:
+    """A folder may take a new run without --force when its run failed or holds no turn."""
+    turns = (meta.get("summary") or {}).get("turns", 0)
+    return run_state(meta) == "failed" or not turns
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove what an earlier (failed or empty) run wrote into `run_dir` — vlh's own file names only."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for pattern in RUN_GLOBS:
+        for f in run_dir.glob(pattern):
+            if f.is_file():
+                f.unlink()
+    if (run_dir / "parts").is_dir() and not any((run_dir / "parts").iterdir()):
+        (run_dir / "parts").rmdir()
+
+
 class RunStore:
     def __init__(self, out_dir: str | Path, meta: dict, force: bool = False):
         self.dir = Path(out_dir)
-        if (self.dir / "run.json").exists() and not force:
-            raise VlhError(f"{self.dir}: already holds a run (run.json); choose another --out or pass --force")
+        prior = self.dir / "run.json"
+        if prior.exists() and not force:
+            try:
+                old = json.loads(prior.read_text())
+            except (OSError, ValueError):
+                old = None
+            if not isinstance(old, dict) or not reusable(old):
+                raise VlhError(f"{self.dir}: already holds a run (run.json); choose another --out or pass --force")
+            clear_run(self.dir)
+        elif prior.exists():
+            clear_run(self.dir)
         (self.dir / "recordings").mkdir(parents=True, exist_ok=True)
         self.meta = dict(meta)
         self.meta.setdefault("run_id", self.dir.name)
@@ -120,7 +162,9 @@ class RunStore:
             df = df.sort_values(["call", "turn"], kind="stable").reset_index(drop=True)
         return df
 
-    def flush(self, partial: bool = False, extra: dict | None = None) -> dict:
+    def flush(self, partial: bool = False, extra: dict | None = None, state: str | None = None) -> dict:
+        """Write turns, events and run.json. `state` ('running', 'complete', 'interrupted', 'failed'; default:
+        'running' while partial, else 'complete') says whether run.json describes a finished run."""
         df = self.dataframe()
         tmp = self.dir / ".turns.parquet.tmp"
         if len(df):
@@ -131,7 +175,7 @@ class RunStore:
                                                      "origin", "raw"]).to_parquet(self.dir / "events.parquet",
                                                                                   index=False)
         meta = dict(self.meta)
-        meta.update(partial=partial, clock=self.clock, telemetry=self.telemetry_counts,
+        meta.update(partial=partial, state=state or ("running" if partial else "complete"), clock=self.clock, telemetry=self.telemetry_counts,
                     duration_s=round(time.time() - self.started, 3))
         meta["summary"] = summarize(df) if len(df) else {"turns": 0, "status_counts": {}}
         if extra:

@@ -42,7 +42,7 @@ from harness.suite.scenario import Scenario, load_scenarios
 
 log = logging.getLogger(__name__)
 
-EXIT_GREEN, EXIT_RED, EXIT_ERROR = 0, 1, 2
+EXIT_GREEN, EXIT_RED, EXIT_ERROR, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
 @dataclass
@@ -85,6 +85,7 @@ class Verdict:
     run_id: str | None = None
     elapsed_s: float = 0.0
     error: str | None = None
+    unreachable: bool = False  # the error: the agent could not be reached at all (exit 3 when every error is)
     slo: list[SloResult] = field(default_factory=list)
     comparison: Comparison | None = None
     headline: str = ""
@@ -115,8 +116,9 @@ class SuiteResult:
 
 
 def exit_code(verdicts: list[Verdict]) -> int:
-    if any(v.status == "error" for v in verdicts):
-        return EXIT_ERROR
+    errors = [v for v in verdicts if v.status == "error"]
+    if errors:
+        return EXIT_UNREACHABLE if all(v.unreachable for v in errors) else EXIT_ERROR
     if any(v.status == "red" for v in verdicts):
         return EXIT_RED
     return EXIT_GREEN
@@ -182,6 +184,7 @@ def _run_one(sc: Scenario, *, runner: Runner, hist: History, suite_dir: Path, ag
         run_dir = Path(runner(request))
         run, turns = read_run_folder(run_dir)
     except VlhError as exc:
+        v.unreachable = exc.exit_code == EXIT_UNREACHABLE
         return _error(v, t0, str(exc))
     except Exception as exc:  # noqa: BLE001 - a crash of the runner or the agent is a verdict (exit 2), not a traceback
         log.debug("runner crashed on %s:\n%s", sc.name, traceback.format_exc())

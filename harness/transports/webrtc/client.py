@@ -24,7 +24,7 @@ import numpy as np
 
 from harness import __version__
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
-from harness.errors import VlhError
+from harness.errors import AgentUnreachable, VlhError
 from harness.telemetry.collector import TelemetryLog
 from harness.devices import kstamp
 from harness.transports.webrtc.playout import FRAME, PlayoutEmulator
@@ -262,20 +262,29 @@ class WebRTCCall:
         await pc.setLocalDescription(await pc.createOffer())
         body = {"sdp": pc.localDescription.sdp, "type": "offer"}
         shown = redact_url(self.url)
+        # a call that never came up is not "disconnected": closing it must not log "call None disconnected"
+        self._closing = True
         try:
             timeout = aiohttp.ClientTimeout(total=self.connect_timeout)
             async with aiohttp.ClientSession(timeout=timeout) as http:
                 async with http.post(self.url, json=body, headers=self.headers) as resp:
                     text = await resp.text()
+                    if resp.status >= 500:  # the agent is there but cannot take a call: as good as unreachable
+                        raise AgentUnreachable(f"agent {shown} answered HTTP {resp.status}: {_snippet(text)}")
                     if resp.status >= 400:
                         raise VlhError(f"agent {shown} answered HTTP {resp.status}: {_snippet(text)}")
         except VlhError:
             await pc.close()
             raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except asyncio.TimeoutError:
             await pc.close()
-            raise VlhError(f"agent {shown} unreachable: {exc.__class__.__name__} {_snippet(str(exc))}; "
-                           "is it running, and is --agent the offer URL?") from None
+            raise AgentUnreachable(f"agent {shown}: no answer to the WebRTC offer (HTTP POST) within "
+                                   f"{self.connect_timeout:g} s; is the agent stuck? (raise --connect-timeout to "
+                                   "wait longer)") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            await pc.close()
+            raise AgentUnreachable(f"agent {shown} unreachable: {exc.__class__.__name__} {_snippet(str(exc))}; "
+                                   "is it running, and is --agent the offer URL?") from None
         try:
             answer = json.loads(text)
             sdp, typ = answer["sdp"], answer.get("type", "answer")
@@ -296,8 +305,9 @@ class WebRTCCall:
             await asyncio.wait_for(self.mic.started.wait(), self.connect_timeout)
         except asyncio.TimeoutError:
             await self.close()
-            raise VlhError(f"agent {shown}: the WebRTC connection did not come up within "
-                           f"{self.connect_timeout:.0f} s (ICE/DTLS)") from None
+            raise AgentUnreachable(f"agent {shown}: the WebRTC media connection (ICE/DTLS) did not come up within "
+                                   f"{self.connect_timeout:g} s (--connect-timeout)") from None
+        self._closing = False
         self._tasks.append(asyncio.ensure_future(self._playout_loop()))
         self._tasks.append(asyncio.ensure_future(self._ping_loop()))
         self._monitor = LoopMonitor.for_running_loop()
