@@ -1,23 +1,16 @@
 """`vlh run`: measure a voice agent turn by turn and write a run folder.
 
-With no agent URL, vlh starts its reference agent (harness/agent) as a subprocess on a free local port — the embedded
-default target — and measures that. The measuring side never imports the agent: it talks to it over WebRTC.
-
-`transport="loopback"`: the call goes through sound devices (harness/transports/loopback/call.py). With no agent given,
-vlh brings its PulseAudio null sinks up (a lease for this process; down on exit), calibrates them if no stored
-calibration matches, and starts the reference agent on them (`vlh agent --audio-in vlh_mic_monitor --audio-out
-vlh_ear --telemetry-file <run>/agent-telemetry.jsonl`); the telemetry file is ingested on the host clock
-(harness/telemetry/file.py).
+The transport (`cfg.transport`: webrtc, loopback, …) is behind one interface (harness/transports/base.py): it checks
+the settings, sets the run up (with no agent given, it starts vlh's reference agent — the embedded default target —
+as a subprocess; the measuring side never imports the agent), makes each call and says what the measurement needs
+from it. This module only speaks the turns, follows the replies and measures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +22,8 @@ from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
 from harness.errors import VlhError
 from harness.results.store import PartStore, RunStore, default_out_dir
-from harness.results.redact import redact_url
+from harness.transports.reference_agent import ReferenceAgent  # noqa: F401  (bench/, tests import it from here)
+from harness.transports.registry import transport_for
 
 log = logging.getLogger(__name__)
 
@@ -150,113 +144,11 @@ def attach_noise(call, utterances: list[Utterance]):
     return bed
 
 
-# ---- the embedded reference agent ------------------------------------------------------------------------------
-class ReferenceAgent:
-    """`vlh agent` in a subprocess on a free local port; its truth log goes into the run folder."""
-
-    def __init__(self, profile: str, overrides: dict, extra_args: list[str], truth_log: Path):
-        self.profile, self.overrides, self.extra_args, self.truth_log = profile, overrides, extra_args, truth_log
-        self.proc: subprocess.Popen | None = None
-        self.url: str | None = None
-
-    def _command(self, port_file: Path) -> list[str]:
-        return [sys.executable, "-m", "harness", "agent", "--host", "127.0.0.1", "--port", "0",
-                "--port-file", str(port_file), "--profile", self.profile, "--truth-log", str(self.truth_log)]
-
-    def _env(self) -> dict:
-        return {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-    def _ready(self, port_file: Path) -> str:
-        port = int(port_file.read_text().strip())
-        return f"http://127.0.0.1:{port}/api/offer"
-
-    def start(self, timeout: float = 30.0) -> str:
-        port_file = Path(tempfile.mkstemp(prefix="vlh-agent-port-")[1])
-        port_file.unlink()
-        cmd = self._command(port_file)
-        for k, v in self.overrides.items():  # every reference-agent setting is a `vlh agent --<name>` flag
-            for item in (v if isinstance(v, (list, tuple)) else [v]):
-                cmd += [f"--{str(k).replace('_', '-')}", str(item)]
-        cmd += list(self.extra_args)
-        self.log_path = self.truth_log.with_name("agent.log")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=self._env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self._log.flush()
-                text = self.log_path.read_text()
-                errs = [ln for ln in text.splitlines() if ln.startswith("vlh: error: ")]
-                if errs:  # the agent's own one-line error names the device/setting and the fix
-                    raise VlhError(f"the reference agent could not start: {errs[-1][len('vlh: error: '):]}")
-                raise VlhError(f"the reference agent exited at start-up (code {self.proc.returncode}): {text[-600:]}")
-            if port_file.exists() and port_file.read_text().strip():
-                self.url = self._ready(port_file)
-                port_file.unlink()
-                return self.url
-            time.sleep(0.05)
-        self.stop()
-        raise VlhError(f"the reference agent did not start within {timeout:.0f} s; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if getattr(self, "_log", None):
-            self._log.close()
-
-
-class DeviceAgent(ReferenceAgent):
-    """`vlh agent --audio-in … --audio-out …` in a subprocess on the loopback devices; its truth log and its
-    telemetry file go into the run folder."""
-
-    def __init__(self, profile: str, overrides: dict, extra_args: list[str], truth_log: Path, telemetry: Path,
-                 audio_in: str, audio_out: str, state_dir=None):
-        super().__init__(profile, overrides, extra_args, truth_log)
-        self.telemetry, self.audio_in, self.audio_out, self.state_dir = telemetry, audio_in, audio_out, state_dir
-
-    def _command(self, port_file: Path) -> list[str]:
-        return [sys.executable, "-m", "harness", "agent", "--audio-in", self.audio_in, "--audio-out", self.audio_out,
-                "--telemetry-file", str(self.telemetry), "--ready-file", str(port_file), "--profile", self.profile,
-                "--truth-log", str(self.truth_log)]
-
-    def _env(self) -> dict:
-        from harness.devices import pulse
-
-        return pulse.child_env(self.state_dir, {**os.environ, "PYTHONUNBUFFERED": "1"})
-
-    def _ready(self, port_file: Path) -> str:
-        return f"devices:{self.audio_in}->{self.audio_out}"
-
-
-def loopback_devices(cfg: RunConfig):
-    from harness.transports.loopback.call import LoopbackDevices
-
-    if cfg.mic_device or cfg.ear_device:
-        if not (cfg.mic_device and cfg.ear_device):
-            raise VlhError("--mic-device and --ear-device go together: name the output into the agent's microphone "
-                           "and the input from its speaker")
-        return LoopbackDevices.real(cfg.mic_device, cfg.ear_device)
-    return LoopbackDevices()
-
-
 # ---- one call ---------------------------------------------------------------------------------------------------
 async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utterance], store: RunStore,
                    on_turn=None) -> list[dict]:
-    loopback = cfg.transport == "loopback"
-    if loopback:
-        from harness.transports.loopback.call import LoopbackTransport
-
-        call = LoopbackTransport(loopback_devices(cfg), state_dir=cfg.state_dir)
-    else:
-        from harness.transports.webrtc.client import WebRTCCall
-
-        call = WebRTCCall(url, cfg.headers, cfg.jitter_buffer, cfg.processor_map,
-                          connect_timeout=cfg.connect_timeout_s)
+    transport = transport_for(cfg)
+    call = transport.new_call(cfg, url)
     plans: list[TurnPlan] = []
     try:
         await call.connect()
@@ -309,20 +201,13 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
     finally:
         await call.close()
         capture = call.capture()
-        # every played frame: which packet, when (README: recordings/call-<n>.playout.parquet)
-        if not loopback and call.playout.ticks:
-            call.playout.write_log(store.dir / "recordings" / f"call-{call_no}.playout.parquet")
+        transport.write_side_logs(call, store.dir / "recordings", call_no)
         for p in plans:
             p.extra.pop("_reply_start", None)
             p.extra.pop("_reply_end", None)
-        if loopback:
-            telemetry = _file_telemetry(cfg, capture)
-            rows, events = measure_call(capture, plans, telemetry, None, cfg.measure, call_no, device_path=True)
-            _device_glitches(call, plans, rows)
-        else:
-            telemetry = call.telemetry
-            rows, events = measure_call(capture, plans, telemetry, call.playout, cfg.measure, call_no,
-                                        call.mic.lateness if call.mic else None, call.stalls)
+        telemetry, inputs = transport.measure_inputs(cfg, call, capture)
+        rows, events = measure_call(capture, plans, telemetry, opts=cfg.measure, call=call_no, **inputs)
+        transport.annotate(call, plans, rows)
         capture.meta.update(call=call_no, turns=len(plans))
         fit = telemetry.fit if telemetry is not None else None
         clock = fit.as_dict(capture.t0_mono) if fit else None
@@ -333,39 +218,6 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
     if interrupted:
         raise asyncio.CancelledError
     return rows
-
-
-def _file_telemetry(cfg: RunConfig, capture):
-    """The agent's telemetry file (loopback), the messages written during this call; None without a file."""
-    if cfg.telemetry_file is None:
-        return None
-    from harness.telemetry.file import FileTelemetry
-
-    tel = FileTelemetry(cfg.processor_map)
-    try:
-        tel.load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0)
-    except VlhError as exc:  # the sound is measured all the same; the stages are then unattributed
-        log.warning("loopback: %s", exc)
-        tel.anomalies.append(str(exc))
-        return tel
-    if tel.header and tel.header.get("call"):
-        capture.meta.setdefault("pc_id", tel.header["call"])
-    return tel
-
-
-def _device_glitches(call, plans: list[TurnPlan], rows: list[dict]) -> None:
-    """Per turn: the sound devices' discontinuities (underruns of the mic output, overflows of the recordings)
-    between this utterance's start and the next one's — counted in `underruns` and named in `anomalies`."""
-    stats = call.stats()
-    for k, r in enumerate(rows):
-        lo = plans[k].mic_start - 0.2
-        hi = plans[k + 1].mic_start if k + 1 < len(plans) else float("inf")
-        g = call.glitches_between(lo, hi, stats)
-        r["underruns"] = len(g)
-        if g:
-            what = ", ".join(f"{d['stream']} {d['step_ms']:+.1f} ms" for d in g[:4])
-            r["anomalies"] = ";".join(filter(None, [r.get("anomalies", ""), (
-                f"sound device discontinuity in this turn ({what}): samples lost or repeated")]))
 
 
 async def _sleep_until(t: float) -> None:
@@ -413,10 +265,8 @@ def _failed_row(call: int, turn: int, text: str, status: str, error: str) -> dic
 # ---- the whole run ---------------------------------------------------------------------------------------------
 def run_measurement(cfg: RunConfig) -> Path:
     """Run every call, write the run folder, return its path. Ctrl-C keeps every finished turn (partial: true)."""
-    if cfg.transport not in ("webrtc", "loopback"):
-        raise VlhError(f"transport {cfg.transport!r}: vlh knows 'webrtc' and 'loopback'")
-    if cfg.transport == "loopback":
-        _check_loopback(cfg)
+    transport = transport_for(cfg)
+    transport.check(cfg)
     out = Path(cfg.out_dir) if cfg.out_dir else default_out_dir()
     utterances, scenario_name = build_utterances(cfg)
     agent = None
@@ -426,27 +276,15 @@ def run_measurement(cfg: RunConfig) -> Path:
                        "timeout_s": cfg.timeout_s, "processor_map": cfg.processor_map,
                        "header_names": sorted(cfg.headers)},
             "calls": cfg.calls, "codec_delay_ms": cfg.measure.codec_delay_s * 1e3}
-    if cfg.transport == "loopback":
-        meta["codec_delay_ms"] = 0.0
-        meta["config"].pop("jitter_buffer")
+    transport.describe(meta)
     store = RunStore(out, meta, force=cfg.force)
     from harness.devices.priority import set_nice
 
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
-    lease = None
     partial = False
     failure: BaseException | None = None  # run.json then says state "failed" and why
     try:
-        if cfg.transport == "loopback":
-            cfg, lease, url, agent = _loopback_setup(cfg, store, out)
-        elif cfg.agent_url is None:
-            agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl")
-            url = agent.start()
-            store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
-                              agent_overrides=cfg.agent_overrides)
-        else:
-            url = cfg.agent_url
-            store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+        cfg, url, agent = transport.setup(cfg, store, out)
         progress = _Progress(cfg.calls * len(utterances), enabled=cfg.progress)
         groups = call_groups(cfg.calls, cfg.calls_per_process)
         try:
@@ -464,13 +302,7 @@ def run_measurement(cfg: RunConfig) -> Path:
     finally:
         if agent:
             agent.stop()
-        if lease is not None:
-            from harness.devices import pulse
-
-            try:
-                pulse.down(cfg.state_dir, lease=lease)
-            except VlhError as exc:
-                log.warning("loopback: down: %s", exc)
+        transport.teardown(cfg)
         store.merge_parts()
         state = "failed" if failure is not None else "interrupted" if partial else "complete"
         store.flush(partial=partial, state=state,
@@ -479,8 +311,7 @@ def run_measurement(cfg: RunConfig) -> Path:
         _write_report(out)
     if partial:
         raise KeyboardInterrupt
-    if cfg.transport == "loopback":
-        _check_agent_spoke(cfg, store, agent)
+    transport.after_run(cfg, store, agent)
     return out
 
 
@@ -488,83 +319,6 @@ def _failure_line(exc: BaseException | None) -> str | None:
     if exc is None:
         return None
     return str(exc) if isinstance(exc, VlhError) else f"{type(exc).__name__}: {exc}"
-
-
-def _check_loopback(cfg: RunConfig) -> None:
-    if cfg.calls != 1:
-        raise VlhError(f"--calls {cfg.calls} with --transport loopback: the loopback devices carry one call (one "
-                       "microphone, one speaker); use --calls 1, or --transport webrtc for concurrent calls")
-    if cfg.agent_url is not None:
-        raise VlhError("--agent URL is a WebRTC agent; with --transport loopback the agent is whatever listens on "
-                       "the sound devices: give --agent-running (and its --telemetry-file), or nothing to start "
-                       "the reference agent on vlh's devices")
-    if (cfg.mic_device or cfg.ear_device) and not (cfg.agent_running or cfg.telemetry_file):
-        raise VlhError("--mic-device/--ear-device name real sound devices: the agent is then yours, already running "
-                       "on them; add --agent-running (and --telemetry-file F if it writes vlh telemetry)")
-
-
-def _loopback_setup(cfg: RunConfig, store: RunStore, out: Path):
-    """Devices up (a lease for this process), a calibration, the reference agent on the devices unless an agent
-    runs there already. Returns (cfg with the telemetry file set, lease or None, agent label, agent or None)."""
-    import dataclasses
-
-    from harness.devices import pulse
-    from harness.transports.loopback.calibrate import calibrate
-    from harness.transports.loopback.stored import load_matching
-    from harness.devices.stamped import DEFAULT_LATENCY
-
-    devices = loopback_devices(cfg)
-    lease = None
-    if devices.pulse_managed:
-        lease = pulse.process_lease(tag="vlh-run")
-        pulse.up(cfg.state_dir, lease=lease)
-        pulse.activate(cfg.state_dir)
-    try:
-        cal = load_matching(devices, DEFAULT_LATENCY, cfg.state_dir)
-        made = False
-        if cal is None and devices.pulse_managed:
-            log.warning("loopback: no calibration for these devices yet; calibrating (20 sessions)")
-            cal = asyncio.run(calibrate(devices, state_dir=cfg.state_dir))
-            made = True
-        store.meta.update(devices=dataclasses.asdict(devices),
-                          calibration=dict(cal.brief(), made_for_this_run=made) if cal is not None else None)
-        agent = None
-        if cfg.agent_running or cfg.telemetry_file is not None:
-            label = "devices:external"
-            store.meta.update(agent_url=label, agent="external", profile=None,
-                              telemetry_file=str(cfg.telemetry_file) if cfg.telemetry_file else None)
-        else:
-            tel = out / "agent-telemetry.jsonl"
-            tel.unlink(missing_ok=True)
-            cfg = dataclasses.replace(cfg, telemetry_file=tel)
-            agent = DeviceAgent(cfg.agent_profile, cfg.agent_overrides, cfg.agent_args, out / "agent-truth.jsonl",
-                                tel, pulse.DEVICES.mic_record, pulse.DEVICES.ear_play, cfg.state_dir)
-            label = agent.start()
-            store.meta.update(agent_url=label, agent="reference", profile=cfg.agent_profile,
-                              agent_overrides=cfg.agent_overrides, telemetry_file=tel.name)
-    except BaseException:
-        if lease is not None:
-            pulse.down(cfg.state_dir, lease=lease)
-        raise
-    return cfg, lease, label, agent
-
-
-def _check_agent_spoke(cfg: RunConfig, store: RunStore, agent) -> None:
-    """An agent that never made a sound on the ear device is a set-up fault, not a latency: one clear line."""
-    rows = store.rows
-    if not rows or any(r.get("status") == "ok" for r in rows):
-        return
-    if not all(r.get("status") == "no_response" for r in rows):
-        return
-    from harness.devices import pulse
-
-    devices = loopback_devices(cfg)
-    ear, mic = devices.ear_record, devices.mic_record or devices.mic_play
-    play = pulse.DEVICES.ear_play if devices.pulse_managed else "the output that device records"
-    who = (f"the reference agent played nothing (see {agent.log_path})" if agent is not None
-           else f"is your agent playing into {play!r}, what {ear!r} records")
-    raise VlhError(f"no agent audio on the ear device {ear!r} in any of {len(rows)} turns: {who}, and does it "
-                   f"listen to {mic!r}? (run folder {store.dir})")
 
 
 def _slo_verdicts(cfg: RunConfig, store: RunStore) -> list[dict]:
