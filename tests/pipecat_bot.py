@@ -119,7 +119,7 @@ class ToneTTS(TTSService):
     """`tts_secs` after each sentence, 0.5 s of a 440 Hz tone (audible from its first sample)."""
 
     def __init__(self, cfg: BotConfig):
-        super().__init__(name="ToneTTSService", sample_rate=TTS_RATE)
+        super().__init__(name="ToneTTSService", sample_rate=TTS_RATE, push_start_frame=True, push_stop_frames=True)
         self._cfg = cfg
 
     def can_generate_metrics(self) -> bool:
