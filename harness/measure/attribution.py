@@ -1,16 +1,27 @@
 """Ear timestamps + telemetry → the stages of one turn, summing exactly to the ear TTFA (design.md §4).
 
-The pipeline's boundaries, in order, on the host clock:
+The pipeline's boundaries, on the host clock (the critical path: what the reply waited for):
 
-    user_speech_end ─endpointing─▶ user_speech_end_detected ─stt─▶ stt_final ─llm_dispatch─▶ llm_request
-    ─llm_ttft─▶ llm_first_token ─reasoning─▶ llm_first_visible_token ─aggregation─▶ tts_request
+    user_speech_end ─endpointing─▶ user_vad_end ─┬─stt──────────▶ stt_final ─────────────────┐
+                                                 └─turn_detection─▶ user_speech_end_detected ─┴─llm_dispatch─▶
+    llm_request ─llm_ttft─▶ llm_first_token ─reasoning─▶ llm_first_visible_token ─aggregation─▶ tts_request
     ─tts_ttfb─▶ tts_first_audio ─agent_output─▶ audio_first_sent ─transport─▶ first_audio_arrival
     ─jitter_buffer─▶ first_audio_playout ─codec─▶ (+ Opus delay) ─playout─▶ agent_audio_start
+
+Parallel stages: STT and turn detection both start at the agent's VAD end. The one that finishes first is placed
+from the VAD end to its end; the other from there to its own end, and the part of it that ran beside the first is
+reported as `overlapped_ms` (with `overlapped_stage`), which is not summed (pipecat's UserBotLatencyObserver tiles
+the same way: transcription, then turn detection). No VAD end known: it is estimated as stt_final − the STT's
+reported duration (pipecat's STT TTFB runs from the VAD stop); failing that the VAD end is taken as the turn end,
+so turn_detection is 0 and endpointing holds the agent's whole end-of-turn wait (the reference agent's case: it
+reports one end-of-speech instant, its VAD end with its hangover).
 
 Rules: a stage between two known boundaries is that boundary pair's difference. A missing boundary merges its two
 neighbours into one span that names the stages it covers. Inside such a span, durations the agent reported (RTVI
 `metrics.ttfb`: STT, LLM, TTS) are placed as `estimated` stages; the rest of the span is `residual` (what no stage
 explains; negative = the durations do not fit, flagged). A span with nothing to place stays `unattributed`.
+A boundary that comes before one earlier on the path is an ordering that cannot be true: it is left off the path
+(its stage merges with the next, as if missing) and reported as an anomaly, so no span is ever negative.
 Spans always sum to agent_audio_start − user_speech_end exactly.
 """
 
@@ -18,27 +29,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.telemetry.events import EVENT_NAMES
+from harness.results.schema import EVENT_NAMES, STAGES as _SCHEMA_STAGES
 
-BOUNDARIES = ("user_speech_end",) + EVENT_NAMES + (
+BOUNDARIES = ("user_speech_end",) + tuple(EVENT_NAMES) + (
     "first_audio_arrival",
     "first_audio_playout",
     "first_audio_decoded",
     "agent_audio_start",
 )
-STAGES = (
-    "endpointing",
-    "stt",
-    "llm_dispatch",
-    "llm_ttft",
-    "reasoning",
-    "aggregation",
-    "tts_ttfb",
-    "agent_output",
-    "transport",
-    "jitter_buffer",
-    "codec",
-    "playout",
+STAGES = tuple(_SCHEMA_STAGES)
+# The stage that ends at each boundary, in path order; stt and turn_detection are reordered per turn.
+_PATH = (
+    ("user_vad_end", "endpointing"),
+    ("stt_final", "stt"),
+    ("user_speech_end_detected", "turn_detection"),
+    ("llm_request", "llm_dispatch"),
+    ("llm_first_token", "llm_ttft"),
+    ("llm_first_visible_token", "reasoning"),
+    ("tts_request", "aggregation"),
+    ("tts_first_audio", "tts_ttfb"),
+    ("audio_first_sent", "agent_output"),
+    ("first_audio_arrival", "transport"),
+    ("first_audio_playout", "jitter_buffer"),
+    ("first_audio_decoded", "codec"),
+    ("agent_audio_start", "playout"),
 )
 SOURCE_RANK = {"measured": 0, "reconciled": 1, "estimated": 2}
 
@@ -73,6 +87,8 @@ class Attribution:
     unattributed_ms: float
     residual_ms: float
     anomalies: list[str] = field(default_factory=list)
+    overlapped_stage: str | None = None  # the parallel stage placed second on the path
+    overlapped_ms: float | None = None  # how long it ran beside the first (not part of the sum)
 
     def columns(self) -> dict:
         out = {"ttfa_ms": self.ttfa_ms}
@@ -81,6 +97,8 @@ class Attribution:
             out[f"{s}_source"] = self.stage_source.get(s, "missing")
         out["unattributed_ms"] = self.unattributed_ms
         out["residual_ms"] = self.residual_ms
+        out["overlapped_stage"] = self.overlapped_stage
+        out["overlapped_ms"] = self.overlapped_ms
         return out
 
 
@@ -89,13 +107,32 @@ def _weakest(*sources: str) -> str:
 
 
 def derive_from_durations(b: dict[str, Boundary], durations: dict[str, float]) -> None:
-    """A reported duration pins its end boundary when its start boundary is known and the end is not."""
-    for stage, start, end in (("stt", "user_speech_end_detected", "stt_final"),
+    """A reported duration pins its end boundary when its start boundary is known and the end is not; the VAD end
+    is pinned back from the final transcript by the STT's duration, else set at the turn end (turn_detection 0)."""
+    if "user_vad_end" not in b:
+        if "stt" in durations and "stt_final" in b:
+            e = b["stt_final"]
+            b["user_vad_end"] = Boundary(e.t - durations["stt"], "estimated", e.uncertainty_s)
+        elif "user_speech_end_detected" in b:
+            e = b["user_speech_end_detected"]
+            b["user_vad_end"] = Boundary(e.t, e.source, e.uncertainty_s)
+    for stage, start, end in (("stt", "user_vad_end", "stt_final"),
                               ("llm_ttft", "llm_request", "llm_first_token"),
                               ("tts_ttfb", "tts_request", "tts_first_audio")):
         if stage in durations and start in b and end not in b:
             s = b[start]
             b[end] = Boundary(s.t + durations[stage], "estimated", s.uncertainty_s)
+
+
+def path(b: dict[str, Boundary]) -> list[tuple[str, str]]:
+    """(boundary, the stage that ends at it) in critical-path order for this turn: of stt and turn_detection, the
+    one that finished first comes first (pipecat: the transcript, then the turn stop; the reference agent: its
+    end of speech, then the transcript); a missing one comes second."""
+    p = list(_PATH)
+    stt, turn = "stt_final", "user_speech_end_detected"
+    if (turn in b and stt not in b) or (stt in b and turn in b and b[turn].t < b[stt].t):
+        p[1], p[2] = p[2], p[1]  # a missing one goes second: it merges with the span after the known one
+    return p
 
 
 def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | None = None) -> Attribution:
@@ -106,21 +143,36 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
     derive_from_durations(b, durations)
     t0, t1 = b["user_speech_end"].t, b["agent_audio_start"].t
     ttfa_ms = (t1 - t0) * 1e3
-    known = [i for i, name in enumerate(BOUNDARIES) if name in b]
-    spans: list[Span] = []
+    order = path(b)
     stage_ms: dict[str, float | None] = {s: None for s in STAGES}
     stage_src: dict[str, str] = {s: "missing" for s in STAGES}
     anomalies: list[str] = []
+    # the known boundaries on the path; one earlier than the last kept is an impossible ordering: left off
+    kept: list[tuple[int, str]] = [(-1, "user_speech_end")]
+    for i, (name, _stage) in enumerate(order):
+        if name not in b:
+            continue
+        prev = b[kept[-1][1]]
+        bj = b[name]
+        if name != "agent_audio_start" and (bj.t < prev.t or bj.t > t1):
+            unc_ms = (prev.uncertainty_s + bj.uncertainty_s) * 1e3
+            if bj.t < prev.t:
+                off_ms, rel, where = (prev.t - bj.t) * 1e3, "before", kept[-1][1]
+            else:
+                off_ms, rel, where = (bj.t - t1) * 1e3, "after", "agent_audio_start"
+            if off_ms > unc_ms + 0.5:
+                anomalies.append(f"{name} comes {off_ms:.1f} ms {rel} {where} (beyond the {unc_ms:.1f} ms "
+                                 f"uncertainty); left off the stage path")
+            continue
+        kept.append((i, name))
+    spans: list[Span] = []
     unattributed = residual = 0.0
-    for i, j in zip(known, known[1:]):
-        bi, bj = b[BOUNDARIES[i]], b[BOUNDARIES[j]]
+    for (i, ni), (j, nj) in zip(kept, kept[1:]):
+        bi, bj = b[ni], b[nj]
         ms = (bj.t - bi.t) * 1e3
-        covers = list(STAGES[i:j])
+        covers = [stage for _, stage in order[i + 1:j + 1]]
         src = _weakest(bi.source, bj.source)
         unc_ms = (bi.uncertainty_s + bj.uncertainty_s) * 1e3
-        if ms < -unc_ms - 0.5:
-            anomalies.append(f"{BOUNDARIES[j]} comes {-ms:.1f} ms before {BOUNDARIES[i]} "
-                             f"(beyond the {unc_ms:.1f} ms uncertainty)")
         if len(covers) == 1:
             stage = covers[0]
             spans.append(Span(stage, bi.t, ms, src, covers))
@@ -139,9 +191,15 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
             residual += rest
             if rest < -unc_ms - 0.5:
                 anomalies.append(f"reported durations ({', '.join(s for s, _ in placed)}) exceed the "
-                                 f"{ms:.1f} ms between {BOUNDARIES[i]} and {BOUNDARIES[j]}")
+                                 f"{ms:.1f} ms between {ni} and {nj}")
         else:
             name = f"{covers[0]}…{covers[-1]} (unattributed)"
             spans.append(Span(name, bi.t, ms, src, covers, kind="unattributed"))
             unattributed += ms
-    return Attribution(ttfa_ms, spans, stage_ms, stage_src, unattributed, residual, anomalies)
+    overlapped_stage = overlapped_ms = None
+    second = order[2]
+    if "user_vad_end" in b and order[1][0] in b and second[0] in b \
+            and stage_ms.get(second[1]) is not None and stage_ms.get(order[1][1]) is not None:
+        overlapped_stage, overlapped_ms = second[1], (b[order[1][0]].t - b["user_vad_end"].t) * 1e3
+    return Attribution(ttfa_ms, spans, stage_ms, stage_src, unattributed, residual, anomalies,
+                       overlapped_stage, overlapped_ms)

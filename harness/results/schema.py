@@ -5,14 +5,15 @@ One place for the column names so the loader, the summary, the generator of synt
 
 from __future__ import annotations
 
-# The stages of a turn, in pipeline order (design.md §4).
+# The stages of a turn, in pipeline order (design.md §4). `stt` and `turn_detection` run side by side after the
+# agent's VAD end: on the critical path the one that finished first comes first (see harness/measure/attribution.py).
 STAGES = [
-    "endpointing", "stt", "llm_dispatch", "llm_ttft", "reasoning", "aggregation",
+    "endpointing", "stt", "turn_detection", "llm_dispatch", "llm_ttft", "reasoning", "aggregation",
     "tts_ttfb", "agent_output", "transport", "jitter_buffer", "codec", "playout",
 ]
 # Words a person reads in the report and in the sentence "the 350 ms are TTS 140, transport 60, …".
 STAGE_LABELS = {
-    "endpointing": "endpointing", "stt": "STT", "llm_dispatch": "LLM dispatch", "llm_ttft": "LLM TTFT",
+    "endpointing": "endpointing", "stt": "STT", "turn_detection": "turn detection", "llm_dispatch": "LLM dispatch", "llm_ttft": "LLM TTFT",
     "reasoning": "reasoning", "aggregation": "aggregation", "tts_ttfb": "TTS", "agent_output": "agent output",
     "transport": "transport", "jitter_buffer": "jitter buffer", "codec": "codec", "playout": "playout",
     "unattributed": "unattributed", "residual": "residual",
@@ -33,11 +34,14 @@ TURN_COLUMNS = (
     + ["unattributed_ms", "residual_ms", "stages_json",
        "clock_offset_ms", "clock_drift_ppm", "clock_uncertainty_ms", "rtt_ms",
        "reply_duration_ms", "stutter_gaps", "stutter_gap_ms", "underruns", "concealed_ms",
-       "interruption_ms", "anomalies"]
+       "interruption_ms", "anomalies", "overlapped_stage", "overlapped_ms"]
 )
-# Also written by `vlh run` (docs/schema.md), not needed by the report except for the health section.
-EVENT_NAMES = ["user_speech_end_detected", "stt_final", "llm_request", "llm_first_token", "llm_first_visible_token",
-               "tts_request", "tts_first_audio", "audio_first_sent"]
+# The agent-side boundaries vlh events and adapters (RTVI) map onto, in pipeline order (design.md §3-4):
+# user_vad_end = the agent's VAD heard the end of speech; user_speech_end_detected = the end-of-turn decision
+# (turn strategy / end-of-utterance model); stt_final = the final transcript (may come before the turn end).
+# Also written by `vlh run` as <name>_mono columns.
+EVENT_NAMES = ("user_vad_end", "user_speech_end_detected", "stt_final", "llm_request", "llm_first_token",
+               "llm_first_visible_token", "tts_request", "tts_first_audio", "audio_first_sent")
 EXTRA_COLUMNS = (
     ["recording", "agent_call_id", "mic_start_mono", "mic_end_mono", "mic_late_ms", "harness_stall_ms"]
     + [f"{e}_mono" for e in EVENT_NAMES] + ["first_audio_arrival_mono", "first_audio_playout_mono"]

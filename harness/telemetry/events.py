@@ -4,20 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The pipeline's boundaries, in order (design.md §4). Adapters map other protocols onto these names.
-EVENT_NAMES = (
-    "user_speech_end_detected",
-    "stt_final",
-    "llm_request",
-    "llm_first_token",
-    "llm_first_visible_token",
-    "tts_request",
-    "tts_first_audio",
-    "audio_first_sent",
-)
+# The pipeline's boundaries, in order (design.md §4); one list, in the result schema. Adapters map onto these names.
+from harness.results.schema import EVENT_NAMES  # noqa: E402,F401
 
 # Durations an agent may report without a clock (RTVI metrics.ttfb): the stage each one measures.
-DURATION_STAGES = ("stt", "llm_ttft", "tts_ttfb")
+DURATION_STAGES = ("stt", "llm_ttft", "reasoning", "tts_ttfb")
 
 
 @dataclass

@@ -2,6 +2,21 @@
 
 RTVI carries no clock: speaking/LLM/TTS events are known only by their arrival, and `metrics.ttfb` entries are
 durations in seconds per processor (e.g. `{"processor": "OpenAILLMService#0", "value": 0.31}`).
+
+Meaning, from pipecat 1.14's source (processors/frameworks/rtvi/observer.py, observers/user_bot_latency_observer.py,
+metrics/metrics.py):
+- `vad-user-stopped-speaking` = VADUserStoppedSpeakingFrame: the VAD heard `stop_secs` of silence (the VAD end).
+  Sent only with `RTVIObserverParams(vad_user_speaking_enabled=True)` (off by default); without it vlh estimates
+  the VAD end as the final transcript minus the STT's ttfb (harness/measure/attribution.py).
+- `user-stopped-speaking` = UserStoppedSpeakingFrame: the turn-stop strategy decided the turn is over (turn end).
+- `user-transcription` with `final: true` = TranscriptionFrame (STT done; may precede the turn end).
+- `bot-llm-started` = LLMFullResponseStartFrame (LLM request); the first `bot-llm-text` = first LLMTextFrame (the
+  first answer text; reasoning travels in other frames); `bot-tts-started` = TTSStartedFrame;
+  `bot-started-speaking` = BotStartedSpeakingFrame (the output transport sent the first audio).
+- `metrics.ttfb[]`: per-processor TTFB (STT: VAD stop → final transcript; LLM: request → first token; TTS: request
+  → first audio). The first `metrics` message of a call is all zeros (pipecat's initial empty metrics): ignored.
+- `metrics.ttfat[]` (LLM): `thinking_time` = first output → first answer token, vlh's `reasoning`.
+- `metrics.ttfa[]` (TTS): `ttfa` = ttfb + `leading_silence` (first *audible* sample); understood, not a stage.
 """
 
 from __future__ import annotations
@@ -10,13 +25,15 @@ from harness.telemetry.events import Duration, Event
 
 # RTVI server message type → vlh event name
 EVENT_MAP = {
+    "vad-user-stopped-speaking": "user_vad_end",
     "user-stopped-speaking": "user_speech_end_detected",
     "bot-llm-started": "llm_request",
     "bot-tts-started": "tts_request",
     "bot-started-speaking": "audio_first_sent",
+    "bot-llm-text": "llm_first_visible_token",  # every chunk; the turn keeps the first
 }
 INFO_TYPES = {"user-started-speaking", "bot-interrupted", "bot-stopped-speaking", "bot-llm-stopped", "bot-tts-stopped", "bot-ready",
-              "bot-llm-text", "bot-tts-text", "bot-transcription", "user-transcription", "server-message",
+              "vad-user-started-speaking", "bot-tts-text", "user-input", "bot-llm-marker", "bot-transcription", "user-transcription", "server-message",
               "bot-output", "user-llm-text", "error", "bot-llm-search-response", "llm-function-call"}
 
 
@@ -56,6 +73,13 @@ def parse(msg: dict, arrival: float, overrides: dict[str, str] | None = None) ->
         entries = data.get("ttfb") or []
         if not isinstance(entries, list):
             return [], False
+        for e in data.get("ttfat") or []:
+            try:
+                thinking = float(e.get("thinking_time"))
+            except (TypeError, ValueError, AttributeError):
+                continue
+            if thinking > 0:
+                out.append(Duration("reasoning", thinking, arrival, str(e.get("processor", ""))))
         for e in entries:
             if not isinstance(e, dict):
                 continue
@@ -65,7 +89,7 @@ def parse(msg: dict, arrival: float, overrides: dict[str, str] | None = None) ->
                 continue
             proc = str(e.get("processor", ""))
             stage = processor_stage(proc, overrides)
-            if stage:
+            if stage and value > 0:  # pipecat's first metrics message is all zeros
                 out.append(Duration(stage, value, arrival, proc))
         return out, True
     return [], kind in INFO_TYPES

@@ -1,0 +1,226 @@
+"""A real pipecat 1.14 voice bot with scripted services, for tests that measure it with vlh (issue #14).
+
+Built only from pipecat's public API: SmallWebRTC transport served over HTTP on 127.0.0.1 (`POST /api/offer`),
+Silero VAD (`stop_secs`), `SpeechTimeoutUserTurnStopStrategy`, scripted STT / LLM / TTS with known delays and no
+network (the TTS speaks a 440 Hz tone), the RTVI processor + observer, and `UserBotLatencyObserver`, whose
+`on_latency_breakdown` (pipecat's own stage figures) is appended as one JSON line per turn to `--breakdown`.
+
+Run it in its own process (its own event loop):  python tests/pipecat_bot.py --port 7861 --breakdown out.jsonl
+Other tests reuse `BotConfig`, `build_worker` (observers and `enable_tracing` are injectable) and `serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from aiohttp import web
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import (
+    Frame, LLMContextFrame, LLMFullResponseEndFrame, LLMFullResponseStartFrame, LLMTextFrame,
+    TranscriptionFrame, TTSAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame,
+)
+from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.runner import PipelineRunner
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.processors.frameworks.rtvi.observer import RTVIObserverParams
+from pipecat.services.tts_service import TTSService
+from pipecat.transports.base_transport import TransportParams
+from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
+from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
+from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.utils.time import time_now_iso8601
+
+TTS_RATE = 24000
+
+
+@dataclass
+class BotConfig:
+    """The bot's settings; every delay is what the scripted service waits, in seconds."""
+    stop_secs: float = 0.2  # Silero VAD: silence heard before it calls the speech over
+    user_speech_timeout: float = 0.6  # SpeechTimeoutUserTurnStopStrategy: wait after the VAD end
+    stt_secs: float = 0.05  # VAD end -> final transcript
+    llm_ttft_secs: float = 0.3  # LLM request -> first token
+    first_sentence_secs: float = 0.3  # first token -> rest of the first sentence
+    tts_secs: float = 0.13  # sentence -> first audio
+    vad_user_speaking_enabled: bool = True  # RTVI `vad-user-*` messages
+    reply: list[str] = field(default_factory=lambda: ["Sure", ", here it is. ", "It is a tone."])
+
+
+class ScriptedSTT(FrameProcessor):
+    """A final transcript `stt_secs` after each VAD end (the VAD frames reach it upstream from the aggregator)."""
+
+    def __init__(self, cfg: BotConfig):
+        super().__init__(name="ScriptedSTTService")
+        self._cfg = cfg
+        self._task: asyncio.Task | None = None
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._task = self.create_task(self._transcribe())
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._task:
+            await self.cancel_task(self._task)
+            self._task = None
+        await self.push_frame(frame, direction)
+
+    async def _transcribe(self):
+        await self.start_ttfb_metrics()
+        await asyncio.sleep(self._cfg.stt_secs)
+        await self.stop_ttfb_metrics()
+        await self.push_frame(TranscriptionFrame("hello there", "user", time_now_iso8601(), finalized=True))
+
+
+class ScriptedLLM(FrameProcessor):
+    """Answers each context: response start, `llm_ttft_secs`, first token, `first_sentence_secs`, the rest."""
+
+    def __init__(self, cfg: BotConfig):
+        super().__init__(name="ScriptedLLMService")
+        self._cfg = cfg
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            self.create_task(self._answer())
+            return
+        await self.push_frame(frame, direction)
+
+    async def _answer(self):
+        cfg = self._cfg
+        await self.push_frame(LLMFullResponseStartFrame())
+        await self.start_ttfb_metrics()
+        await asyncio.sleep(cfg.llm_ttft_secs)
+        await self.stop_ttfb_metrics()
+        await self.push_frame(LLMTextFrame(cfg.reply[0]))
+        await asyncio.sleep(cfg.first_sentence_secs)
+        for token in cfg.reply[1:]:
+            await self.push_frame(LLMTextFrame(token))
+        await self.push_frame(LLMFullResponseEndFrame())
+
+
+class ToneTTS(TTSService):
+    """`tts_secs` after each sentence, 0.5 s of a 440 Hz tone (audible from its first sample)."""
+
+    def __init__(self, cfg: BotConfig):
+        super().__init__(name="ToneTTSService", sample_rate=TTS_RATE, push_start_frame=True, push_stop_frames=True)
+        self._cfg = cfg
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def run_tts(self, text: str, context_id: str):
+        await asyncio.sleep(self._cfg.tts_secs)
+        n = int(TTS_RATE * 0.5)
+        tone = (0.3 * 32767 * np.sin(2 * math.pi * 440 * np.arange(n) / TTS_RATE)).astype(np.int16)
+        chunk = TTS_RATE // 50
+        for i in range(0, n, chunk):
+            yield TTSAudioRawFrame(tone[i:i + chunk].tobytes(), TTS_RATE, 1, context_id=context_id)
+
+
+def breakdown_record(breakdown) -> dict:
+    """pipecat's LatencyBreakdown as plain JSON: contributions by key (seconds), ttfb, total."""
+    return {
+        "wall": time.time(),
+        "total_secs": breakdown.total_secs,
+        "contributions": [{"key": c.key, "owner": c.owner, "start_time": c.start_time,
+                           "duration_secs": c.duration_secs} for c in breakdown.contributions],
+        "ttfb": [{"processor": t.processor, "duration_secs": t.duration_secs} for t in breakdown.ttfb],
+        "text_aggregation_secs": breakdown.text_aggregation.duration_secs if breakdown.text_aggregation else None,
+        "user_turn_secs": breakdown.user_turn_secs,
+    }
+
+
+def build_worker(connection: SmallWebRTCConnection, cfg: BotConfig, *, observers: list | None = None,
+                 enable_tracing: bool = False) -> PipelineWorker:
+    """The pipeline for one client. `observers` are added to the worker (e.g. a UserBotLatencyObserver)."""
+    transport = SmallWebRTCTransport(connection, TransportParams(audio_in_enabled=True, audio_out_enabled=True))
+    vad = SileroVADAnalyzer(params=VADParams(stop_secs=cfg.stop_secs))
+    strategies = UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.user_speech_timeout)])
+    user_agg, assistant_agg = LLMContextAggregatorPair(
+        LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies))
+    pipeline = Pipeline([transport.input(), ScriptedSTT(cfg), user_agg, ScriptedLLM(cfg), ToneTTS(cfg),
+                         transport.output(), assistant_agg])
+    return PipelineWorker(
+        pipeline,
+        params=PipelineParams(enable_metrics=True, audio_out_sample_rate=TTS_RATE),
+        observers=list(observers or []),
+        enable_tracing=enable_tracing,
+        rtvi_observer_params=RTVIObserverParams(vad_user_speaking_enabled=cfg.vad_user_speaking_enabled),
+        idle_timeout_secs=None,
+    )
+
+
+def latency_observer(path: str | None) -> UserBotLatencyObserver:
+    """pipecat's own stage figures; each breakdown appended to `path` as a JSON line."""
+    obs = UserBotLatencyObserver()
+
+    @obs.event_handler("on_latency_breakdown")
+    async def _record(_obs, breakdown):
+        if path and breakdown.contributions:
+            with open(path, "a") as f:
+                f.write(json.dumps(breakdown_record(breakdown)) + "\n")
+
+    return obs
+
+
+async def serve(cfg: BotConfig, port: int, breakdown_path: str | None, *, enable_tracing: bool = False,
+                extra_observers=None) -> None:
+    """`POST /api/offer` on 127.0.0.1:port; one pipeline per connection; runs until cancelled."""
+    tasks: set[asyncio.Task] = set()
+
+    async def offer(request: web.Request) -> web.Response:
+        body = await request.json()
+        conn = SmallWebRTCConnection()
+        await conn.initialize(sdp=body["sdp"], type=body["type"])
+        observers = [latency_observer(breakdown_path)] + list(extra_observers() if extra_observers else [])
+        worker = build_worker(conn, cfg, observers=observers, enable_tracing=enable_tracing)
+
+        @conn.event_handler("closed")
+        async def _closed(_c):
+            await worker.cancel()
+
+        t = asyncio.create_task(PipelineRunner(handle_sigint=False).run(worker))
+        tasks.add(t)
+        t.add_done_callback(tasks.discard)
+        return web.json_response(conn.get_answer())
+
+    app = web.Application()
+    app.router.add_post("/api/offer", offer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"pipecat bot ready on http://127.0.0.1:{port}/api/offer {json.dumps(asdict(cfg))}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, default=7861)
+    p.add_argument("--breakdown", help="append pipecat's latency breakdown per turn (JSON lines) here")
+    p.add_argument("--config", default="{}", help="BotConfig fields as JSON")
+    a = p.parse_args(argv)
+    asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown))
+
+
+if __name__ == "__main__":
+    main()
