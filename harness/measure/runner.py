@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.measure import otlp_run
 from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
@@ -87,6 +88,10 @@ class RunConfig:
     ear_device: str | None = None  # ... and the input from its speaker
     agent_running: bool = False  # an agent already runs on the devices: do not start the reference agent
     state_dir: Path | None = None  # vlh's loopback state (default: $VLH_STATE_DIR …)
+    # OpenTelemetry (harness/measure/otlp_run.py, harness/telemetry/otlp_export.py)
+    otlp_listen: str | None = None  # [HOST:]PORT: receive the agent's spans
+    otlp_endpoint: str | None = None  # export the run's turns as traces to this OTLP/HTTP URL
+    otlp_headers: dict = field(default_factory=dict)  # export headers (never written anywhere)
 
 
 # ---- what to say ---------------------------------------------------------------------------------------------
@@ -315,12 +320,16 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
             p.extra.pop("_reply_end", None)
         if loopback:
             telemetry = _file_telemetry(cfg, capture)
-            rows, events = measure_call(capture, plans, telemetry, None, cfg.measure, call_no, device_path=True)
-            _device_glitches(call, plans, rows)
+            measure = lambda tel: measure_call(capture, plans, tel, None, cfg.measure, call_no,  # noqa: E731
+                                               device_path=True)
         else:
             telemetry = call.telemetry
-            rows, events = measure_call(capture, plans, telemetry, call.playout, cfg.measure, call_no,
-                                        call.mic.lateness if call.mic else None, call.stalls)
+            measure = lambda tel: measure_call(capture, plans, tel, call.playout, cfg.measure,  # noqa: E731
+                                               call_no, call.mic.lateness if call.mic else None, call.stalls)
+        telemetry = await otlp_run.attach(telemetry, capture, plans)  # the agent's spans (--otlp-listen)
+        rows, events = otlp_run.measure(measure, telemetry, plans, call_no)
+        if loopback:
+            _device_glitches(call, plans, rows)
         capture.meta.update(call=call_no, turns=len(plans))
         fit = telemetry.fit if telemetry is not None else None
         clock = fit.as_dict(capture.t0_mono) if fit else None
@@ -424,6 +433,9 @@ def run_measurement(cfg: RunConfig) -> Path:
                        "timeout_s": cfg.timeout_s, "processor_map": cfg.processor_map,
                        "header_names": sorted(cfg.headers)},
             "calls": cfg.calls, "codec_delay_ms": cfg.measure.codec_delay_s * 1e3}
+    if cfg.otlp_listen or cfg.otlp_endpoint:
+        meta["config"].update(otlp_listen=cfg.otlp_listen, otlp_endpoint=redact_url(cfg.otlp_endpoint),
+                              otlp_header_names=sorted(cfg.otlp_headers))
     if cfg.transport == "loopback":
         meta["codec_delay_ms"] = 0.0
         meta["config"].pop("jitter_buffer")
@@ -433,7 +445,9 @@ def run_measurement(cfg: RunConfig) -> Path:
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
     lease = None
     partial = False
+    intake = None
     try:
+        intake = otlp_run.start(cfg.otlp_listen, cfg.calls, cfg.calls_per_process)
         if cfg.transport == "loopback":
             cfg, lease, url, agent = _loopback_setup(cfg, store, out)
         elif cfg.agent_url is None:
@@ -465,8 +479,11 @@ def run_measurement(cfg: RunConfig) -> Path:
                 pulse.down(cfg.state_dir, lease=lease)
             except VlhError as exc:
                 log.warning("loopback: down: %s", exc)
+        otlp_run.stop(intake, store)
         store.merge_parts()
         store.flush(partial=partial, extra={"slo": _slo_verdicts(cfg, store)})
+    if cfg.otlp_endpoint and store.rows:
+        otlp_run.export(out, cfg.otlp_endpoint, cfg.otlp_headers)
     if cfg.report and store.rows:
         _write_report(out)
     if partial:
