@@ -7,7 +7,8 @@ this is its clock; the uncertainty is the pairs' reading error plus any slew bet
 
 Step 2, causality against what vlh measured itself (`causal_bounds`): the agent cannot have sent its first audio
 after it reached vlh (`audio_first_sent` ≤ `first_audio_arrival`, else ≤ the ear onset), and cannot have had a
-transcript, an LLM request or TTS before the user stopped speaking (each ≥ `user_speech_end`). Each turn bounds
+transcript, an LLM request or TTS before the user stopped speaking (each ≥ `user_speech_end`), and its own estimate
+of the end of speech is not earlier than the real end by more than a VAD frame (SPEECH_END_SLACK_S). Each turn bounds
 the agent-minus-host clock offset from below and above. If 0 lies inside, step 1 stands; if not, the agent's clock
 is off: vlh moves it to the middle of the bounds and shows half their width as the uncertainty (and says so).
 """
@@ -64,6 +65,9 @@ class Bounds:
                 "n_upper": self.n_upper}
 
 
+# The agent's own estimate of the end of speech (pipecat: VAD stop − stop_secs; LiveKit: last_speaking_time) comes
+# after the real end plus the uplink, give or take its VAD's frame (pipecat's Silero: 32 ms): it bounds too, loosely.
+SPEECH_END_SLACK_S = 0.050
 AFTER_USER_END = ("stt_final", "llm_request", "llm_first_token", "llm_first_visible_token", "tts_request",
                   "tts_first_audio", "audio_first_sent")
 
@@ -86,5 +90,8 @@ def causal_bounds(rows: list[dict], events: list[dict]) -> Bounds:
                 b.n_lower += 1
             if e["name"] in AFTER_USER_END and u_end is not None:
                 b.upper_s = min(b.upper_s, e["t_mono"] - u_end)
+                b.n_upper += 1
+            if e["name"] == "user_speech_end_detected" and u_end is not None:
+                b.upper_s = min(b.upper_s, e["t_mono"] - u_end + SPEECH_END_SLACK_S)
                 b.n_upper += 1
     return b
