@@ -72,7 +72,7 @@ def parse_request(body: bytes, content_type: str | None) -> ExportTraceServiceRe
             req.ParseFromString(body)
         except (DecodeError, ValueError, RuntimeError) as exc:
             raise OtlpBadRequest(f"not an OTLP protobuf trace request ({exc})") from None
-        if body and req.ByteSize() == 0:  # parsed only as unknown fields: not OTLP
+        if body and not req.resource_spans:  # parsed only as unknown fields: not OTLP
             raise OtlpBadRequest("not an OTLP protobuf trace request (no known field)")
     elif kind == JSON:
         try:

@@ -72,16 +72,25 @@ class OtlpReceiver:
 
         def run():
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
             self._loop = loop
             try:
                 loop.run_until_complete(self._serve())
             except BaseException as exc:  # noqa: BLE001 — reported to the starting thread
                 error.append(exc)
+                if self._runner is not None:
+                    loop.run_until_complete(self._runner.cleanup())
+                loop.close()
                 ready.set()
                 return
             ready.set()
             loop.run_forever()
             loop.run_until_complete(self._runner.cleanup())
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self.stamp()
