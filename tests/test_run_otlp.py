@@ -150,4 +150,8 @@ def test_run_with_otlp_only_telemetry(tmp_path):
         assert r["ttfa_ms"] > r["framework_v2v_ms"]
     ev = pd.read_parquet(out / "events.parquet")
     assert ev["origin"].str.startswith("otlp:pipecat").any()
+    from harness.report.render import write_report
+
+    html = write_report([out], out / "report.html").read_text()
+    assert "pipecat says" in html and "it cannot see are uplink" in html
     print(err.round(3).to_string())
