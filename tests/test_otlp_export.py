@@ -107,3 +107,19 @@ def test_headers_from_environment_and_never_echoed(monkeypatch):
     with pytest.raises(VlhError) as e2:
         parse_headers(["s3cret-without-equals"])
     assert "s3cret" not in str(e.value) and "s3cret" not in str(e2.value)
+
+
+def test_cli_export_otlp(run_dir, capsys, monkeypatch):
+    from harness.cli import main
+
+    monkeypatch.setenv("VLH_TEST_KEY", "s3cret")
+    with OtlpReceiver("127.0.0.1", 0) as rec:
+        code = main(["export", "otlp", str(run_dir), "--endpoint", f"http://user:pw@127.0.0.1:{rec.port}?token=abc",
+                     "--header", "x-key=$VLH_TEST_KEY"])
+        n = len(rec.spans())
+    out = capsys.readouterr()
+    assert code == 0 and n > 0
+    assert f"vlh: {n} spans sent to http://127.0.0.1:{rec.port}?token=REDACTED" in out.out
+    assert "s3cret" not in out.out + out.err and "pw@" not in out.out + out.err
+    assert main(["export", "otlp", str(run_dir / "nope"), "--endpoint", "http://127.0.0.1:9"]) != 0
+    assert "not a vlh run folder" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
@@ -174,13 +175,22 @@ def _stage_span(tracer, ctx, st: dict, r, clock: WallClock) -> None:
     tracer.start_span(span_name, context=ctx, start_time=s0, attributes=attrs).end(end_time=end)
 
 
+def traces_url(endpoint: str) -> str:
+    """A collector URL with the OTLP traces path: `http://h:4318` → `http://h:4318/v1/traces` (query kept)."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise VlhError(f"--endpoint {redact_url(endpoint)!r}: expected an http(s)://host[:port][/v1/traces] URL")
+    path = parts.path if parts.path.rstrip("/").endswith("/v1/traces") else parts.path.rstrip("/") + "/v1/traces"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
 def export_run(run_dir: str | Path, endpoint: str, headers: dict | None = None, timeout_s: float = 10.0) -> int:
     """Send the run's traces to an OTLP/HTTP endpoint (…/v1/traces). Returns the number of spans sent."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     spans = build_spans(run_dir)
-    url = endpoint if endpoint.rstrip("/").endswith("/v1/traces") else endpoint.rstrip("/") + "/v1/traces"
+    url = traces_url(endpoint)
     exporter = OTLPSpanExporter(endpoint=url, headers=dict(headers or {}), timeout=timeout_s)
     try:
         for i in range(0, len(spans), BATCH):
