@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from harness.measure.runner import RunConfig, run_measurement
 from harness.measure.verify import errors
+from harness.telemetry.otlp_receiver import OtlpReceiver
 
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?"]
 SHORT = {"response": ["Sure thing.", "It is done.", "Twelve miles."], "telemetry": "none"}
@@ -123,12 +124,15 @@ def test_run_with_otlp_only_telemetry(tmp_path):
     out = tmp_path / "run"
     exporter = PipecatShapedExporter(out / "agent-truth.jsonl", port)
     exporter.start()
+    backend = OtlpReceiver("127.0.0.1", 0).start()  # where the run's own traces go (--otlp-endpoint)
     try:
         run_measurement(RunConfig(agent_overrides=SHORT, turns=3, texts=TEXTS, out_dir=out, report=False,
-                                  progress=False, otlp_listen=f"127.0.0.1:{port}"))
+                                  progress=False, otlp_listen=f"127.0.0.1:{port}", otlp_endpoint=backend.url,
+                                  otlp_headers={"x-api-key": "s3cret"}))
     finally:
         exporter.stop.set()
         exporter.join(10)
+        backend.stop()
     meta = json.loads((out / "run.json").read_text())
     tel = meta["telemetry"]
     assert exporter.posted[0] == 400 and exporter.posted[1] in (413, None)
@@ -148,6 +152,13 @@ def test_run_with_otlp_only_telemetry(tmp_path):
         assert r["framework_v2v_ms"] == pytest.approx(truth * 1e3, abs=0.01)
         # the ear heard more than the framework says: uplink + transport + jitter buffer + playout
         assert r["ttfa_ms"] > r["framework_v2v_ms"]
+    # --otlp-endpoint: the run's turns went out as traces, the agent's OTLP events among the span events
+    sent = backend.spans()
+    assert len([s for s in sent if s.name == "vlh.turn"]) == 3
+    assert any(name == "vlh.stt_final" and attrs.get("vlh.origin", "").startswith("otlp:pipecat")
+               for s in sent for name, _, attrs in s.events)
+    assert meta["config"]["otlp_header_names"] == ["x-api-key"]
+    assert "s3cret" not in (out / "run.json").read_text()
     ev = pd.read_parquet(out / "events.parquet")
     assert ev["origin"].str.startswith("otlp:pipecat").any()
     from harness.report.render import write_report
