@@ -63,6 +63,14 @@ def register(sub) -> None:
                     "agent's microphone (with --ear-device and --agent-running)")
     lb.add_argument("--ear-device", metavar="DEV", help="loopback on real sound cards: the input that records the "
                     "agent's speaker")
+    ot = p.add_argument_group("OpenTelemetry (docs/opentelemetry.md)")
+    ot.add_argument("--otlp-listen", metavar="[HOST:]PORT",
+                    help="receive the agent's traces: serve OTLP/HTTP POST /v1/traces here (host 127.0.0.1 unless "
+                    "given) and attribute its stages from pipecat, LiveKit or GenAI spans, placed on the host clock")
+    ot.add_argument("--otlp-endpoint", metavar="URL", help="after the run, send its turns as OpenTelemetry traces "
+                    "to this OTLP/HTTP URL (as `vlh export otlp`)")
+    ot.add_argument("--otlp-header", action="append", default=[], metavar="K=V",
+                    help="a header for --otlp-endpoint (repeatable; V '$VAR' reads the environment; never written)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
     p.set_defaults(func=main)
@@ -76,6 +84,12 @@ def _kv(pairs: list[str], flag: str) -> dict:
         k, v = raw.split("=", 1)
         out[k.strip()] = v.strip()
     return out
+
+
+def _otlp_headers(pairs: list[str]) -> dict:
+    from harness.commands.export import parse_headers
+
+    return parse_headers(pairs, "--otlp-header")
 
 
 def main(args) -> int:
@@ -124,7 +138,9 @@ def main(args) -> int:
                     connect_timeout_s=args.connect_timeout, headers=headers, jitter_buffer=args.jitter_buffer, processor_map=pmap,
                     report=not args.no_report, force=args.force, transport=args.transport,
                     telemetry_file=Path(args.telemetry_file) if args.telemetry_file else None,
-                    mic_device=args.mic_device, ear_device=args.ear_device, agent_running=args.agent_running)
+                    mic_device=args.mic_device, ear_device=args.ear_device, agent_running=args.agent_running,
+                    otlp_listen=args.otlp_listen, otlp_endpoint=args.otlp_endpoint,
+                    otlp_headers=_otlp_headers(args.otlp_header))
     try:
         out = run_measurement(cfg)
         partial = False

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.measure import otlp_run
 from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
 from harness.errors import VlhError
+from harness.results.redact import redact_url
 from harness.results.store import PartStore, RunStore, default_out_dir
 from harness.transports.reference_agent import ReferenceAgent  # noqa: F401  (bench/, tests import it from here)
 from harness.transports.registry import transport_for
@@ -82,6 +84,10 @@ class RunConfig:
     ear_device: str | None = None  # ... and the input from its speaker
     agent_running: bool = False  # an agent already runs on the devices: do not start the reference agent
     state_dir: Path | None = None  # vlh's loopback state (default: $VLH_STATE_DIR …)
+    # OpenTelemetry (harness/measure/otlp_run.py, harness/telemetry/otlp_export.py)
+    otlp_listen: str | None = None  # [HOST:]PORT: receive the agent's spans
+    otlp_endpoint: str | None = None  # export the run's turns as traces to this OTLP/HTTP URL
+    otlp_headers: dict = field(default_factory=dict)  # export headers (never written anywhere)
 
 
 # ---- what to say ---------------------------------------------------------------------------------------------
@@ -206,7 +212,10 @@ async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utte
             p.extra.pop("_reply_start", None)
             p.extra.pop("_reply_end", None)
         telemetry, inputs = transport.measure_inputs(cfg, call, capture)
-        rows, events = measure_call(capture, plans, telemetry, opts=cfg.measure, call=call_no, **inputs)
+        telemetry = await otlp_run.attach(telemetry, capture, plans)  # the agent's spans (--otlp-listen)
+        measure = lambda tel: measure_call(capture, plans, tel, opts=cfg.measure, call=call_no,  # noqa: E731
+                                           **inputs)
+        rows, events = otlp_run.measure(measure, telemetry, plans, call_no)
         transport.annotate(call, plans, rows)
         capture.meta.update(call=call_no, turns=len(plans))
         fit = telemetry.fit if telemetry is not None else None
@@ -277,13 +286,18 @@ def run_measurement(cfg: RunConfig) -> Path:
                        "header_names": sorted(cfg.headers)},
             "calls": cfg.calls, "codec_delay_ms": cfg.measure.codec_delay_s * 1e3}
     transport.describe(meta)
+    if cfg.otlp_listen or cfg.otlp_endpoint:
+        meta["config"].update(otlp_listen=cfg.otlp_listen, otlp_endpoint=redact_url(cfg.otlp_endpoint),
+                              otlp_header_names=sorted(cfg.otlp_headers))
     store = RunStore(out, meta, force=cfg.force)
     from harness.devices.priority import set_nice
 
     set_nice(-10)  # a stamping process should not wait behind batch work (ignored where not permitted)
     partial = False
     failure: BaseException | None = None  # run.json then says state "failed" and why
+    intake = None
     try:
+        intake = otlp_run.start(cfg.otlp_listen, cfg.calls, cfg.calls_per_process)
         cfg, url, agent = transport.setup(cfg, store, out)
         progress = _Progress(cfg.calls * len(utterances), enabled=cfg.progress)
         groups = call_groups(cfg.calls, cfg.calls_per_process)
@@ -303,10 +317,13 @@ def run_measurement(cfg: RunConfig) -> Path:
         if agent:
             agent.stop()
         transport.teardown(cfg)
+        otlp_run.stop(intake, store)
         store.merge_parts()
         state = "failed" if failure is not None else "interrupted" if partial else "complete"
         store.flush(partial=partial, state=state,
                     extra={"slo": _slo_verdicts(cfg, store), "error": _failure_line(failure)})
+    if cfg.otlp_endpoint and store.rows:
+        otlp_run.export(out, cfg.otlp_endpoint, cfg.otlp_headers)
     if cfg.report and store.rows:
         _write_report(out)
     if partial:

@@ -28,6 +28,7 @@ from harness.report.compare import compare_runs
 from harness.report.load import Run, load_run
 from harness.results.redact import redact_config, redact_url
 from harness.results.schema import HEADLINE_METRICS, PERCENTILES, SOURCES, STAGE_LABELS, STAGES, stage_label
+from harness.report.framework import framework_sentence
 from harness.report.summary import check_summary, featured_turns, headline, seed_sentence, stage_table
 from harness.report.turndata import turn_data
 
@@ -88,6 +89,7 @@ def render_single(run: Run, report_dir: Path) -> str:
         "title": report_title(run.meta, run.run_id),
         "run": _run_ctx(run, head, report_dir),
         "seed": seed_sentence(head, table),
+        "framework": framework_sentence(run.meta, run.turns),  # OTLP: the framework's own figure vs the ear
         "stages": table,
         "featured": [{"why": why, "row": i, "call": int(run.turns.at[i, "call"]), "turn": int(run.turns.at[i, "turn"]),
                       "ttfa": float(run.turns.at[i, "ttfa_ms"])} for why, i in featured],

@@ -46,6 +46,7 @@ EXTRA_COLUMNS = (
     ["recording", "agent_call_id", "mic_start_mono", "mic_end_mono", "mic_late_ms", "harness_stall_ms"]
     + [f"{e}_mono" for e in EVENT_NAMES] + ["first_audio_arrival_mono", "first_audio_playout_mono"]
     + ["first_audio_seq", "provider_ttft_source", "reasoning_hidden_ms", "playout_stall_ms"]
+    + ["framework_v2v_ms"]  # the agent framework's own voice-to-voice figure (OTLP: pipecat, LiveKit)
 )
 EVENT_COLUMNS = ["call", "turn", "name", "t_mono", "uncertainty_ms", "source", "raw"]
 RUN_KEYS = [

@@ -112,6 +112,8 @@ class RunStore:
         self.meta.setdefault("run_id", self.dir.name)
         self.meta.update(vlh_version=__version__, versions=versions(), host=host_info(),
                          created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        # one instant on both clocks: the `_mono` columns → real wall-clock times (OTLP export)
+        self.meta["wall_clock"] = {"mono": time.monotonic(), "unix_ns": time.time_ns()}
         self.rows: list[dict] = []
         self.events: list[dict] = []
         self.clock: list[dict] = []
