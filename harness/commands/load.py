@@ -43,6 +43,16 @@ def register(sub) -> None:
     p.add_argument("--jitter-buffer", default="adaptive", metavar="MODE", help="playout emulator [adaptive]")
     p.add_argument("--stop-timeout", type=float, metavar="S",
                    help="at the end, seconds a call under way may take to finish [the longest call can take]")
+    cap = p.add_argument_group("capacity search (--find-capacity)")
+    cap.add_argument("--find-capacity", action="store_true",
+                     help="step the concurrent calls up (--steps), each held --step-time, stop at the first step "
+                          "that breaks an SLO; report the largest level that met every SLO, with a confidence "
+                          "statement")
+    cap.add_argument("--slo", metavar="NAME=LIMIT,…", help="e.g. ttfa_p95_ms=1500,no_response_rate=0.01 "
+                     "[the scenario's slo:]")
+    cap.add_argument("--steps", default="1,2,4,8,12,16", metavar="N,N,…", help="concurrent calls per step "
+                     "[1,2,4,8,12,16]")
+    cap.add_argument("--step-time", default="60s", metavar="T", help="how long each step starts new calls [60s]")
     p.add_argument("--out", metavar="DIR", help="run folder [reports/<timestamp>/]")
     p.add_argument("--force", action="store_true", help="write into an --out folder that already holds a run")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -104,7 +114,25 @@ def main(args) -> int:
     cfg = build_config(args)
     if cfg.role == "worker":
         return run_worker(cfg)
-    out = run_load(cfg)
+    if args.find_capacity:
+        from harness.load.capacity import find_capacity, parse_slo
+
+        if args.slo:
+            thresholds = parse_slo(args.slo)
+        elif cfg.scenario is not None and cfg.scenario.slo.thresholds():
+            thresholds = cfg.scenario.slo.thresholds()
+        else:
+            raise VlhError("--find-capacity needs SLOs: --slo ttfa_p95_ms=1500,no_response_rate=0.01 (or a "
+                           "scenario with slo:)")
+        try:
+            steps = [int(x) for x in args.steps.split(",") if x.strip()]
+        except ValueError:
+            raise VlhError(f"--steps {args.steps!r}: give whole numbers of calls, e.g. 1,2,4,8") from None
+        if not steps or any(n < 1 for n in steps) or steps != sorted(steps):
+            raise VlhError(f"--steps {args.steps!r}: give rising numbers of calls ≥ 1, e.g. 1,2,4,8")
+        out = find_capacity(cfg, thresholds, steps, parse_duration(args.step_time))
+    else:
+        out = run_load(cfg)
     meta = json.loads((Path(out) / "run.json").read_text())
     if args.json:
         print(json.dumps({"run_dir": str(out), "summary": meta.get("summary"), "slo": meta.get("slo")}, indent=1))
