@@ -129,3 +129,27 @@ def test_parse_duration():
     assert parse_duration("90") == 90
     with pytest.raises(VlhError, match="--run-time"):
         parse_duration("twenty")
+
+
+def test_find_capacity_finds_the_knee_of_a_queueing_agent(tmp_path):
+    """One worker of 1.5 s per turn (≈ 0.67 turns/s): 1 call is far from it, 4 calls queue for seconds; the search
+    must stop at the step that broke, name the last that met, and the report must draw the curve."""
+    out = tmp_path / "cap"
+    cmd = [sys.executable, "-m", "harness", "load", "--find-capacity", "--slo", "ttfa_p95_ms=3500",
+           "--steps", "1,4,8", "--step-time", "15s", "--workers", "2", "--turns", "2",
+           "--agent-set", "response=Sure thing.", "--agent-set", "workers_per_agent=1",
+           "--agent-set", "turn_cpu_ms=1500", "--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    cap = meta["capacity"]
+    assert cap["capacity"] == 1 and cap["broke_at"] == 4, cap["statement"]
+    assert [s["level"] for s in cap["steps"]] == [1, 4]  # stopped at the first broken step
+    df = pd.read_parquet(out / "turns.parquet")
+    assert set(df["load_level"]) == {1, 4}
+    # the queue is where the agent's truth says it is: llm_dispatch, within the stage tolerance
+    err = errors(out)
+    assert len(err) == (df["status"] == "ok").sum() and err["llm_dispatch_ms"].abs().max() <= STAGE_TOL
+    assert df[df["load_level"] == 4]["llm_dispatch_ms"].max() > 2000
+    html = (out / "report.html").read_text()
+    assert 'id="load"' in html and "capacity: 1 concurrent calls" in html and "llm_dispatch" in html
