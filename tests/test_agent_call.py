@@ -169,3 +169,16 @@ async def test_stutter_gaps_are_inserted_and_logged(utterance):
     for g0, n in gaps:
         mid = ear[start + g0 + 960: start + g0 + n - 960]  # inside the gap, away from codec smear
         assert np.max(np.abs(mid)) < 0.01
+
+
+async def test_agent_workers_queue_turns_beyond_their_number():
+    """`workers_per_agent` / `turn_cpu_ms`: two workers, four turns of 100 ms at once → two wait one turn's work."""
+    import asyncio
+
+    from harness.agent.call import AgentWorkers
+
+    pool = AgentWorkers(2)
+    waits = sorted(await asyncio.gather(*(pool.work(0.1) for _ in range(4))))
+    assert waits[0] < 5 and waits[1] < 5
+    assert 95 <= waits[2] <= 130 and 95 <= waits[3] <= 130
+    assert await AgentWorkers(0).work(0.01) == 0.0  # 0 = unlimited: no queue

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "harness"
 
 # Lowest first. A module may import its own layer and the layers below it; `agent` is fenced off apart.
 # `report` reads results (files) and nothing that measures: the runner and the suite may write a report.
-LAYERS = ["errors", "versions", "audio", "devices", "results", "report", "telemetry", "transports", "measure", "suite",
+LAYERS = ["errors", "versions", "audio", "devices", "results", "report", "telemetry", "transports", "measure", "suite", "load",
           "testing", "commands", "cli"]
 AGENT_MAY_IMPORT = {"agent", "audio", "devices", "errors", "__init__"}
 

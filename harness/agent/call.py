@@ -44,6 +44,38 @@ STAGE_EVENTS = ("user_speech_end_detected", "stt_final", "llm_request", "llm_fir
                 "llm_first_visible_token", "tts_request", "tts_first_audio", "audio_first_sent")
 
 
+class AgentWorkers:
+    """The agent process's workers for per-turn CPU work (`turn_cpu_ms`): at most `n` turns work at once, the others
+    queue first come, first served — an M/D/n server, so load has a knee at n / turn_cpu_ms turns per second. The
+    work is modelled (held, not burnt) so the harness measuring on the same host keeps its CPU."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.sem = asyncio.Semaphore(n) if n > 0 else None
+
+    async def work(self, seconds: float) -> float:
+        """Do one turn's work; returns how long (ms) it waited for a free worker."""
+        t0 = time.monotonic()
+        if self.sem is None:
+            await asyncio.sleep(seconds)
+            return 0.0
+        async with self.sem:
+            waited = (time.monotonic() - t0) * 1000.0
+            await asyncio.sleep(seconds)
+        return waited
+
+
+_WORKERS: dict[tuple[int, int], AgentWorkers] = {}
+
+
+def agent_workers(n: int) -> AgentWorkers:
+    """The one pool of `n` workers of this agent (per event loop: an agent is one loop)."""
+    key = (id(asyncio.get_running_loop()), n)
+    if key not in _WORKERS:
+        _WORKERS[key] = AgentWorkers(n)
+    return _WORKERS[key]
+
+
 class OfferError(Exception):
     """The client's offer cannot be served (answered with HTTP 400)."""
 
@@ -187,6 +219,9 @@ class Pipeline:
             t = self._stamp(turn, "stt_final", await until(target), target)
             self.tel.rtvi_transcription(turn.transcript)
             self.tel.rtvi_ttfb(STT_PROCESSOR, t - t_end)
+            if cfg.turn_cpu_ms > 0:  # the agent's shared workers: wait for one, then hold it for the turn's work
+                turn.reply["cpu_queue_wait_ms"] = await agent_workers(cfg.workers_per_agent).work(cfg.turn_cpu_ms / 1000)
+                t = time.monotonic()
             target = t + cfg.llm_dispatch_ms / 1000
             t_req = self._stamp(turn, "llm_request", await until(target), target)
             self.tel.rtvi_msg("bot-llm-started")
@@ -353,6 +388,7 @@ class Pipeline:
             "reply_end_sent": t.get("reply_end_sent"),
             "stutter_gaps": turn.stutter.gaps if turn.stutter else [],
             "barge_in": turn.barge_in,
+            "cpu_queue_wait_ms": r.get("cpu_queue_wait_ms"),
         })
         self._transport_record(turn, rec)
         rec["durations_ms"] = _durations(rec)

@@ -44,6 +44,16 @@ class AgentConfig(BaseModel):
     )
     # -- LLM (simulated)
     llm_dispatch_ms: float = Field(0.0, ge=0, le=60000, description="ms from final transcript to the LLM request")
+    workers_per_agent: int = Field(
+        0, ge=0, le=10000,
+        description="workers the whole agent process has for each turn's CPU work (turn_cpu_ms); a turn waits for "
+                    "a free one (queueing) — 0 = unlimited",
+    )
+    turn_cpu_ms: float = Field(
+        0.0, ge=0, le=60000,
+        description="ms of modelled CPU work per turn on one of workers_per_agent, after the final transcript and "
+                    "before the LLM request (its wait + work show in llm_dispatch); 0 = off",
+    )
     llm_ttft_ms: float = Field(350.0, ge=0, le=60000, description="ms from LLM request to its first token (any kind)")
     reasoning_ms: float = Field(
         0.0, ge=0, le=60000,

@@ -52,7 +52,7 @@ def _add_knobs(p: argparse.ArgumentParser) -> None:
             return groups["network"]
         if name.startswith(("telemetry", "clock_")):
             return groups["telemetry"]
-        if name == "idle_timeout_s":
+        if name in ("idle_timeout_s", "workers_per_agent", "turn_cpu_ms"):
             return groups["calls"]
         return groups["pipeline"]
 

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.errors import VlhError
-from harness.report import figures, health
+from harness.report import capacity, figures, health
 from harness.report.compare import compare_runs
 from harness.report.load import Run, load_run
 from harness.results.redact import redact_config, redact_url
@@ -85,6 +85,11 @@ def render_single(run: Run, report_dir: Path) -> str:
     }
     if wf:
         del data["figures"]["waterfall"]["groups"]
+    load = capacity.load_context(run.turns, run.meta)  # `vlh load` runs: TTFA vs concurrent calls
+    if load is not None:
+        fig = capacity.load_figure(run.turns, run.meta)
+        if fig:
+            data["figures"]["load"] = fig
     ctx = {
         "title": report_title(run.meta, run.run_id),
         "run": _run_ctx(run, head, report_dir),
@@ -96,6 +101,7 @@ def render_single(run: Run, report_dir: Path) -> str:
         "health": _health_ctx(run),
         "quantiles": _quantile_rows(ok),
         "data_json": _json_block(data),
+        "load": load,
     }
     return _render("single.html.j2", ctx)
 

@@ -1,0 +1,161 @@
+"""The Locust side of `vlh load`: one Locust user = one caller; its task is one whole vlh call.
+
+Loaded by Locust (`locust -f harness/load/locustfile.py`, which `vlh load` runs for you) in the master and in every
+worker. Locust monkey-patches the process for gevent, so the calls themselves do not run here: each worker starts
+one call engine (`python -m harness.load.engine`, plain asyncio, the `vlh run` call code) on first use and asks it
+for calls over a pipe. When a call ends, each of its turns is fired as a Locust request:
+
+    request_type = the transport (webrtc), name = "<scenario> turn <k>", response_time = exact TTFA at the ear (ms)
+
+A turn without an answer (no_response, error:*) is a Locust failure whose response time is the reply timeout the
+caller sat through. Locust's buckets round response times; the exact turns are in the run folder.
+
+`--vlh-run-time S` (master): after S seconds of load, stop the users and let every call under way finish (up to
+Locust's --stop-timeout), give workers one stats interval to report, then quit — Locust's own --run-time quits at
+once and would cut calls mid-turn.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+
+import gevent
+from gevent.event import AsyncResult
+from gevent.lock import Semaphore
+from locust import User, constant, events, task
+from locust.runners import MasterRunner, WorkerRunner
+
+from harness.load.engine import PREFIX
+
+CALLS_PER_WORKER = 100000  # engine call numbers: (worker index + 1) × this + n; gather.py renumbers 1…N
+
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser):
+    parser.add_argument("--vlh-config", default="", include_in_web_ui=False,
+                        help="vlh: the calls' configuration as JSON (written by `vlh load`)")
+    parser.add_argument("--vlh-run-time", type=float, default=0.0, include_in_web_ui=False,
+                        help="vlh: seconds of load, then stop the users and let calls under way finish")
+
+
+class EngineClient:
+    """This worker's call engine (a child process) and the calls waiting on it."""
+
+    def __init__(self, config_json: str):
+        self.proc = subprocess.Popen([sys.executable, "-m", "harness.load.engine", config_json],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.waiting: dict[int, AsyncResult] = {}
+        self.ready = AsyncResult()
+        self.reader = gevent.spawn(self._read)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            if not line.startswith(PREFIX):
+                continue
+            msg = json.loads(line[len(PREFIX):])
+            if "ready" in msg or "error" in msg and "call" not in msg:
+                self.ready.set(msg)
+                continue
+            res = self.waiting.pop(msg.get("call"), None)
+            if res is not None:
+                res.set(msg)
+        gone = {"error": f"the call engine exited (code {self.proc.wait()})"}
+        if not self.ready.ready():
+            self.ready.set(gone)
+        for res in self.waiting.values():
+            res.set(gone)
+        self.waiting.clear()
+
+    def call(self, n: int) -> dict:
+        res = AsyncResult()
+        self.waiting[n] = res
+        self.proc.stdin.write(json.dumps({"op": "call", "call": n}) + "\n")
+        self.proc.stdin.flush()
+        return res.get()
+
+    def close(self, timeout: float = 60.0) -> None:
+        """EOF: the engine finishes the calls under way, then exits."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+_engine: EngineClient | None = None
+_engine_lock = Semaphore()
+_numbers = itertools.count(1)
+
+
+def engine(environment) -> EngineClient:
+    global _engine
+    with _engine_lock:
+        if _engine is None:
+            _engine = EngineClient(environment.parsed_options.vlh_config)
+            msg = _engine.ready.get()
+            if "error" in msg:
+                raise RuntimeError(f"vlh call engine: {msg['error']}")
+        return _engine
+
+
+@events.quitting.add_listener
+def _close_engine(environment, **_kw):
+    if _engine is not None:
+        _engine.close()
+
+
+def fire_turns(environment, transport: str, scenario: str, msg: dict) -> None:
+    """Each turn of a finished call as one Locust request (see the module docstring)."""
+    for t in msg.get("turns", []):
+        ok = t.get("status") == "ok" and t.get("ttfa_ms") is not None
+        exc = None if ok else RuntimeError(f"{t.get('status')}: {t.get('error') or 'no reply'}"[:200])
+        rt = t["ttfa_ms"] if ok else (t.get("timeout_ms") or 0.0)
+        environment.events.request.fire(request_type=transport, name=f"{scenario} turn {t.get('turn')}",
+                                        response_time=rt, response_length=0, exception=exc, context={})
+
+
+class VlhCaller(User):
+    """One caller: calls the agent, says the scenario's turns, hangs up, calls again."""
+
+    wait_time = constant(0)
+
+    @task
+    def one_call(self):
+        env = self.environment
+        eng = engine(env)
+        idx = getattr(env.runner, "worker_index", 0) if isinstance(env.runner, WorkerRunner) else 0
+        n = (idx + 1) * CALLS_PER_WORKER + next(_numbers)
+        msg = eng.call(n)
+        cfg = json.loads(env.parsed_options.vlh_config)
+        if "turns" not in msg:
+            env.events.request.fire(request_type=cfg.get("transport", "webrtc"), name=f"{cfg['scenario_name']} call",
+                                    response_time=0.0, response_length=0,
+                                    exception=RuntimeError(msg.get("error", "call failed")), context={})
+            return
+        fire_turns(env, cfg.get("transport", "webrtc"), cfg["scenario_name"], msg)
+
+
+def _stop_after(environment, seconds: float) -> None:
+    gevent.sleep(seconds)
+    runner = environment.runner
+    runner.stop()  # workers stop their users; each user's call under way finishes first (--stop-timeout)
+    gevent.sleep(4.0)  # one worker stats report (every 3 s) after the last calls
+    runner.quit()
+
+
+_timer = []
+
+
+@events.test_start.add_listener
+def _start_timer(environment, **_kw):
+    opts = environment.parsed_options
+    if opts is None or not opts.vlh_run_time or _timer:
+        return
+    if isinstance(environment.runner, (MasterRunner,)) or not isinstance(environment.runner, WorkerRunner):
+        _timer.append(gevent.spawn(_stop_after, environment, opts.vlh_run_time))

@@ -1,0 +1,155 @@
+"""`vlh load` on Locust against the reference agent (real Locust master + 2 workers, real aiortc calls): Locust's
+stats are printed and agree with the exact turns, one run folder holds every call of both workers, and every turn
+is within ±2 ms of the agent's truth at the ear (harness.measure.verify). Also the pure parts: call renumbering,
+concurrent-call counting, durations. Real-time: run under `flock /tmp/vlh-rt.lock`."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from harness.commands.load import parse_duration
+from harness.errors import VlhError
+from harness.load.gather import concurrent_at, renumber
+from harness.measure.verify import errors
+from hostload import remeasured
+
+EAR_TOL, STAGE_TOL = 2.0, 5.0
+EAR = ["user_speech_end_ms", "first_audio_arrival_ms", "first_voiced_offset_ms"]
+STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "agent_output_ms", "transport_ms"]
+
+
+def _load(tmp_path, name, *extra):
+    out = tmp_path / name
+    cmd = [sys.executable, "-m", "harness", "load", "--workers", "2", "--users", "4", "--spawn-rate", "4",
+           "--run-time", "20s", "--turns", "2", "--agent-set", "response=Sure thing.", "--no-report",
+           "--out", str(out), *extra]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+    (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
+    return out, p
+
+
+def _check(result):
+    out, p = result
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-3000:]
+    # Locust's own stats table, one line per scenario turn
+    assert "Aggregated" in text and "webrtc   builtin turn 1" in text and "Response time percentiles" in text
+    df = pd.read_parquet(out / "turns.parquet")
+    assert set(df["load_worker"]) == {0, 1}, "calls from both workers"
+    assert df["call"].nunique() >= 4 and sorted(df["call"].unique()) == list(range(1, df["call"].nunique() + 1))
+    assert (df.groupby("call")["turn"].apply(sorted).apply(list) == [[1, 2]] * df["call"].nunique()).all()
+    # every call the agent answered is in the run folder (nothing a worker measured was lost)
+    truth = [json.loads(line) for line in (out / "agent-truth.jsonl").read_text().splitlines() if line.strip()]
+    agent_calls = {t["call"] for t in truth if t.get("kind") == "call" and t.get("event") == "start"}
+    assert agent_calls == set(df["agent_call_id"])
+    # Locust saw exactly these turns, with these response times (its count, min, max and mean are exact)
+    stats = pd.read_csv(out / "locust_stats.csv")
+    agg = stats[stats["Name"] == "Aggregated"].iloc[0]
+    assert agg["Request Count"] == len(df) and agg["Failure Count"] == 0
+    assert all(df["status"] == "ok")
+    assert math.isclose(agg["Average Response Time"], df["ttfa_ms"].mean(), abs_tol=0.01)
+    assert math.isclose(agg["Min Response Time"], df["ttfa_ms"].min(), abs_tol=0.01)
+    assert math.isclose(agg["Max Response Time"], df["ttfa_ms"].max(), abs_tol=0.01)
+    # under load, the harness's own health is recorded per turn
+    assert df["harness_stall_ms"].notna().all() and df["mic_late_ms"].notna().all()
+    assert (df["concurrent_calls"] >= 1).all() and df["concurrent_calls"].max() <= 4
+    # the numbers: each turn against the agent's truth
+    err = errors(out)
+    assert len(err) == len(df)
+    for col in EAR:
+        worst = err[col].abs().max()
+        assert worst <= EAR_TOL, f"{col}: worst error {worst:.2f} ms\n{err[col].round(2).tolist()}"
+    for col in STAGES:
+        worst = err[col].abs().max()
+        assert worst <= STAGE_TOL, f"{col}: worst error {worst:.2f} ms"
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["load"]["workers"] == 2 and meta["summary"]["turns"] == len(df)
+    return out
+
+
+def test_load_two_workers_against_the_reference_agent(tmp_path):
+    out = remeasured(lambda n: _load(tmp_path, n), _check, "load")
+    # `vlh report` renders a load run like any run
+    p = subprocess.run([sys.executable, "-m", "harness", "report", str(out), "--out", str(out / "report.html")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (out / "report.html").stat().st_size > 10000
+
+
+def _part(d, call, start, end, rows, rec=True):
+    (d / "parts").mkdir(parents=True, exist_ok=True)
+    (d / "recordings").mkdir(parents=True, exist_ok=True)
+    if rec:
+        (d / "recordings" / f"call-{call}.wav").write_bytes(b"x" * (call % 7 + 1))
+        (d / "recordings" / f"call-{call}.wav.json").write_text(json.dumps({"meta": {"call": call}}))
+    (d / "parts" / f"call-{call}.json").write_text(json.dumps({
+        "call": call, "rows": rows, "events": [{"call": call, "turn": 1}], "clock": None, "counts": {},
+        "recording": f"recordings/call-{call}.wav" if rec else None, "t_start_wall": start, "t_end_wall": end,
+        "mono_to_wall": 1000.0}))
+
+
+def test_renumber_orders_calls_by_start_and_counts_concurrency(tmp_path):
+    # worker 1's call starts first, worker 0's two calls overlap it
+    _part(tmp_path, 200001, 1000.0, 1010.0, [{"call": 200001, "turn": 1, "user_speech_end_mono": 2.0}])
+    _part(tmp_path, 100001, 1001.0, 1005.0, [{"call": 100001, "turn": 1, "user_speech_end_mono": 3.0}])
+    _part(tmp_path, 100002, 1006.0, 1020.0, [{"call": 100002, "turn": 1, "user_speech_end_mono": 15.0,
+                                               "mic_end_mono": 14.0}], rec=False)
+    assert renumber(tmp_path) == 3
+    parts = {json.loads(f.read_text())["call"]: json.loads(f.read_text()) for f in (tmp_path / "parts").glob("*")}
+    assert sorted(parts) == [1, 2, 3]
+    assert [parts[k]["rows"][0]["load_worker"] for k in (1, 2, 3)] == [1, 0, 0]
+    assert [parts[k]["rows"][0]["concurrent_calls"] for k in (1, 2, 3)] == [2, 2, 1]
+    assert parts[1]["recording"] == "recordings/call-1.wav" and parts[3]["recording"] is None
+    assert parts[2]["events"][0]["call"] == 2
+    assert (tmp_path / "recordings" / "call-2.wav").exists()
+    assert not (tmp_path / "recordings" / "call-100001.wav").exists()
+    assert json.loads((tmp_path / "recordings" / "call-2.wav.json").read_text())["meta"]["call"] == 2
+    # a second step continues the numbers
+    _part(tmp_path, 100003, 1030.0, 1040.0, [{"call": 100003, "turn": 1, "user_speech_end_mono": 35.0}])
+    for k in (1, 2, 3):  # (merge_parts takes the parts in; here they are set aside)
+        (tmp_path / "parts" / f"call-{k}.json").unlink()
+    assert renumber(tmp_path, first=4, level=8) == 1
+    d = json.loads((tmp_path / "parts" / "call-4.json").read_text())
+    assert d["rows"][0]["load_level"] == 8 and d["rows"][0]["concurrent_calls"] == 1
+
+
+def test_concurrent_at_counts_calls_under_way():
+    spans = [(0, 10), (5, 15), (12, 20)]
+    assert [concurrent_at(t, spans) for t in (-1, 0, 7, 11, 13, 25)] == [0, 1, 2, 1, 2, 0]
+
+
+def test_parse_duration():
+    assert parse_duration("20s") == 20 and parse_duration("5m") == 300 and parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90
+    with pytest.raises(VlhError, match="--run-time"):
+        parse_duration("twenty")
+
+
+def test_find_capacity_finds_the_knee_of_a_queueing_agent(tmp_path):
+    """One worker of 1.5 s per turn (≈ 0.67 turns/s): 1 call is far from it, 4 calls queue for seconds; the search
+    must stop at the step that broke, name the last that met, and the report must draw the curve."""
+    out = tmp_path / "cap"
+    cmd = [sys.executable, "-m", "harness", "load", "--find-capacity", "--slo", "ttfa_p95_ms=3500",
+           "--steps", "1,4,8", "--step-time", "15s", "--workers", "2", "--turns", "2",
+           "--agent-set", "response=Sure thing.", "--agent-set", "workers_per_agent=1",
+           "--agent-set", "turn_cpu_ms=1500", "--out", str(out)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=500)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    meta = json.loads((out / "run.json").read_text())
+    cap = meta["capacity"]
+    assert cap["capacity"] == 1 and cap["broke_at"] == 4, cap["statement"]
+    assert [s["level"] for s in cap["steps"]] == [1, 4]  # stopped at the first broken step
+    df = pd.read_parquet(out / "turns.parquet")
+    assert set(df["load_level"]) == {1, 4}
+    # the queue is where the agent's truth says it is: llm_dispatch, within the stage tolerance
+    err = errors(out)
+    assert len(err) == (df["status"] == "ok").sum() and err["llm_dispatch_ms"].abs().max() <= STAGE_TOL
+    assert df[df["load_level"] == 4]["llm_dispatch_ms"].max() > 2000
+    html = (out / "report.html").read_text()
+    assert 'id="load"' in html and "capacity: 1 concurrent calls" in html and "llm_dispatch" in html
