@@ -40,7 +40,7 @@ async def test_truth_stage_durations_equal_the_configuration(utterance, tmp_path
 
     flags = ["--endpoint-hangover-ms", "250", "--stt-delay-ms", "60", "--llm-dispatch-ms", "15",
              "--llm-ttft-ms", "150", "--reasoning-ms", "120", "--token-interval-ms", "8", "--tts-ttfb-ms", "50",
-             "--reply-leading-silence-ms", "7.3", "--net-delay-ms", "30", "--response", REPLY,
+             "--reply-leading-silence-ms", "7.3", "--net-delay-ms", "30", "--in-delay-ms", "0", "--response", REPLY,
              "--transcript", "can you hear me"]
     tts = Tts()
     first_sentence = (await tts.prepare("Hello there.")).pcm.astype(np.float32) / 32768

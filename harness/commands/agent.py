@@ -133,7 +133,13 @@ def config_from_args(args):
     overrides = {name: getattr(args, name, None) for name in AgentConfig.model_fields}
     if overrides.get("telemetry") is not None:  # repeated and/or comma-separated
         overrides["telemetry"] = ",".join(overrides["telemetry"])
-    return build_config(args.profile, overrides)
+    cfg = build_config(args.profile, overrides)
+    if getattr(args, "audio_in", None) or getattr(args, "audio_out", None):
+        # on sound devices there is no network: the profile's network knobs do not apply (only ones given on the
+        # command line are worth the agent's warning)
+        net = ("net_delay_ms", "net_jitter_ms", "net_loss", "in_delay_ms", "in_jitter_ms", "in_loss")
+        cfg = cfg.model_copy(update={k: AgentConfig.model_fields[k].default for k in net if overrides.get(k) is None})
+    return cfg
 
 
 def run(args) -> int:

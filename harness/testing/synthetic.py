@@ -27,18 +27,20 @@ from harness.results.store import RunStore
 
 # (mean, sd) in ms; llm_ttft is log-normal around its mean with a long tail.
 STAGE_MS = {
-    "endpointing": (180.0, 30.0), "stt": (60.0, 15.0), "llm_dispatch": (4.0, 1.0), "llm_ttft": (280.0, 0.25),
+    "endpointing": (180.0, 30.0), "stt": (60.0, 15.0), "turn_detection": (0.0, 0.0),
+    "llm_dispatch": (4.0, 1.0), "llm_ttft": (280.0, 0.25),
     "reasoning": (0.0, 0.0), "aggregation": (35.0, 10.0), "tts_ttfb": (140.0, 25.0), "agent_output": (8.0, 2.0),
     "transport": (30.0, 6.0), "jitter_buffer": (60.0, 15.0), "codec": (6.5, 0.0), "playout": (3.0, 1.0),
 }
 STAGE_SOURCE = {
-    "endpointing": "reconciled", "stt": "reconciled", "llm_dispatch": "reconciled", "llm_ttft": "reconciled",
+    "endpointing": "reconciled", "stt": "reconciled", "turn_detection": "reconciled", "llm_dispatch": "reconciled", "llm_ttft": "reconciled",
     "reasoning": "reconciled", "aggregation": "reconciled", "tts_ttfb": "reconciled", "agent_output": "reconciled",
     "transport": "estimated", "jitter_buffer": "measured", "codec": "measured", "playout": "measured",
 }
 # The event that ends each stage (vlh event names, design.md §3); stages after audio_first_sent are harness-side.
 STAGE_END_EVENT = {
-    "endpointing": "user_speech_end_detected", "stt": "stt_final", "llm_dispatch": "llm_request",
+    "endpointing": "user_vad_end", "stt": "stt_final", "turn_detection": "user_speech_end_detected",
+    "llm_dispatch": "llm_request",
     "llm_ttft": "llm_first_token", "reasoning": "llm_first_visible_token", "aggregation": "tts_request",
     "tts_ttfb": "tts_first_audio", "agent_output": "audio_first_sent",
 }
@@ -143,12 +145,12 @@ def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, una
             row["anomalies"] += f"; odd label {XSS[1]}"
     residual = float(rng.normal(0.0, 1.5))
     spans, t, unatt = [], us_end, 0.0
-    merged = ["stt", "llm_dispatch"] if unattributed else []
+    merged = ["stt", "turn_detection", "llm_dispatch"] if unattributed else []
     for s in STAGES:
         if s in merged:
             continue
         if merged and s == "llm_ttft":  # the merged span sits before llm_ttft
-            u = ms["stt"] + ms["llm_dispatch"]
+            u = ms["stt"] + ms["turn_detection"] + ms["llm_dispatch"]
             name = ("stt…llm_dispatch (unattributed)" if not payload
                     else f"stt…llm_dispatch {XSS[1]} (unattributed)")
             spans.append({"name": name, "start_mono": t, "ms": u, "source": "reconciled", "covers": merged,

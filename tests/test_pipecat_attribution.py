@@ -1,0 +1,113 @@
+"""vlh's stages against a real pipecat 1.14 bot's own latency breakdown (issue #14).
+
+The bot (tests/pipecat_bot.py) runs in its own process: SmallWebRTC, Silero VAD, SpeechTimeoutUserTurnStopStrategy,
+scripted STT/LLM/TTS, the RTVI observer, and pipecat's `UserBotLatencyObserver`, whose `on_latency_breakdown` is
+written per turn to a JSON-lines file. vlh measures the bot with `vlh run` from RTVI alone and must find pipecat's
+figures stage by stage, ±10 ms, with no negative stage. The reference is pipecat's own observer, not vlh's rules.
+
+Pairing of stages (pipecat key → vlh stage):
+- transcription → stt; llm_inference → llm_ttft; speech_synthesis → tts_ttfb;
+- turn_detection → turn_detection + llm_dispatch (pipecat's turn detection runs to the LLM's start);
+- sentence_aggregation → reasoning + aggregation (first token → first sentence; vlh splits off the time to the
+  first *visible* token, which pipecat does not);
+- endpointing_wait is `stop_secs` by pipecat's definition (VAD stop stamp − stop_secs); vlh measures from the real
+  end of speech at the mic, which adds the uplink and the VAD's frame granularity: vlh's endpointing must be at
+  least pipecat's and at most 120 ms more (Silero's 32 ms frames, the uplink, the VAD's tail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BOT = Path(__file__).with_name("pipecat_bot.py")
+TOL_MS = 10.0
+PAIRS = {  # pipecat key -> vlh stages summed
+    "transcription": ("stt",),
+    "turn_detection": ("turn_detection", "llm_dispatch"),
+    "llm_inference": ("llm_ttft",),
+    "sentence_aggregation": ("reasoning", "aggregation"),
+    "speech_synthesis": ("tts_ttfb",),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_bot(tmp_path: Path, cfg: dict):
+    port = _free_port()
+    breakdown = tmp_path / "pipecat-breakdown.jsonl"
+    log = open(tmp_path / "bot.log", "w")
+    proc = subprocess.Popen([sys.executable, str(BOT), "--port", str(port), "--breakdown", str(breakdown),
+                             "--config", json.dumps(cfg)], stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"pipecat bot exited: {(tmp_path / 'bot.log').read_text()[-2000:]}")
+        if "pipecat bot ready" in (tmp_path / "bot.log").read_text():
+            return proc, port, breakdown
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("pipecat bot did not start within 60 s")
+
+
+def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
+    proc, port, breakdown = _start_bot(tmp_path, cfg)
+    try:
+        out = tmp_path / "run"
+        r = subprocess.run([sys.executable, "-m", "harness", "run", "--agent", f"http://127.0.0.1:{port}/api/offer",
+                            "--turns", str(turns), "--out", str(out), "--no-report", "--timeout", "10"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+        time.sleep(1.0)  # the last breakdown is written when the bot's turn closes
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    rows = pd.read_parquet(out / "turns.parquet").sort_values("turn")
+    pc = [json.loads(line) for line in breakdown.read_text().splitlines() if line.strip()]
+    return rows, pc
+
+
+def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
+    assert (rows["status"] == "ok").all(), rows["status"].tolist()
+    assert len(pc) == len(rows), (len(pc), len(rows))
+    from harness.results.schema import STAGES
+
+    lines = []
+    for (_, row), b in zip(rows.iterrows(), pc):
+        contrib = {}
+        for c in b["contributions"]:
+            contrib[c["key"]] = contrib.get(c["key"], 0.0) + c["duration_secs"] * 1000
+        for st in STAGES:  # no stage is ever negative
+            v = row.get(f"{st}_ms")
+            assert v is None or pd.isna(v) or v >= 0, (st, v)
+        for key, stages in PAIRS.items():
+            assert key in contrib, (key, sorted(contrib))
+            ours = sum(0.0 if pd.isna(row.get(f"{s}_ms")) else row[f"{s}_ms"] for s in stages)
+            lines.append(f"turn {row['turn']}: {key}: pipecat {contrib[key]:.1f} ms, vlh {ours:.1f} ms")
+            assert abs(ours - contrib[key]) <= TOL_MS, lines[-1]
+        stop_ms = cfg["stop_secs"] * 1000
+        assert contrib["endpointing_wait"] == pytest.approx(stop_ms, abs=1.0)
+        assert stop_ms <= row["endpointing_ms"] <= stop_ms + 120, row["endpointing_ms"]
+    return lines
+
+
+@pytest.mark.parametrize("cfg", [
+    {"stop_secs": 0.2, "user_speech_timeout": 0.6},
+    {"stop_secs": 0.4, "user_speech_timeout": 0.3, "stt_secs": 0.08, "tts_secs": 0.09},
+], ids=["stop0.2-timeout0.6", "stop0.4-timeout0.3"])
+def test_vlh_stages_match_pipecats_own_breakdown(tmp_path, cfg):
+    rows, pc = _measure(tmp_path, cfg)
+    print("\n".join(_check(rows, pc, cfg)))
