@@ -68,7 +68,7 @@ def test_round_trip_reproduces_every_stage(run_dir):
         assert ts.attributes["vlh.ttfa_ms"] == pytest.approx(r["ttfa_ms"], abs=1e-9)
     assert checked >= 8 * 10 - 20  # most stages of the ok turns
     unatt = [s for s in spans if s.name == "vlh.unattributed"]
-    assert unatt and all(s.attributes["vlh.covers"] == ["stt", "llm_dispatch"] for s in unatt)
+    assert unatt and all(s.attributes["vlh.covers"] == ["stt", "turn_detection", "llm_dispatch"] for s in unatt)
 
 
 def test_export_uses_genai_names(run_dir):

@@ -14,7 +14,7 @@ from harness.suite.regress import METRICS, Policy, compare, compare_metric, nigh
 from harness.results.schema import STAGES
 
 # (mean, sd) ms per stage; llm_ttft log-normal with a 2 % tail (like harness/testing/synthetic.py)
-STAGE = {"endpointing": (180.0, 30.0), "stt": (60.0, 15.0), "llm_dispatch": (4.0, 1.0), "llm_ttft": (280.0, 0.25),
+STAGE = {"endpointing": (180.0, 30.0), "stt": (60.0, 15.0), "turn_detection": (0.0, 0.0), "llm_dispatch": (4.0, 1.0), "llm_ttft": (280.0, 0.25),
          "reasoning": (0.0, 0.0), "aggregation": (35.0, 10.0), "tts_ttfb": (140.0, 25.0), "agent_output": (8.0, 2.0),
          "transport": (30.0, 6.0), "jitter_buffer": (60.0, 15.0), "codec": (6.5, 0.0), "playout": (3.0, 1.0)}
 
