@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -123,7 +124,11 @@ def test_more_than_one_call_is_a_clear_error(tmp_path):
 
 def test_no_pulseaudio_is_a_clear_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE")}
-    env.update(PATH=str(tmp_path / "no-bin"), VLH_STATE_DIR=str(tmp_path / "state"))
+    # a PATH with the speech synthesiser (utterances are made first) but no PulseAudio
+    bin_dir = tmp_path / "no-pulse-bin"
+    bin_dir.mkdir()
+    (bin_dir / "espeak-ng").symlink_to(shutil.which("espeak-ng"))
+    env.update(PATH=str(bin_dir), VLH_STATE_DIR=str(tmp_path / "state"))
     res = _vlh("run", "--transport", "loopback", "--turns", "1", "--out", str(tmp_path / "r"), env=env)
     assert res.returncode == 2, res.stderr
     lines = res.stderr.strip().splitlines()
