@@ -16,7 +16,7 @@ from harness.report.summary import ok_turns
 
 MAX_BARS = 1500  # above this the waterfall shows groups of neighbouring turns (means add up exactly)
 STAGE_COLORS = {
-    "endpointing": "#4e79a7", "stt": "#f28e2b", "llm_dispatch": "#edc948", "llm_ttft": "#e15759",
+    "endpointing": "#4e79a7", "stt": "#f28e2b", "turn_detection": "#bab0ac", "llm_dispatch": "#edc948", "llm_ttft": "#e15759",
     "reasoning": "#b07aa1", "aggregation": "#76b7b2", "tts_ttfb": "#59a14f", "agent_output": "#9c755f",
     "transport": "#ff9da7", "jitter_buffer": "#17becf", "codec": "#8cd17d", "playout": "#d4a6c8",
 }
