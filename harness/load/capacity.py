@@ -9,7 +9,8 @@ import dataclasses
 from pathlib import Path
 
 from harness.errors import VlhError
-from harness.load.session import LoadConfig, call_length_s, finish, gather_into, load_meta, run_locust
+from harness.load.session import (LoadConfig, call_length_s, finish, gather_into, load_meta, run_locust,
+                                  start_agent)
 
 DEFAULT_STEPS = (1, 2, 4, 8, 12, 16)
 
@@ -36,9 +37,8 @@ def parse_slo(text: str) -> dict[str, float]:
 
 def find_capacity(cfg: LoadConfig, thresholds: dict[str, float], steps=DEFAULT_STEPS,
                   step_time_s: float = 60.0) -> Path:
-    from harness.measure.runner import ReferenceAgent, RunConfig, build_utterances
+    from harness.measure.runner import RunConfig, build_utterances
     from harness.results.capacity import capacity_statement, step_verdict
-    from harness.results.redact import redact_url
     from harness.results.store import RunStore, default_out_dir
 
     if cfg.role != "local":
@@ -52,14 +52,7 @@ def find_capacity(cfg: LoadConfig, thresholds: dict[str, float], steps=DEFAULT_S
     agent = None
     verdicts: list[dict] = []
     try:
-        url = cfg.agent_url
-        if url is None:
-            agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, [], out / "agent-truth.jsonl")
-            url = agent.start()
-            store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
-                              agent_overrides=cfg.agent_overrides)
-        else:
-            store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+        url, agent = start_agent(cfg, store, out)
         for level in steps:
             step = dataclasses.replace(cfg, users=level, spawn_rate=max(cfg.spawn_rate, float(level)),
                                        run_time_s=step_time_s, quiet=True)

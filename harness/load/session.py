@@ -87,8 +87,7 @@ def run_worker(cfg: LoadConfig) -> int:
 
 def run_load(cfg: LoadConfig) -> Path:
     """Run the load, gather the run folder, write its report; returns the run folder."""
-    from harness.measure.runner import ReferenceAgent, RunConfig, build_utterances
-    from harness.results.redact import redact_url
+    from harness.measure.runner import RunConfig, build_utterances
     from harness.results.store import RunStore, default_out_dir
 
     utterances, scenario_name = build_utterances(RunConfig(scenario=cfg.scenario, turns=cfg.turns,
@@ -97,14 +96,7 @@ def run_load(cfg: LoadConfig) -> Path:
     store = RunStore(out, load_meta(cfg, scenario_name, len(utterances)), force=cfg.force)
     agent = None
     try:
-        url = cfg.agent_url
-        if url is None:
-            agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, [], out / "agent-truth.jsonl")
-            url = agent.start()
-            store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
-                              agent_overrides=cfg.agent_overrides)
-        else:
-            store.meta.update(agent_url=redact_url(url), agent="external", profile=None)
+        url, agent = start_agent(cfg, store, out)
         run_locust(cfg, url, scenario_name, out, call_length_s(utterances))
     finally:
         if agent is not None:
@@ -206,3 +198,19 @@ def exit_code(meta: dict) -> int:
     if cap is not None:
         return 0 if cap.get("capacity") else 1
     return 1 if failed or broke or not counts else 0
+
+
+def start_agent(cfg, store, out: Path):
+    """The agent under load: `--agent` as given (its URL redacted in run.json), or the reference agent started on
+    a free local port with its truth log in the run folder. Returns (url, the started agent or None)."""
+    from harness.results.redact import redact_url
+    from harness.transports.reference_agent import ReferenceAgent
+
+    if cfg.agent_url is not None:
+        store.meta.update(agent_url=redact_url(cfg.agent_url), agent="external", profile=None)
+        return cfg.agent_url, None
+    agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, [], out / "agent-truth.jsonl")
+    url = agent.start()
+    store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
+                      agent_overrides=cfg.agent_overrides)
+    return url, agent
