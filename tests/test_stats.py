@@ -66,3 +66,10 @@ def test_shift_ci_agrees_with_brute_force_and_is_reproducible():
     assert lo < 80 < hi
     assert stats.shift_ci(x, y, 0.5, 500, 0.95, np.random.default_rng(9)) == \
         stats.shift_ci(x, y, 0.5, 500, 0.95, np.random.default_rng(9))
+
+
+def test_number_or_none_keeps_finite_numbers_only():
+    assert stats.number_or_none("1.5") == 1.5
+    assert stats.number_or_none(3) == 3.0
+    for bad in (None, "x", float("nan"), float("inf"), -float("inf"), object()):
+        assert stats.number_or_none(bad) is None

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.results.schema import HEADLINE_METRICS, PERCENTILES, STAGES, stage_label, status_kind
-from harness.results.stats import describe, percentile
+from harness.results.stats import describe, number_or_none as _num, percentile
 
 EXTRA_SPANS = ["unattributed", "residual"]
 SUMMARY_TOLERANCE_MS = 0.05  # run.json vs recomputed from turns: rounding only
@@ -184,14 +184,6 @@ def featured_turns(turns: pd.DataFrame) -> list[tuple[str, int]]:
             seen.add(idx)
             out.append((why, int(idx)))
     return out
-
-
-def _num(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _fmt(v) -> str:

@@ -100,6 +100,15 @@ def shift_ci(x, y, q: float, n_boot: int, ci: float, rng: np.random.Generator) -
     return float(lo), float(hi)
 
 
+def number_or_none(v) -> float | None:
+    """``v`` as a finite float, or None (missing, NaN, infinite, not a number): for JSON and span attributes."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _to_float(x) -> float:
     try:
         return float(x)

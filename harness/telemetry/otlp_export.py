@@ -13,7 +13,6 @@ Header values are handed to the exporter only: never logged, never written.
 from __future__ import annotations
 
 import json
-import math
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from harness import __version__
 from harness.errors import VlhError
 from harness.results.redact import redact_url
 from harness.results.schema import EVENT_NAMES, STAGES
+from harness.results.stats import number_or_none as _num
 from harness.results.store import load_run
 
 EAR_INSTANTS = [("user_speech_start_mono", "vlh.user_speech_start"), ("user_speech_end_mono", "vlh.user_speech_end"),
@@ -49,14 +49,6 @@ class WallClock:
 
     def ns(self, mono: float) -> int:
         return self.unix_ns + int(round((mono - self.mono) * 1e9))
-
-
-def _num(v):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def build_spans(run_dir: str | Path):
