@@ -73,3 +73,43 @@ def test_impossible_order_is_flagged_never_negative():
     assert a.stage_ms["stt"] is None and all(s.ms >= 0 for s in a.spans)
     assert any("stt_final comes 50.0 ms before user_vad_end" in x for x in a.anomalies)
     assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def _rtvi_turn(visible_after_first_token_s: float):
+    """A pipecat turn as vlh sees it without a clock fit: arrival-only RTVI boundaries (uncertainty: the arrival
+    stamp's lateness), the first token pinned by the LLM's reported ttfb from `bot-llm-started`."""
+    from harness.telemetry.collector import ARRIVAL_STAMP_S
+
+    t0 = 50.0
+    rtvi = lambda t: Boundary(t, "estimated", ARRIVAL_STAMP_S)  # noqa: E731
+    b = {"user_speech_end": Boundary(t0, "measured"), "user_vad_end": rtvi(t0 + 0.30),
+         "stt_final": rtvi(t0 + 0.35), "user_speech_end_detected": rtvi(t0 + 0.90), "llm_request": rtvi(t0 + 0.905),
+         "llm_first_visible_token": rtvi(t0 + 0.905 + 0.300 + visible_after_first_token_s),
+         "tts_request": rtvi(t0 + 1.51), "tts_first_audio": rtvi(t0 + 1.64), "audio_first_sent": rtvi(t0 + 1.643),
+         "first_audio_arrival": Boundary(t0 + 1.650, "measured"), "first_audio_playout": Boundary(t0 + 1.670, "measured"),
+         "first_audio_decoded": Boundary(t0 + 1.6765, "measured"), "agent_audio_start": Boundary(t0 + 1.70, "measured")}
+    return b, {"llm_ttft": 0.300, "stt": 0.05, "tts_ttfb": 0.13}
+
+
+def test_boundaries_inside_their_joint_uncertainty_are_coincident_not_an_anomaly():
+    # the first visible token arrived 0.6 ms before request + ttfb (seen with a real pipecat bot): indistinguishable
+    # within the two arrival stamps' uncertainty, so reasoning is a zero-length stage and aggregation stays its own
+    b, d = _rtvi_turn(-0.0006)
+    a = attribute(b, d)
+    assert not a.anomalies, a.anomalies
+    assert a.unattributed_ms == 0 and not [s for s in a.spans if s.kind != "stage"]
+    assert a.stage_ms["reasoning"] == 0
+    assert math.isclose(a.stage_ms["llm_ttft"], 300.0, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["aggregation"], (1.51 - 0.905 - 0.300) * 1e3, abs_tol=1e-6)
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_an_ordering_beyond_the_joint_uncertainty_stays_an_anomaly():
+    b, d = _rtvi_turn(-0.020)  # 20 ms early: more than two 4 ms arrival stamps can explain
+    a = attribute(b, d)
+    assert any("llm_first_visible_token comes 20.0 ms before llm_first_token (beyond the 8.0 ms" in x
+               for x in a.anomalies), a.anomalies
+    assert a.stage_ms["reasoning"] is None and a.stage_ms["aggregation"] is None
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)

@@ -20,8 +20,13 @@ Rules: a stage between two known boundaries is that boundary pair's difference. 
 neighbours into one span that names the stages it covers. Inside such a span, durations the agent reported (RTVI
 `metrics.ttfb`: STT, LLM, TTS) are placed as `estimated` stages; the rest of the span is `residual` (what no stage
 explains; negative = the durations do not fit, flagged). A span with nothing to place stays `unattributed`.
-A boundary that comes before one earlier on the path is an ordering that cannot be true: it is left off the path
-(its stage merges with the next, as if missing) and reported as an anomaly, so no span is ever negative.
+Every boundary carries an uncertainty (`Boundary.uncertainty_s`, from how it was derived: the clock fit for a
+stamped event; the one-way delay and the arrival stamp's lateness for an arrival-only RTVI event, see
+telemetry/collector.py; a boundary pinned by a reported duration inherits its start's). A boundary that comes
+before the one kept before it on the path (or after agent_audio_start) by no more than their joint uncertainty is
+coincident with it: it is placed at that instant, a zero-length stage, no anomaly (e.g. pipecat's first text
+arriving 0.6 ms before request + LLM ttfb). Beyond that, the ordering cannot be true: the boundary is left off
+the path (its stage merges with the next, as if missing) and reported as an anomaly, so no span is ever negative.
 Spans always sum to agent_audio_start − user_speech_end exactly.
 """
 
@@ -55,6 +60,7 @@ _PATH = (
     ("agent_audio_start", "playout"),
 )
 SOURCE_RANK = {"measured": 0, "reconciled": 1, "estimated": 2}
+EPS_MS = 0.5  # float slack on top of the boundaries' own uncertainty (sub-sample rounding)
 
 
 @dataclass
@@ -155,15 +161,17 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
         prev = b[kept[-1][1]]
         bj = b[name]
         if name != "agent_audio_start" and (bj.t < prev.t or bj.t > t1):
-            unc_ms = (prev.uncertainty_s + bj.uncertainty_s) * 1e3
             if bj.t < prev.t:
-                off_ms, rel, where = (prev.t - bj.t) * 1e3, "before", kept[-1][1]
+                off_ms, rel, where, at = (prev.t - bj.t) * 1e3, "before", kept[-1][1], prev
             else:
-                off_ms, rel, where = (bj.t - t1) * 1e3, "after", "agent_audio_start"
-            if off_ms > unc_ms + 0.5:
+                off_ms, rel, where, at = (bj.t - t1) * 1e3, "after", "agent_audio_start", b["agent_audio_start"]
+            unc_ms = (at.uncertainty_s + bj.uncertainty_s) * 1e3
+            if off_ms > unc_ms + EPS_MS:
                 anomalies.append(f"{name} comes {off_ms:.1f} ms {rel} {where} (beyond the {unc_ms:.1f} ms "
                                  f"uncertainty); left off the stage path")
-            continue
+                continue
+            # inside the joint uncertainty the two instants are indistinguishable: coincident, a zero-length stage
+            b[name] = bj = Boundary(at.t, _weakest(bj.source, at.source), max(bj.uncertainty_s, at.uncertainty_s))
         kept.append((i, name))
     spans: list[Span] = []
     unattributed = residual = 0.0
