@@ -54,7 +54,7 @@ class BotConfig:
     llm_ttft_secs: float = 0.3  # LLM request -> first token
     first_sentence_secs: float = 0.3  # first token -> rest of the first sentence
     tts_secs: float = 0.13  # sentence -> first audio
-    vad_user_speaking_enabled: bool = True  # RTVI `vad-user-*` messages
+    vad_user_speaking_enabled: bool = True  # RTVI `vad-user-*` messages (pipecat's default: off; both are tested)
     reply: list[str] = field(default_factory=lambda: ["Sure", ", here it is. ", "It is a tone."])
 
 

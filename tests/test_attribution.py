@@ -27,7 +27,7 @@ def test_full_telemetry_every_stage_exact_and_sum():
     b, steps = _full()
     a = attribute(b)
     assert [s.name for s in a.spans] == REF_PATH
-    assert a.stage_ms["turn_detection"] == 0
+    assert a.stage_ms["turn_detection"] == 0 and a.vad_end_basis == "turn_end"
     for stage, want in zip([s for s in REF_PATH if s != "turn_detection"], steps):
         assert math.isclose(a.stage_ms[stage], want * 1e3, abs_tol=1e-6)
     assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
@@ -111,5 +111,32 @@ def test_an_ordering_beyond_the_joint_uncertainty_stays_an_anomaly():
     assert any("llm_first_visible_token comes 20.0 ms before llm_first_token (beyond the 8.0 ms" in x
                for x in a.anomalies), a.anomalies
     assert a.stage_ms["reasoning"] is None and a.stage_ms["aggregation"] is None
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_without_a_vad_end_it_is_pinned_back_from_the_transcript_by_the_stt_ttfb():
+    # pipecat with RTVIObserverParams(vad_user_speaking_enabled=False): no vad-user-stopped-speaking
+    b, d = _rtvi_turn(0.0)
+    vad_end = b.pop("user_vad_end").t
+    a = attribute(b, d)
+    assert a.vad_end_basis == "stt_ttfb" and not a.anomalies
+    assert a.stage_source["stt"] == "estimated" and math.isclose(a.stage_ms["stt"], 50.0, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["endpointing"], (vad_end - 50.0) * 1e3, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["turn_detection"], 550.0, abs_tol=1e-6) and a.overlapped_stage == "turn_detection"
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_without_a_vad_end_or_stt_duration_a_transcript_before_the_turn_end_leaves_it_unknown():
+    b, d = _rtvi_turn(0.0)
+    del b["user_vad_end"], d["stt"]
+    a = attribute(b, d)
+    assert a.vad_end_basis == "unknown" and not a.anomalies
+    merged = [s for s in a.spans if s.kind == "unattributed"]
+    assert len(merged) == 1 and merged[0].covers == ["endpointing", "stt"]
+    assert math.isclose(merged[0].ms, 350.0, abs_tol=1e-6)
+    # turn detection: from the transcript to the turn end, as pipecat's own breakdown counts it
+    assert math.isclose(a.stage_ms["turn_detection"], 550.0, abs_tol=1e-6) and a.overlapped_stage is None
     assert all(s.ms >= 0 for s in a.spans)
     assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)

@@ -107,6 +107,11 @@ def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
         for st in STAGES:  # no stage is ever negative
             v = row.get(f"{st}_ms")
             assert v is None or pd.isna(v) or v >= 0, (st, v)
+        spans = json.loads(row["stages_json"])
+        assert all(sp["ms"] >= 0 for sp in spans), spans
+        assert sum(sp["ms"] for sp in spans) == pytest.approx(row["ttfa_ms"], abs=0.01)  # exactly, to rounding
+        # the VAD end: reported by RTVI, or (vad-user-* messages off) the transcript minus the STT's ttfb
+        assert row["vad_end_basis"] == ("reported" if cfg.get("vad_user_speaking_enabled", True) else "stt_ttfb")
         for key, stages in PAIRS.items():
             assert key in contrib, (key, sorted(contrib))
             # the spans on vlh's path that lie inside this interval: its stages, or a span that merges them when a
@@ -132,10 +137,12 @@ def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
     return lines
 
 
-@pytest.mark.parametrize("cfg", [
-    {"stop_secs": 0.2, "user_speech_timeout": 0.6},
-    {"stop_secs": 0.4, "user_speech_timeout": 0.3, "stt_secs": 0.08, "tts_secs": 0.09},
-], ids=["stop0.2-timeout0.6", "stop0.4-timeout0.3"])
-def test_vlh_stages_match_pipecats_own_breakdown(tmp_path, cfg):
-    rows, pc = _measure(tmp_path, cfg)
+@pytest.mark.parametrize("cfg,turns", [
+    ({"stop_secs": 0.2, "user_speech_timeout": 0.6}, 3),
+    ({"stop_secs": 0.4, "user_speech_timeout": 0.3, "stt_secs": 0.08, "tts_secs": 0.09}, 3),
+    # pipecat's default: no `vad-user-*` RTVI messages; vlh pins the VAD end back from the transcript by the STT ttfb
+    ({"stop_secs": 0.3, "user_speech_timeout": 0.4, "vad_user_speaking_enabled": False}, 2),
+], ids=["stop0.2-timeout0.6", "stop0.4-timeout0.3", "vad-messages-off"])
+def test_vlh_stages_match_pipecats_own_breakdown(tmp_path, cfg, turns):
+    rows, pc = _measure(tmp_path, cfg, turns)
     print("\n".join(_check(rows, pc, cfg)))
