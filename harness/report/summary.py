@@ -137,8 +137,23 @@ def stage_table(turns: pd.DataFrame, ttfa_p50: float | None) -> list[dict]:
         else:
             row["sources"] = {}
             row["source"] = "derived" if len(v) else "missing"
+        row.update(_overlapped(ok, s))
         rows.append(row)
     return rows
+
+
+def _overlapped(ok: pd.DataFrame, stage: str) -> dict:
+    """For a parallel stage (stt, turn_detection): over the turns where it was placed second on the critical path,
+    the p50 of how long it ran beside the other (`overlapped_ms`, not part of the sum) and which stage that was."""
+    out = {"overlapped_p50": None, "overlapped_n": 0, "overlapped_beside": None}
+    if "overlapped_stage" not in ok.columns or "overlapped_ms" not in ok.columns:
+        return out
+    sel = ok["overlapped_stage"].astype(object) == stage
+    v = pd.to_numeric(ok.loc[sel, "overlapped_ms"], errors="coerce").dropna().to_numpy(dtype=float)
+    if len(v):
+        out.update(overlapped_p50=percentile(v, 50), overlapped_n=int(len(v)),
+                   overlapped_beside=stage_label("stt" if stage == "turn_detection" else "turn_detection"))
+    return out
 
 
 def seed_sentence(head: dict, table: list[dict]) -> dict:
