@@ -110,3 +110,12 @@ def test_stage_table_shows_overlapped_beside_its_stage(tmp_path):
     assert td["overlapped_n"] == 5 and td["overlapped_beside"] == "STT"
     assert td["overlapped_p50"] == pytest.approx(float(np.median(sel["overlapped_ms"])))
     assert table["stt"]["overlapped_p50"] is None and table["llm_ttft"]["overlapped_n"] == 0
+
+
+def test_seed_sentence_never_lists_a_negative_median():
+    head = {"metrics": {"ttfa_ms": {"p50": 700.0}, "provider_ttft_ms": {"p50": 300.0}}}
+    table = [{"stage": "tts_ttfb", "label": "TTS", "p50": 140.0}, {"stage": "residual", "label": "residual",
+                                                                    "p50": -12.0}]
+    s = seed_sentence(head, table)
+    assert [p["label"] for p in s["parts"]] == ["TTS"] and "residual" not in s["text"]
+    assert s["rest_ms"] == 400.0 - 140.0

@@ -167,8 +167,9 @@ def seed_sentence(head: dict, table: list[dict]) -> dict:
         return {"text": "no turn got an answer: there is no time to first audio to attribute", "parts": [],
                 "dashboard_ms": ttft, "ear_ms": None, "gap_ms": None, "rest_ms": None}
     skip = {"llm_ttft"} if ttft is not None else set()
+    # a negative median (a residual whose reported durations do not fit) is never a part: it stays in "not split"
     parts = [(r["label"], r["p50"]) for r in table
-             if r["stage"] not in skip and r["p50"] is not None and round(r["p50"]) != 0]
+             if r["stage"] not in skip and r["p50"] is not None and round(r["p50"]) > 0]
     listed = ", ".join(f"{lbl} {p:.0f}" for lbl, p in parts)
     if ttft is None:
         target, head_txt = ttfa, f"ear {ttfa:.0f} ms (the agent reported no TTFT); the {ttfa:.0f} ms are "
