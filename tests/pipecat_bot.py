@@ -54,7 +54,7 @@ class BotConfig:
     llm_ttft_secs: float = 0.3  # LLM request -> first token
     first_sentence_secs: float = 0.3  # first token -> rest of the first sentence
     tts_secs: float = 0.13  # sentence -> first audio
-    vad_user_speaking_enabled: bool = True  # RTVI `vad-user-*` messages
+    vad_user_speaking_enabled: bool = True  # RTVI `vad-user-*` messages (pipecat's default: off; both are tested)
     reply: list[str] = field(default_factory=lambda: ["Sure", ", here it is. ", "It is a tone."])
 
 
@@ -218,7 +218,13 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=7861)
     p.add_argument("--breakdown", help="append pipecat's latency breakdown per turn (JSON lines) here")
     p.add_argument("--config", default="{}", help="BotConfig fields as JSON")
+    p.add_argument("--nice", type=int, default=-10,
+                   help="run at this nice value, as vlh's reference agent does (ignored where not permitted): a bot "
+                        "starved behind batch work sends its RTVI messages late against its own observer's stamps")
     a = p.parse_args(argv)
+    from harness.devices.priority import set_nice
+
+    set_nice(a.nice)
     asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown))
 
 

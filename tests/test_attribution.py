@@ -27,7 +27,7 @@ def test_full_telemetry_every_stage_exact_and_sum():
     b, steps = _full()
     a = attribute(b)
     assert [s.name for s in a.spans] == REF_PATH
-    assert a.stage_ms["turn_detection"] == 0
+    assert a.stage_ms["turn_detection"] == 0 and a.vad_end_basis == "turn_end"
     for stage, want in zip([s for s in REF_PATH if s != "turn_detection"], steps):
         assert math.isclose(a.stage_ms[stage], want * 1e3, abs_tol=1e-6)
     assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
@@ -72,4 +72,71 @@ def test_impossible_order_is_flagged_never_negative():
     a = attribute(b)
     assert a.stage_ms["stt"] is None and all(s.ms >= 0 for s in a.spans)
     assert any("stt_final comes 50.0 ms before user_vad_end" in x for x in a.anomalies)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def _rtvi_turn(visible_after_first_token_s: float):
+    """A pipecat turn as vlh sees it without a clock fit: arrival-only RTVI boundaries (uncertainty: the arrival
+    stamp's lateness), the first token pinned by the LLM's reported ttfb from `bot-llm-started`."""
+    from harness.telemetry.collector import ARRIVAL_STAMP_S
+
+    t0 = 50.0
+    rtvi = lambda t: Boundary(t, "estimated", ARRIVAL_STAMP_S)  # noqa: E731
+    b = {"user_speech_end": Boundary(t0, "measured"), "user_vad_end": rtvi(t0 + 0.30),
+         "stt_final": rtvi(t0 + 0.35), "user_speech_end_detected": rtvi(t0 + 0.90), "llm_request": rtvi(t0 + 0.905),
+         "llm_first_visible_token": rtvi(t0 + 0.905 + 0.300 + visible_after_first_token_s),
+         "tts_request": rtvi(t0 + 1.51), "tts_first_audio": rtvi(t0 + 1.64), "audio_first_sent": rtvi(t0 + 1.643),
+         "first_audio_arrival": Boundary(t0 + 1.650, "measured"), "first_audio_playout": Boundary(t0 + 1.670, "measured"),
+         "first_audio_decoded": Boundary(t0 + 1.6765, "measured"), "agent_audio_start": Boundary(t0 + 1.70, "measured")}
+    return b, {"llm_ttft": 0.300, "stt": 0.05, "tts_ttfb": 0.13}
+
+
+def test_boundaries_inside_their_joint_uncertainty_are_coincident_not_an_anomaly():
+    # the first visible token arrived 0.6 ms before request + ttfb (seen with a real pipecat bot): indistinguishable
+    # within the two arrival stamps' uncertainty, so reasoning is a zero-length stage and aggregation stays its own
+    b, d = _rtvi_turn(-0.0006)
+    a = attribute(b, d)
+    assert not a.anomalies, a.anomalies
+    assert a.unattributed_ms == 0 and not [s for s in a.spans if s.kind != "stage"]
+    assert a.stage_ms["reasoning"] == 0
+    assert math.isclose(a.stage_ms["llm_ttft"], 300.0, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["aggregation"], (1.51 - 0.905 - 0.300) * 1e3, abs_tol=1e-6)
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_an_ordering_beyond_the_joint_uncertainty_stays_an_anomaly():
+    b, d = _rtvi_turn(-0.020)  # 20 ms early: more than two 4 ms arrival stamps can explain
+    a = attribute(b, d)
+    assert any("llm_first_visible_token comes 20.0 ms before llm_first_token (beyond the 8.0 ms" in x
+               for x in a.anomalies), a.anomalies
+    assert a.stage_ms["reasoning"] is None and a.stage_ms["aggregation"] is None
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_without_a_vad_end_it_is_pinned_back_from_the_transcript_by_the_stt_ttfb():
+    # pipecat with RTVIObserverParams(vad_user_speaking_enabled=False): no vad-user-stopped-speaking
+    b, d = _rtvi_turn(0.0)
+    vad_end = b.pop("user_vad_end").t
+    a = attribute(b, d)
+    assert a.vad_end_basis == "stt_ttfb" and not a.anomalies
+    assert a.stage_source["stt"] == "estimated" and math.isclose(a.stage_ms["stt"], 50.0, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["endpointing"], (vad_end - 50.0) * 1e3, abs_tol=1e-6)
+    assert math.isclose(a.stage_ms["turn_detection"], 550.0, abs_tol=1e-6) and a.overlapped_stage == "turn_detection"
+    assert all(s.ms >= 0 for s in a.spans)
+    assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)
+
+
+def test_without_a_vad_end_or_stt_duration_a_transcript_before_the_turn_end_leaves_it_unknown():
+    b, d = _rtvi_turn(0.0)
+    del b["user_vad_end"], d["stt"]
+    a = attribute(b, d)
+    assert a.vad_end_basis == "unknown" and not a.anomalies
+    merged = [s for s in a.spans if s.kind == "unattributed"]
+    assert len(merged) == 1 and merged[0].covers == ["endpointing", "stt"]
+    assert math.isclose(merged[0].ms, 350.0, abs_tol=1e-6)
+    # turn detection: from the transcript to the turn end, as pipecat's own breakdown counts it
+    assert math.isclose(a.stage_ms["turn_detection"], 550.0, abs_tol=1e-6) and a.overlapped_stage is None
+    assert all(s.ms >= 0 for s in a.spans)
     assert math.isclose(sum(s.ms for s in a.spans), a.ttfa_ms, abs_tol=1e-6)

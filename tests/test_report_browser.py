@@ -30,7 +30,7 @@ def results(tmp_path_factory):
     d = tmp_path_factory.mktemp("browser")
     single = make_run(d / "single", turns=14, calls=2, seed=9, payload=True, unattributed_every=4,
                       anomaly_every=3, reasoning_every=5, stutter_every=4, no_response_every=7, error_every=6,
-                      slo={"ttfa_p95_ms": 900})
+                      overlap_every=2, slo={"ttfa_p95_ms": 900})
     write_report([single], single / "report.html")
     a = make_run(d / "a", turns=40, calls=2, seed=31, recordings="none")
     b = make_run(d / "b", turns=40, calls=2, seed=32, recordings="none", shift_ms={"tts_ttfb": 150})
@@ -55,6 +55,18 @@ def results(tmp_path_factory):
             await page.evaluate("document.getElementById('fig-waterfall').emit('plotly_click', {points: [{x: 1}]})")
             await page.wait_for("document.getElementById('turn-detail').getAttribute('data-row') === '%d'"
                                 % data["groups"][0][0], timeout=20)
+            cols = data["turns"]["cols"]
+            for key, pick in (("negative", lambda i: (cols["residual"][i] or 0) < 0),
+                              ("overlap", lambda i: bool(cols["ovl_stage"][i]))):
+                i = next(i for i in range(len(cols["text"])) if pick(i))
+                await page.evaluate(CLICK_ROW % i)
+                await page.wait_for("document.getElementById('turn-detail').getAttribute('data-row') === '%d'" % i,
+                                    timeout=20)
+                r[f"{key}_text"] = await page.evaluate("document.getElementById('turn-detail').innerText")
+                # bars drawn in the turn's figure: none negative
+                r[f"{key}_bars"] = await page.evaluate(
+                    "document.querySelector('#turn-detail .turn-fig').data.filter(function (t) {"
+                    " return t.type === 'bar'; }).map(function (t) { return t.x[0]; })")
             r["audio_duration"] = await page.evaluate(AUDIO, await_promise=True)
             r["worst_clip_s"] = data["turns"]["waves"][str(data["turns"]["featured"][0][1])]["duration_s"]
             r["turn_figs"] = await page.evaluate("document.querySelectorAll('.turn-card .main-svg').length")
@@ -124,6 +136,13 @@ def test_turn_detail_and_audio(results):
     r = results["single"]
     assert r["detail_row"] is not None and r["turn_figs"] >= 3
     assert r["audio_duration"] == pytest.approx(r["worst_clip_s"], abs=0.01)
+
+
+def test_turn_detail_lists_a_negative_residual_and_draws_the_overlap(results):
+    r = results["single"]
+    assert "residual -12.0 ms (a negative duration: not drawn as a bar)" in r["negative_text"]
+    assert all(x >= 0 for x in r["negative_bars"]) and all(x >= 0 for x in r["overlap_bars"])
+    assert "turn detection ran" in r["overlap_text"] and "beside STT (overlapped, not summed)" in r["overlap_text"]
 
 
 def test_zero_ok_report_says_so(results):

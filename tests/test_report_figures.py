@@ -29,15 +29,34 @@ def test_waterfall_one_bar_per_turn_sums_to_ttfa(run):
     ok = run.ok.sort_values("ttfa_ms")
     assert [len(g) for g in wf["groups"]] == [1] * len(ok)
     for bar, g in enumerate(wf["groups"]):
-        n_spans = int((run.spans["row"] == g[0]).sum())  # each span is rounded to 0.1 ms
-        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g[0], "ttfa_ms"], abs=0.05 * n_spans + 1e-9)
+        mine = run.spans[run.spans["row"] == g[0]]
+        n_spans = len(mine)  # each span is rounded to 0.1 ms
+        # a negative span is not drawn: the bar is the TTFA plus what the negative residual took off
+        negative = float(mine["ms"][mine["ms"] < 0].sum())
+        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g[0], "ttfa_ms"] - negative,
+                                                 abs=0.05 * n_spans + 1e-9)
     names = [t["name"] for t in wf["data"] if t["type"] == "bar"]
     assert names.index("endpointing") < names.index("TTS") < names.index("jitter buffer")
     unatt = [n for n in names if "unattributed" in n]
     assert unatt and all("&lt;img" in n and "<img" not in n for n in unatt)  # agent text escaped for plotly
     assert any(n.startswith("residual") for n in names)
+    assert (run.spans["ms"] < 0).sum() > 0  # the anomaly turns have a negative residual …
     neg = [t for t in wf["data"] if t["type"] == "bar" and any(v is not None and v < 0 for v in t["y"])]
-    assert neg  # the anomaly turns have a negative STT span: drawn, not dropped
+    assert not neg  # … never drawn as a (negative) bar
+
+
+def test_waterfall_hover_shows_overlapped_beside_its_stage(tmp_path):
+    run = load_run(make_run(tmp_path / "r", turns=8, calls=1, recordings="none", seed=5, overlap_every=2))
+    wf = figures.waterfall(run.turns, run.spans)
+    validate(wf)
+    td = next(t for t in wf["data"] if t["name"] == "turn detection")
+    assert "overlapped beside STT (not summed)" in td["hovertemplate"]
+    ok = run.ok.sort_values(["ttfa_ms", "call", "turn"], kind="stable")
+    for bar, (_, r) in enumerate(ok.iterrows()):
+        want = r["overlapped_ms"] if r["overlapped_stage"] == "turn_detection" else None
+        assert td["customdata"][bar] == (None if want is None else pytest.approx(want, abs=0.05))
+        # overlapped time is not part of the bar: the bar still adds up to the TTFA
+        assert stacked(wf, bar) == pytest.approx(r["ttfa_ms"], abs=0.05 * 14)
 
 
 def test_waterfall_groups_neighbours_above_max_bars(run, monkeypatch):
@@ -46,7 +65,9 @@ def test_waterfall_groups_neighbours_above_max_bars(run, monkeypatch):
     validate(wf)
     assert len(wf["groups"]) <= 7 and sum(len(g) for g in wf["groups"]) == len(run.ok)
     for bar, g in enumerate(wf["groups"]):
-        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g, "ttfa_ms"].mean(), abs=1.0)
+        mine = run.spans[run.spans["row"].isin(g)]
+        negative = float(mine["ms"][mine["ms"] < 0].sum()) / len(g)  # not drawn (mean over the group)
+        assert stacked(wf, bar) == pytest.approx(run.turns.loc[g, "ttfa_ms"].mean() - negative, abs=1.0)
 
 
 def test_ecdf_uses_every_value_and_exact_quantiles(run):

@@ -40,3 +40,14 @@ def test_clocks_per_call_and_limits(run):
 def test_telemetry_flattened(run):
     rows = dict(health.telemetry(run))
     assert rows["unparsed"] == "9" and rows["vlh"] == rows["messages"]  # 3 calls × 3, summed by the store
+
+
+def test_a_negative_residual_is_an_anomaly_row_with_its_value(run):
+    neg = health.negative_spans(run)
+    t = run.turns
+    flagged = t[t["anomalies"].str.contains("reported durations")]
+    assert neg["count"] == len(flagged) > 0  # every anomaly turn of the fixture has a -12 ms residual
+    assert {(r["call"], r["turn"]) for r in neg["rows"]} == set(zip(flagged["call"], flagged["turn"]))
+    for r in neg["rows"]:
+        assert r["name"] == "residual" and r["ms"] == pytest.approx(-12.0)
+        assert "residual: -12.0 ms" in r["text"] and "not drawn as a bar" in r["text"]

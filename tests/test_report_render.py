@@ -198,3 +198,20 @@ def test_comparison_escapes_agent_text(tmp_path):
     assert all(x not in html for x in XSS)
     s = scan(out)
     assert "img" not in s.tags and all(not k.startswith("on") for _, a in s.attrs for k in a)
+
+
+def test_legend_overlapped_column_and_negative_residual_rows(tmp_path):
+    run = make_run(tmp_path / "r", turns=9, calls=1, seed=6, recordings="none", anomaly_every=3, overlap_every=2)
+    html = write_report([run], tmp_path / "r.html").read_text()
+    s = scan(tmp_path / "r.html")
+    legend = html[html.index('id="stage-legend"'):]
+    legend = legend[:legend.index("</p>")]
+    assert "Turn detection" in legend and "overlapped" in legend and "negative residual" in legend
+    # the overlapped column beside turn detection, with its p50
+    row = html[html.index('data-stage="turn_detection"'):]
+    row = row[:row.index("</tr>")]
+    assert re.search(r'class="overlapped" data-value="[0-9.]+">[0-9.]+ ms beside STT \(4 turns\)', row), row
+    # every negative residual is an anomaly row with its value (3 anomaly turns of 9: turns 3, 6, 9)
+    assert int(s.metrics["negative_spans"]) == 3
+    assert html.count('class="negative-span" data-value="-12.0"') == 3
+    assert html.count("residual: -12.0 ms") == 3

@@ -95,3 +95,27 @@ def test_featured_turns_are_worst_median_best():
     assert turns.loc[f["median"], "ttfa_ms"] == 500 and turns.loc[f["2nd worst"], "ttfa_ms"] == 700
     assert len(set(f.values())) == len(f)
     assert featured_turns(turns.iloc[:0]) == []
+
+
+def test_stage_table_shows_overlapped_beside_its_stage(tmp_path):
+    from harness.report.load import load_run
+    from harness.testing.synthetic import make_run
+
+    run = load_run(make_run(tmp_path / "r", turns=10, calls=1, recordings="none", seed=4, overlap_every=2))
+    ok = run.ok
+    table = {r["stage"]: r for r in stage_table(run.turns, float(ok["ttfa_ms"].median()))}
+    sel = ok[ok["overlapped_stage"] == "turn_detection"]
+    assert len(sel) == 5
+    td = table["turn_detection"]
+    assert td["overlapped_n"] == 5 and td["overlapped_beside"] == "STT"
+    assert td["overlapped_p50"] == pytest.approx(float(np.median(sel["overlapped_ms"])))
+    assert table["stt"]["overlapped_p50"] is None and table["llm_ttft"]["overlapped_n"] == 0
+
+
+def test_seed_sentence_never_lists_a_negative_median():
+    head = {"metrics": {"ttfa_ms": {"p50": 700.0}, "provider_ttft_ms": {"p50": 300.0}}}
+    table = [{"stage": "tts_ttfb", "label": "TTS", "p50": 140.0}, {"stage": "residual", "label": "residual",
+                                                                    "p50": -12.0}]
+    s = seed_sentence(head, table)
+    assert [p["label"] for p in s["parts"]] == ["TTS"] and "residual" not in s["text"]
+    assert s["rest_ms"] == 400.0 - 140.0

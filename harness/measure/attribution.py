@@ -11,17 +11,24 @@ The pipeline's boundaries, on the host clock (the critical path: what the reply 
 Parallel stages: STT and turn detection both start at the agent's VAD end. The one that finishes first is placed
 from the VAD end to its end; the other from there to its own end, and the part of it that ran beside the first is
 reported as `overlapped_ms` (with `overlapped_stage`), which is not summed (pipecat's UserBotLatencyObserver tiles
-the same way: transcription, then turn detection). No VAD end known: it is estimated as stt_final − the STT's
-reported duration (pipecat's STT TTFB runs from the VAD stop); failing that the VAD end is taken as the turn end,
-so turn_detection is 0 and endpointing holds the agent's whole end-of-turn wait (the reference agent's case: it
-reports one end-of-speech instant, its VAD end with its hangover).
+the same way: transcription, then turn detection). No VAD end known (pipecat without `vad-user-*` RTVI messages):
+it is estimated as stt_final − the STT's reported duration (pipecat's STT TTFB runs from the VAD stop); failing
+that, when no transcript came before the turn end, the VAD end is taken as the turn end, so turn_detection is 0 and
+endpointing holds the agent's whole end-of-turn wait (the reference agent's case: it reports one end-of-speech
+instant, its VAD end with its hangover); a transcript before the turn end with no STT duration leaves the VAD end
+unknown (endpointing…stt merged, turn_detection from the transcript). `vad_end_basis` says which (VAD_END_BASES).
 
 Rules: a stage between two known boundaries is that boundary pair's difference. A missing boundary merges its two
 neighbours into one span that names the stages it covers. Inside such a span, durations the agent reported (RTVI
 `metrics.ttfb`: STT, LLM, TTS) are placed as `estimated` stages; the rest of the span is `residual` (what no stage
 explains; negative = the durations do not fit, flagged). A span with nothing to place stays `unattributed`.
-A boundary that comes before one earlier on the path is an ordering that cannot be true: it is left off the path
-(its stage merges with the next, as if missing) and reported as an anomaly, so no span is ever negative.
+Every boundary carries an uncertainty (`Boundary.uncertainty_s`, from how it was derived: the clock fit for a
+stamped event; the one-way delay and the arrival stamp's lateness for an arrival-only RTVI event, see
+telemetry/collector.py; a boundary pinned by a reported duration inherits its start's). A boundary that comes
+before the one kept before it on the path (or after agent_audio_start) by no more than their joint uncertainty is
+coincident with it: it is placed at that instant, a zero-length stage, no anomaly (e.g. pipecat's first text
+arriving 0.6 ms before request + LLM ttfb). Beyond that, the ordering cannot be true: the boundary is left off
+the path (its stage merges with the next, as if missing) and reported as an anomaly, so no span is ever negative.
 Spans always sum to agent_audio_start − user_speech_end exactly.
 """
 
@@ -55,6 +62,7 @@ _PATH = (
     ("agent_audio_start", "playout"),
 )
 SOURCE_RANK = {"measured": 0, "reconciled": 1, "estimated": 2}
+EPS_MS = 0.5  # float slack on top of the boundaries' own uncertainty (sub-sample rounding)
 
 
 @dataclass
@@ -89,6 +97,7 @@ class Attribution:
     anomalies: list[str] = field(default_factory=list)
     overlapped_stage: str | None = None  # the parallel stage placed second on the path
     overlapped_ms: float | None = None  # how long it ran beside the first (not part of the sum)
+    vad_end_basis: str | None = None  # how the agent's VAD end was found (VAD_END_BASES); None: no turn end either
 
     def columns(self) -> dict:
         out = {"ttfa_ms": self.ttfa_ms}
@@ -99,6 +108,7 @@ class Attribution:
         out["residual_ms"] = self.residual_ms
         out["overlapped_stage"] = self.overlapped_stage
         out["overlapped_ms"] = self.overlapped_ms
+        out["vad_end_basis"] = self.vad_end_basis
         return out
 
 
@@ -106,22 +116,40 @@ def _weakest(*sources: str) -> str:
     return max(sources, key=lambda s: SOURCE_RANK.get(s, 3))
 
 
-def derive_from_durations(b: dict[str, Boundary], durations: dict[str, float]) -> None:
-    """A reported duration pins its end boundary when its start boundary is known and the end is not; the VAD end
-    is pinned back from the final transcript by the STT's duration, else set at the turn end (turn_detection 0)."""
-    if "user_vad_end" not in b:
-        if "stt" in durations and "stt_final" in b:
-            e = b["stt_final"]
-            b["user_vad_end"] = Boundary(e.t - durations["stt"], "estimated", e.uncertainty_s)
-        elif "user_speech_end_detected" in b:
-            e = b["user_speech_end_detected"]
-            b["user_vad_end"] = Boundary(e.t, e.source, e.uncertainty_s)
+# How the agent's VAD end (the start of stt and turn_detection) was found; the `vad_end_basis` column.
+VAD_END_BASES = {
+    "reported": "the agent reported it (RTVI vad-user-stopped-speaking, vlh event user_vad_end)",
+    "stt_ttfb": "estimated: the final transcript minus the STT's reported ttfb (which runs from the VAD stop)",
+    "turn_end": "taken at the turn end (no VAD end, no STT duration, no transcript before the turn end): "
+                "turn_detection is 0 and endpointing holds the whole end-of-turn wait",
+    "unknown": "not known (no VAD end, no STT duration, the transcript came before the turn end): endpointing and "
+               "stt merge into one span up to the transcript; turn_detection runs from the transcript",
+}
+
+
+def derive_from_durations(b: dict[str, Boundary], durations: dict[str, float]) -> str | None:
+    """A reported duration pins its end boundary when its start boundary is known and the end is not. The VAD end,
+    when not reported, is pinned back from the final transcript by the STT's duration, else set at the turn end
+    when nothing says it came earlier (turn_detection 0). Returns how the VAD end was found (VAD_END_BASES)."""
+    basis = "reported" if "user_vad_end" in b else None
+    if basis is None:
+        stt, turn = b.get("stt_final"), b.get("user_speech_end_detected")
+        if "stt" in durations and stt is not None:
+            b["user_vad_end"] = Boundary(stt.t - durations["stt"], "estimated", stt.uncertainty_s)
+            basis = "stt_ttfb"
+        elif turn is not None and (stt is None or stt.t >= turn.t - turn.uncertainty_s - stt.uncertainty_s):
+            # one end-of-speech instant (vlh's reference agent: its VAD end, hangover included, then the transcript)
+            b["user_vad_end"] = Boundary(turn.t, turn.source, turn.uncertainty_s)
+            basis = "turn_end"
+        elif turn is not None:
+            basis = "unknown"  # a transcript before the turn end: the VAD end was earlier, by an unknown amount
     for stage, start, end in (("stt", "user_vad_end", "stt_final"),
                               ("llm_ttft", "llm_request", "llm_first_token"),
                               ("tts_ttfb", "tts_request", "tts_first_audio")):
         if stage in durations and start in b and end not in b:
             s = b[start]
             b[end] = Boundary(s.t + durations[stage], "estimated", s.uncertainty_s)
+    return basis
 
 
 def path(b: dict[str, Boundary]) -> list[tuple[str, str]]:
@@ -140,7 +168,7 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
     `durations`: stage → seconds, as reported by the agent (used only where boundaries are missing)."""
     durations = dict(durations or {})
     b = dict(boundaries)
-    derive_from_durations(b, durations)
+    vad_end_basis = derive_from_durations(b, durations)
     t0, t1 = b["user_speech_end"].t, b["agent_audio_start"].t
     ttfa_ms = (t1 - t0) * 1e3
     order = path(b)
@@ -155,15 +183,17 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
         prev = b[kept[-1][1]]
         bj = b[name]
         if name != "agent_audio_start" and (bj.t < prev.t or bj.t > t1):
-            unc_ms = (prev.uncertainty_s + bj.uncertainty_s) * 1e3
             if bj.t < prev.t:
-                off_ms, rel, where = (prev.t - bj.t) * 1e3, "before", kept[-1][1]
+                off_ms, rel, where, at = (prev.t - bj.t) * 1e3, "before", kept[-1][1], prev
             else:
-                off_ms, rel, where = (bj.t - t1) * 1e3, "after", "agent_audio_start"
-            if off_ms > unc_ms + 0.5:
+                off_ms, rel, where, at = (bj.t - t1) * 1e3, "after", "agent_audio_start", b["agent_audio_start"]
+            unc_ms = (at.uncertainty_s + bj.uncertainty_s) * 1e3
+            if off_ms > unc_ms + EPS_MS:
                 anomalies.append(f"{name} comes {off_ms:.1f} ms {rel} {where} (beyond the {unc_ms:.1f} ms "
                                  f"uncertainty); left off the stage path")
-            continue
+                continue
+            # inside the joint uncertainty the two instants are indistinguishable: coincident, a zero-length stage
+            b[name] = bj = Boundary(at.t, _weakest(bj.source, at.source), max(bj.uncertainty_s, at.uncertainty_s))
         kept.append((i, name))
     spans: list[Span] = []
     unattributed = residual = 0.0
@@ -202,4 +232,4 @@ def attribute(boundaries: dict[str, Boundary], durations: dict[str, float] | Non
             and stage_ms.get(second[1]) is not None and stage_ms.get(order[1][1]) is not None:
         overlapped_stage, overlapped_ms = second[1], (b[order[1][0]].t - b["user_vad_end"].t) * 1e3
     return Attribution(ttfa_ms, spans, stage_ms, stage_src, unattributed, residual, anomalies,
-                       overlapped_stage, overlapped_ms)
+                       overlapped_stage, overlapped_ms, vad_end_basis)

@@ -143,7 +143,9 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         b = {"user_speech_end": Boundary(t_user_end, "measured"),
              "agent_audio_start": Boundary(t_on, "measured")}
         for name, ev in turn_events.items():
-            b[name] = Boundary(ev.t_host, ev.source, ev.uncertainty_s)
+            # an arrival stamp taken just after a recorded stall of the harness's loop may be late by all of it
+            late = _stall_at(stalls, ev.arrival) if ev.source == "estimated" else 0.0
+            b[name] = Boundary(ev.t_host, ev.source, ev.uncertainty_s + late)
         tick = first_packet(playout, t_on, opts.codec_delay_s)
         if device_path:
             for name in ("first_audio_arrival", "first_audio_playout", "first_audio_decoded"):
@@ -221,6 +223,11 @@ def _interruption(capture: Capture, u_start: int, u_end: int, sr: int, opts: Mea
         out["note"] = ("barge-in: the agent's audio had not stopped when the user's speech ended; the interruption "
                        "latency is at least this")
     return out
+
+
+def _stall_at(stalls, t: float, interval: float = 0.01) -> float:
+    """How late an arrival stamped at `t` may be: the longest recorded loop stall that ended just before it."""
+    return max((d for s, d in stalls or [] if s <= t <= s + d + interval), default=0.0)
 
 
 def _worst_stall(stalls, windows) -> float:

@@ -49,6 +49,20 @@ def anomalies(run: Run, limit: int = 200) -> dict:
             "left_off": max(0, len(items) - limit)}
 
 
+def negative_spans(run: Run, limit: int = 200) -> dict:
+    """Spans with a negative duration (a residual where the durations an agent reported add up to more than the
+    time between the boundaries around them): never drawn as a bar; listed as anomaly rows with their value."""
+    sp, t = run.spans, run.turns
+    if sp is None or sp.empty:
+        return {"count": 0, "rows": [], "left_off": 0}
+    neg = sp[sp["ms"].to_numpy(dtype=float) < 0]
+    items = [{"call": int(t.at[r, "call"]), "turn": int(t.at[r, "turn"]), "name": str(key), "ms": float(ms),
+              "text": f"{key}: {ms:.1f} ms — the durations placed in this span add up to more than it; a negative "
+                      "duration is not drawn as a bar"}
+             for r, key, ms in zip(neg["row"].tolist(), neg["key"].tolist(), neg["ms"].tolist())]
+    return {"count": len(items), "rows": items[:limit], "left_off": max(0, len(items) - limit)}
+
+
 def invisible_ttft(run: Run, limit: int = 200) -> dict:
     t = run.turns
     flagged = t[t["provider_ttft_invisible"]]

@@ -154,7 +154,7 @@ def _read_turns(path: Path, meta: dict, problems: list[str]) -> pd.DataFrame:
 
 def _normalise(turns: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
     t = turns.copy()
-    text_cols = ["run_id", "scenario", "status", "error", "text", "anomalies", "stages_json"] + [
+    text_cols = ["run_id", "scenario", "status", "error", "text", "anomalies", "stages_json", "overlapped_stage"] + [
         f"{s}_source" for s in STAGES]
     for c in text_cols:
         if c in t.columns:

@@ -212,7 +212,7 @@ def _slo(slo) -> list[dict]:
 
 def _health_ctx(run: Run) -> dict:
     return {"clocks": health.clocks(run), "clock_meta": health.clock_meta(run), "anomalies": health.anomalies(run),
-            "invisible": health.invisible_ttft(run), "stutter": health.stutter(run),
+            "negative": health.negative_spans(run), "invisible": health.invisible_ttft(run), "stutter": health.stutter(run),
             "failures": health.failures(run), "telemetry": health.telemetry(run), "harness": health.harness(run)}
 
 

@@ -137,8 +137,23 @@ def stage_table(turns: pd.DataFrame, ttfa_p50: float | None) -> list[dict]:
         else:
             row["sources"] = {}
             row["source"] = "derived" if len(v) else "missing"
+        row.update(_overlapped(ok, s))
         rows.append(row)
     return rows
+
+
+def _overlapped(ok: pd.DataFrame, stage: str) -> dict:
+    """For a parallel stage (stt, turn_detection): over the turns where it was placed second on the critical path,
+    the p50 of how long it ran beside the other (`overlapped_ms`, not part of the sum) and which stage that was."""
+    out = {"overlapped_p50": None, "overlapped_n": 0, "overlapped_beside": None}
+    if "overlapped_stage" not in ok.columns or "overlapped_ms" not in ok.columns:
+        return out
+    sel = ok["overlapped_stage"].astype(object) == stage
+    v = pd.to_numeric(ok.loc[sel, "overlapped_ms"], errors="coerce").dropna().to_numpy(dtype=float)
+    if len(v):
+        out.update(overlapped_p50=percentile(v, 50), overlapped_n=int(len(v)),
+                   overlapped_beside=stage_label("stt" if stage == "turn_detection" else "turn_detection"))
+    return out
 
 
 def seed_sentence(head: dict, table: list[dict]) -> dict:
@@ -152,8 +167,9 @@ def seed_sentence(head: dict, table: list[dict]) -> dict:
         return {"text": "no turn got an answer: there is no time to first audio to attribute", "parts": [],
                 "dashboard_ms": ttft, "ear_ms": None, "gap_ms": None, "rest_ms": None}
     skip = {"llm_ttft"} if ttft is not None else set()
+    # a negative median (a residual whose reported durations do not fit) is never a part: it stays in "not split"
     parts = [(r["label"], r["p50"]) for r in table
-             if r["stage"] not in skip and r["p50"] is not None and round(r["p50"]) != 0]
+             if r["stage"] not in skip and r["p50"] is not None and round(r["p50"]) > 0]
     listed = ", ".join(f"{lbl} {p:.0f}" for lbl, p in parts)
     if ttft is None:
         target, head_txt = ttfa, f"ear {ttfa:.0f} ms (the agent reported no TTFT); the {ttfa:.0f} ms are "

@@ -30,6 +30,8 @@ def turn_data(run: Run, featured: list[tuple[str, int]], report_dir: Path) -> di
         "anomalies": t["anomalies"].tolist(), "invisible": t["provider_ttft_invisible"].astype(int).tolist(),
         "ttfa": _r(t["ttfa_ms"]), "ttft": _r(t["provider_ttft_ms"]), "gap": _r(t["gap_ms"]),
         "residual": _r(t["residual_ms"]), "unattributed": _r(t["unattributed_ms"]),
+        "ovl_stage": [str(x) if x else "" for x in t["overlapped_stage"].tolist()],
+        "ovl_ms": _r(t["overlapped_ms"]),
         "stutter": _r(t["stutter_gaps"], 0), "underruns": _r(t["underruns"], 0),
         "us_start": _r(rel("user_speech_start_mono")), "a_end": _r(rel("agent_audio_end_mono")),
         "clock_unc": _r(t["clock_uncertainty_ms"], 2), "us_end_s": _r(t["user_speech_end_s"], 3),

@@ -47,6 +47,7 @@ EXTRA_COLUMNS = (
     + [f"{e}_mono" for e in EVENT_NAMES] + ["first_audio_arrival_mono", "first_audio_playout_mono"]
     + ["first_audio_seq", "provider_ttft_source", "reasoning_hidden_ms", "playout_stall_ms"]
     + ["framework_v2v_ms"]  # the agent framework's own voice-to-voice figure (OTLP: pipecat, LiveKit)
+    + ["vad_end_basis"]  # how the agent's VAD end was found (attribution.VAD_END_BASES): reported | stt_ttfb | …
 )
 EVENT_COLUMNS = ["call", "turn", "name", "t_mono", "uncertainty_ms", "source", "raw"]
 RUN_KEYS = [

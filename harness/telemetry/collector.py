@@ -9,6 +9,10 @@ from harness.telemetry import rtvi, vlh
 from harness.telemetry.clock import ClockFit, PingSample, fit_clock
 from harness.telemetry.events import Duration, Event
 
+# How late an arrival stamp can be without a trace: the harness's loop monitor (transports/webrtc/client.py
+# LoopMonitor) records every event-loop lag above this, so a message callback delayed by less goes unrecorded.
+ARRIVAL_STAMP_S = 0.004
+
 
 class TelemetryLog:
     def __init__(self, processor_map: dict[str, str] | None = None):
@@ -65,8 +69,12 @@ class TelemetryLog:
                 self.pings.append(it)
 
     def reconcile(self) -> ClockFit | None:
-        """Place every event on the host clock. Stamped events: through the ping/pong clock fit ('reconciled').
-        Arrival-only events: arrival − one-way delay (RTT/2), 'estimated'."""
+        """Place every event on the host clock. Stamped events: through the ping/pong clock fit ('reconciled'), with
+        the fit's uncertainty. Arrival-only events (RTVI): arrival − one-way delay (RTT/2), 'estimated', with
+        uncertainty = one-way delay (the message took between 0 and a round trip to arrive) + ARRIVAL_STAMP_S (the
+        arrival stamp's own lateness). Without a fit (pipecat answers no vlh.ping) the one-way delay is unknown:
+        the event sits at its arrival and only the stamp term is counted; the unknown delay is common to every
+        message of the call's ordered data channel, so it shifts them together and does not change their order."""
         self.fit = fit = fit_clock(self.pings)
         one_way = fit.one_way_s if fit else 0.0
         for ev in self.events:
@@ -82,7 +90,7 @@ class TelemetryLog:
                         f"{fit.uncertainty_s * 1e3:.1f} ms)")
             else:
                 ev.t_host = ev.arrival - one_way
-                ev.uncertainty_s = one_way
+                ev.uncertainty_s = one_way + ARRIVAL_STAMP_S
                 ev.source = "estimated"
         if fit is None and any(ev.agent_t is not None for ev in self.events):
             self.anomalies.append("agent sent stamped events but never answered vlh.ping: placed by arrival")

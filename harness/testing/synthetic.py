@@ -50,8 +50,11 @@ XSS = ["<script>alert(1)</script>", "<img src=x onerror=\"window.__xss_img=1;ale
 def make_run(out: str | Path, turns: int = 12, calls: int = 2, seed: int = 0, shift_ms: dict | None = None,
              recordings: str = "all", payload: bool = False, partial: bool = False, no_response_every: int = 0,
              error_every: int = 0, unattributed_every: int = 0, anomaly_every: int = 0, reasoning_every: int = 0,
-             stutter_every: int = 0, slo: dict | None = None, zero_ok: bool = False, force: bool = False) -> Path:
-    """Write a synthetic run folder at `out` and return it. `recordings`: all | featured | none."""
+             stutter_every: int = 0, slo: dict | None = None, zero_ok: bool = False, force: bool = False,
+             overlap_every: int = 0) -> Path:
+    """Write a synthetic run folder at `out` and return it. `recordings`: all | featured | none.
+    `anomaly_every`: those turns' reported durations do not fit (a negative residual, flagged as attribution does);
+    `overlap_every`: those turns wait for turn detection after STT (STT ran beside it: overlapped_ms)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise VlhError(f"{out}: exists and is not empty; use force=True")
@@ -77,7 +80,7 @@ def make_run(out: str | Path, turns: int = 12, calls: int = 2, seed: int = 0, sh
             row, evs, lay, cursor = _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw,
                                           unattributed=_every(unattributed_every, n),
                                           anomaly=_every(anomaly_every, n), reasoning=_every(reasoning_every, n),
-                                          stutter=_every(stutter_every, n))
+                                          stutter=_every(stutter_every, n), overlap=_every(overlap_every, n))
             rows.append(row)
             events.extend(evs)
             layout.append(lay)
@@ -110,7 +113,7 @@ def _every(k: int, n: int) -> bool:
 
 
 def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, unattributed, anomaly, reasoning,
-          stutter):
+          stutter, overlap=False):
     n = kw["n"]
     us_start = cursor
     us_end = us_start + float(rng.uniform(0.6, 1.4))
@@ -138,12 +141,16 @@ def _turn(rng, run_id, call, turn, cursor, t0, clock, shift_ms, payload, kw, una
     if status != "ok":
         return row, [], {"mic": (us_start, us_end), "ear": None, "gaps": []}, us_end + 2.0
     ms = _draw(rng, shift_ms, reasoning)
-    if anomaly:
-        ms["stt"] = -12.0
-        row["anomalies"] = "stt_final comes 12.0 ms before user_speech_end_detected (beyond the 2.4 ms uncertainty)"
+    residual = abs(float(rng.normal(0.0, 1.5)))
+    if overlap:  # a turn-stop strategy's wait after the transcript: STT ran beside its first part
+        ms["turn_detection"] = max(1.0, float(rng.normal(300.0, 40.0)))
+        row["overlapped_stage"], row["overlapped_ms"] = "turn_detection", ms["stt"]
+    if anomaly:  # what attribution writes when the durations an agent reported do not fit their span
+        residual = -12.0
+        row["anomalies"] = ("reported durations (stt, llm_ttft) exceed the 310.5 ms between user_vad_end and "
+                            "llm_first_visible_token")
         if payload:
             row["anomalies"] += f"; odd label {XSS[1]}"
-    residual = float(rng.normal(0.0, 1.5))
     spans, t, unatt = [], us_end, 0.0
     merged = ["stt", "turn_detection", "llm_dispatch"] if unattributed else []
     for s in STAGES:

@@ -89,14 +89,28 @@
       lo = Math.min(lo, wave.start_ms);
       hi = Math.max(hi, wave.start_ms + wave.bin_ms * wave.mic[1].length);
     }
-    spansOf(i).forEach(function (s) {
+    var spans = spansOf(i);
+    spans.forEach(function (s) {
       var key = s[0], src = s[3], kind = s[4];
       var label = (C.labels && C.labels[key]) || key;
+      if (s[2] < 0) { return; }  // a negative span is never a bar: turnInfo lists it with its value
       data.push({type: "bar", orientation: "h", y: ["stages"], x: [s[2]], base: [s[1]], width: 0.7,
                  marker: {color: spanColor(key, kind), line: {color: "#ffffff", width: 1}},
                  text: [esc(label)], textposition: "inside", insidetextanchor: "middle", textangle: 0,
                  hovertemplate: esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")<extra></extra>"});
     });
+    var ovl = T.ovl_stage[i], ovlMs = T.ovl_ms[i];
+    if (ovl && ovlMs !== null && ovlMs > 0) {  // the parallel stage placed second: what ran beside the first
+      var other = ovl === "stt" ? "turn_detection" : "stt", start = null;
+      spans.forEach(function (s) { if (s[0] === other && start === null) { start = s[1]; } });
+      if (start !== null) {
+        var ol = (C.labels && C.labels[ovl]) || ovl, oth = (C.labels && C.labels[other]) || other;
+        data.push({type: "bar", orientation: "h", y: ["stages"], x: [ovlMs], base: [start], width: 0.18,
+                   offset: 0.36, marker: {color: spanColor(ovl, "stage"), pattern: {shape: "/", size: 4}},
+                   hovertemplate: esc(ol) + ": " + fmt(ovlMs, 1) + " ms overlapped beside " + esc(oth) +
+                                  " (not summed)<extra></extra>"});
+      }
+    }
     var ev = eventsOf(i);
     if (ev.length) {
       data.push({type: "scatter", mode: "markers", y: ev.map(function () { return "events"; }),
@@ -131,6 +145,17 @@
                 fmt(T.ttft[i], 1) + " ms \u00b7 gap " + fmt(T.gap[i], 1) + " ms \u00b7 unattributed " +
                 fmt(T.unattributed[i], 1) + " ms \u00b7 residual " + fmt(T.residual[i], 1) + " ms");
     box.appendChild(q);
+    if (T.ovl_stage[i] && T.ovl_ms[i] !== null) {
+      var ovl = T.ovl_stage[i], oth = ovl === "stt" ? "turn_detection" : "stt";
+      box.appendChild(el("p", "overlap", ((C.labels && C.labels[ovl]) || ovl) + " ran " + fmt(T.ovl_ms[i], 1) +
+                         " ms beside " + ((C.labels && C.labels[oth]) || oth) + " (overlapped, not summed)"));
+    }
+    spansOf(i).forEach(function (s) {
+      if (s[2] < 0) {
+        box.appendChild(el("p", "flag negative-span", "anomaly: " + s[0] + " " + fmt(s[2], 1) +
+                           " ms (a negative duration: not drawn as a bar)"));
+      }
+    });
     if (T.error[i]) { box.appendChild(el("p", "error", "error: " + T.error[i])); }
     if (T.invisible[i]) { box.appendChild(el("p", "flag", "provider TTFT measured at an invisible (reasoning) token")); }
     if (T.anomalies[i]) {

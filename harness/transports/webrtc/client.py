@@ -25,7 +25,7 @@ import numpy as np
 from harness import __version__
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
 from harness.errors import AgentUnreachable, VlhError
-from harness.telemetry.collector import TelemetryLog
+from harness.telemetry.collector import ARRIVAL_STAMP_S, TelemetryLog
 from harness.devices import kstamp
 from harness.transports.webrtc.playout import FRAME, PlayoutEmulator
 from harness.results.redact import redact_url
@@ -151,7 +151,7 @@ class LoopMonitor:
 
     _by_loop: dict = {}
 
-    def __init__(self, interval: float = 0.01, threshold: float = 0.004):
+    def __init__(self, interval: float = 0.01, threshold: float = ARRIVAL_STAMP_S):
         self.interval, self.threshold = interval, threshold
         self.stalls: deque = deque(maxlen=10000)
         self.users = 0
