@@ -16,6 +16,7 @@ Turns are then paired on the whole file's region lists (`turns.pair_turns`), as 
 
 from __future__ import annotations
 
+from math import gcd
 from typing import Callable
 
 import numpy as np
@@ -26,32 +27,37 @@ from harness.audio.boundaries import (ABS_FLOOR, FRAME_S, VAD_RATE, Region, fram
 BLOCK_S = 120.0  # samples the detector sees at once (48 kHz: 23 MB of float32)
 CHUNK_S = 10.0  # piece of the energy pass
 QUIET_S = 1.5  # a cut needs this much quiet around it (0.75 s each side)
-PAD_FRAMES = 10  # context around a piece when the 8 kHz copy is a polyphase resampling (rates not k·8 kHz)
+PAD_S = 0.1  # context around a piece when the 8 kHz copy is a polyphase resampling (rates not k·8 kHz)
 
 Reader = Callable[[int, int], np.ndarray]  # (first sample, end sample) → float32 mono samples
 
 
 def frame_energy(read: Reader, n: int, sr: int, chunk_s: float = CHUNK_S) -> tuple[np.ndarray, float]:
     """The channel's 10 ms frame RMS on its 8 kHz copy (`boundaries.frame_rms(to_vad_rate(x))`) and that copy's
-    mean (its DC offset), piece by piece."""
-    fl = int(round(sr * FRAME_S))  # input samples per 10 ms frame
-    step = max(1, int(chunk_s / FRAME_S)) * fl
-    pad = 0 if sr % VAD_RATE == 0 else PAD_FRAMES * fl
+    mean (its DC offset), piece by piece. Pieces start on input samples that map to whole 8 kHz samples, so a
+    block average is exact and a polyphase resampling (rates not k·8 kHz) is the same filter as over the file."""
+    g = gcd(int(sr), VAD_RATE)
+    up, down = VAD_RATE // g, int(sr) // g  # 8 kHz sample k sits at input sample k·down/up
     per = int(VAD_RATE * FRAME_S)
+    if sr % VAD_RATE == 0:
+        n8, pad = n // down, 0
+    else:
+        n8, pad = -(-n * up // down), down * int(np.ceil(PAD_S * sr / down))
+    m0 = up // gcd(per * down, up)  # pieces of a multiple of m0 frames start on whole input samples
+    step = max(1, int(round(chunk_s / FRAME_S / m0))) * m0 * per  # in 8 kHz samples
     out, total = [], 0.0
-    for a in range(0, n - n % fl if n >= fl else 0, step):
-        b = min(a + step, n - n % fl)
-        lo, hi = max(0, a - pad), min(n, b + pad)
+    for k0 in range(0, n8, step):
+        k1 = min(n8, k0 + step)
+        a = k0 * down // up
+        lo = max(0, (a - pad) // down * down)  # a multiple of `down`: the piece's 8 kHz grid is the file's
+        hi = min(n, -(-k1 * down // up) + pad)
         y8 = to_vad_rate(read(lo, hi), sr)
-        skip = (a - lo) // fl * per
-        y8 = y8[skip: skip + (b - a) // fl * per]
+        skip = k0 - lo * up // down
+        y8 = y8[skip: skip + (k1 - k0)]
         total += float(np.sum(y8, dtype=np.float64))
-        out.append(frame_rms(y8))
+        out.append(frame_rms(y8))  # whole frames: every piece but the last is a multiple of them
     rms = np.concatenate(out) if out else np.zeros(0)
-    count = len(rms) * per
-    tail = to_vad_rate(read(n - n % fl, n), sr) if n % fl and pad == 0 else np.zeros(0, np.float32)
-    total, count = total + float(np.sum(tail, dtype=np.float64)), count + len(tail)  # the mean covers all of it
-    return rms, total / max(1, count)
+    return rms, total / max(1, n8)
 
 
 def cut_points(quiet: np.ndarray, block_frames: int, quiet_frames: int) -> list[int]:
@@ -86,8 +92,7 @@ def block_speech_regions(read: Reader, n: int, sr: int, *, block_s: float = BLOC
     floor = max(float(np.percentile(rms, 10)), ABS_FLOOR)
     quiet = rms < noise_level(rms, floor) * 10 ** (floor_low_db / 20)
     quiet_frames = int(np.ceil(max(QUIET_S, 2 * min_pause_ms / 1000) / FRAME_S))
-    fl = int(round(sr * FRAME_S))
-    bounds = [0] + [c * fl for c in cut_points(quiet, int(block_s / FRAME_S), quiet_frames)] + [n]
+    bounds = [0] + [int(round(c * sr * FRAME_S)) for c in cut_points(quiet, int(block_s / FRAME_S), quiet_frames)] + [n]
     regions: list[Region] = []
     for a, b in zip(bounds[:-1], bounds[1:]):
         found = speech_regions(read(a, b), sr, floor=floor, floor_low_db=floor_low_db, min_pause_ms=min_pause_ms,
