@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from harness.audio.blocks import block_speech_regions, cut_points, frame_energy
+from harness.audio.blocks import block_speech_regions, cut_points, frame_energy, resampled_reader
 from harness.audio.boundaries import FRAME_S, frame_rms, speech_regions, to_vad_rate
 from harness.audio.resample import resample
 from harness.audio.turns import find_turns, pair_turns
@@ -89,4 +89,31 @@ def test_analyze_command_equals_whole_file(conv, tmp_path, capsys):
     y, _ = read_wav(path)
     whole = [t.to_dict() for t in find_turns(np.ascontiguousarray(y[:, 0]), np.ascontiguousarray(y[:, 1]), SR)]
     assert main(["analyze", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["turns"] == whole
+
+
+@pytest.mark.parametrize("rates", [(16000, 48000), (44100, 48000), (48000, 44100), (96000, 8000)])
+def test_resampled_pieces_equal_the_whole_channel_resampled(conv, rates):
+    x, _ = conv
+    src = resample(x[: 4 * SR + 77, 1], SR, rates[0])
+    whole = resample(src, *rates)
+    read, n = resampled_reader(lambda a, b: src[a:b], len(src), *rates)
+    assert n == len(whole)
+    pieces = np.concatenate([read(a, min(a + 12345, n)) for a in range(0, n, 12345)])
+    assert np.array_equal(pieces, whole)
+    assert read(n - 5, n + 5)[5:].tolist() == [0.0] * 5  # past the end: silence
+
+
+def test_analyze_two_files_at_two_rates_equals_whole_file(conv, tmp_path, capsys):
+    x, _ = conv
+    from harness.audio.wavio import read_wav
+
+    mic = write_wav(tmp_path / "mic.wav", x[:, 0], SR)
+    ear = write_wav(tmp_path / "ear.wav", resample(x[:, 1], SR, 16000), 16000)
+    m, _ = read_wav(mic)
+    e, _ = read_wav(ear)
+    e = resample(e, 16000, SR)
+    n = max(len(m), len(e))
+    whole = [t.to_dict() for t in find_turns(np.pad(m, (0, n - len(m))), np.pad(e, (0, n - len(e))), SR)]
+    assert main(["analyze", "--mic", str(mic), "--ear", str(ear), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["turns"] == whole

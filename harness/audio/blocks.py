@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from harness.audio.resample import resample
 from harness.audio.boundaries import (ABS_FLOOR, FRAME_S, VAD_RATE, Region, frame_rms, noise_level,
                                       speech_regions, to_vad_rate)
 
@@ -99,3 +100,22 @@ def block_speech_regions(read: Reader, n: int, sr: int, *, block_s: float = BLOC
                                dc=dc, **opts)
         regions += [Region(r.start + a, r.end + a, sr) for r in found]
     return regions
+
+
+def resampled_reader(read: Reader, n: int, sr_from: int, sr_to: int) -> tuple[Reader, int]:
+    """A reader of the channel resampled to `sr_to` (as `resample.resample` of the whole channel would give it),
+    resampling only each piece asked for and a margin around it; returns (reader, samples at sr_to)."""
+    g = gcd(int(sr_from), int(sr_to))
+    up, down = int(sr_to) // g, int(sr_from) // g  # output sample k sits at input sample k·down/up
+    n_out = -(-n * up // down)
+    pad = int(max(PAD_S * sr_from, 20 * max(up, down) / up))  # well past the polyphase filter's half length
+
+    def piece(a: int, b: int) -> np.ndarray:
+        lo = max(0, (a * down // up - pad) // down * down)  # a multiple of `down`: on the whole channel's grid
+        hi = min(n, -(-b * down // up) + pad)
+        y = resample(read(lo, hi), sr_from, sr_to) if hi > lo else np.zeros(0, np.float32)
+        k0 = lo * up // down
+        y = y[a - k0: b - k0]
+        return y if len(y) == b - a else np.pad(y, (0, b - a - len(y)))
+
+    return piece, n_out

@@ -2,6 +2,9 @@
 
     vlh analyze REC.wav [--json] [--mic-channel 0] [--ear-channel 1]
     vlh analyze --mic user.wav --ear agent.wav [--json]
+
+The file is read piece by piece and analysed block by block (harness/audio/blocks.py): memory does not grow with
+the recording, and the turns are those of whole-file analysis.
 """
 
 from __future__ import annotations
@@ -13,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.audio.blocks import block_speech_regions
+from harness.audio.blocks import block_speech_regions, resampled_reader
 from harness.audio.boundaries import VAD_RATE
-from harness.audio.resample import resample
 from harness.audio.turns import Turn, pair_turns
 from harness.audio.wavio import WavInfo, read_frames, wav_info
 from harness.errors import VlhError
@@ -97,10 +99,9 @@ def load_inputs(args):
         mic, ear = _mono(args.mic, "--mic"), _mono(args.ear, "--ear")
         sr = _rate_ok(mic.sample_rate, args.mic)
         names = (f"{args.mic}", f"{args.ear}")
-        if ear.sample_rate != sr:  # resampled whole: memory grows with this file
-            x = resample(read_frames(ear, 0, ear.frames)[:, 0], ear.sample_rate, sr)
-            n = max(mic.frames, len(x))
-            return _reader(mic, 0), _padded(x), n, sr, names
+        if ear.sample_rate != sr:  # to the mic's rate, piece by piece as the blocks ask for them
+            read_ear, n_ear = resampled_reader(_reader(ear, 0), ear.frames, ear.sample_rate, sr)
+            return _reader(mic, 0), read_ear, max(mic.frames, n_ear), sr, names
         return _reader(mic, 0), _reader(ear, 0), max(mic.frames, ear.frames), sr, names
     path = args.recording
     info = wav_info(path)
@@ -116,13 +117,6 @@ def load_inputs(args):
     sr = _rate_ok(info.sample_rate, path)
     return (_reader(info, args.mic_channel), _reader(info, args.ear_channel), info.frames, sr,
             (f"{path} channel {args.mic_channel} (mic)", f"{path} channel {args.ear_channel} (ear)"))
-
-
-def _padded(x: np.ndarray):
-    def read(a: int, b: int) -> np.ndarray:
-        piece = x[a:b]
-        return piece if len(piece) == b - a else np.pad(piece, (0, b - a - len(piece)))
-    return read
 
 
 def _mono(path: Path, flag: str) -> WavInfo:
