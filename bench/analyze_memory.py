@@ -87,6 +87,7 @@ def main() -> int:
                           "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
         return 0
     rows = []
+    print("| date | recording | analysis | peak RSS | wall | turns | load avg |", flush=True)
     for minutes in args.minutes:
         with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
             path = Path(tmp) / "long.wav"
