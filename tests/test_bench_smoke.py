@@ -54,6 +54,13 @@ def test_analyze_speed_smallest():
     assert len(rows) == 1 and "stereo 48 kHz" in rows[0][1]
 
 
+def test_analyze_memory_smallest():
+    out = _run("analyze_memory.py", "--minutes", "1")
+    rows = _table_rows(out, "| date | recording |")
+    assert len(rows) == 1 and "block-wise" in rows[0][2] and float(rows[0][3].strip("* MB")) > 0
+    assert int(rows[0][5]) > 0  # turns were found
+
+
 def test_report_size_small():
     out = _run("report_size.py", "--turns", "40", "--repeat", "1")
     rows = _table_rows(out, "| turns |")

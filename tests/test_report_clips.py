@@ -66,7 +66,7 @@ def test_missing_recording_and_sidecar_disagreement(run_dir, tmp_path):
     cap.t0_mono += 0.010
     p = cap.write(tmp_path / "call-1.wav")
     clip = turn_clip(p, row, tmp_path)
-    assert "disagree by 10.0 ms" in clip["note"]
+    assert "disagree by 10.00 ms" in clip["note"]
     (tmp_path / "call-1.wav.json").unlink()
     clip = turn_clip(p, row, tmp_path)
     assert "note" not in clip and "error" not in clip  # placed by the *_s columns

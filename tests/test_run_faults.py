@@ -84,6 +84,15 @@ def test_unreachable_agent(tmp_path, capsys):
     assert "unreachable" in _one_line_error(capsys, code, 3)
 
 
+def test_unreachable_agent_with_calls_in_worker_processes(tmp_path, capsys):
+    """More than 16 calls run in worker processes; their 'unreachable' is still exit 3 (it was 2)."""
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1", "--calls", "17",
+                "--out", str(tmp_path / "r"), "--no-report"])
+    assert "unreachable" in _one_line_error(capsys, code, 3)
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["state"] == "failed" and "unreachable" in meta["error"]
+
+
 def test_agent_that_accepts_and_never_answers_times_out_as_unreachable(tmp_path, capsys):
     async def handler(request):
         await asyncio.sleep(30)

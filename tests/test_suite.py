@@ -285,6 +285,29 @@ def test_cli_exit_codes_and_outputs(suite_dir, tmp_path, monkeypatch, capsys):
     assert cli_main(args + ["--alpha", "2"]) == 2
 
 
+def test_cli_unreachable_agent_is_exit_3(tmp_path, capsys):
+    """The real runner (`vlh run`'s engine) against a port where nothing listens: every scenario errors as
+    unreachable, so the suite exits 3 with one line per scenario, no traceback."""
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = tmp_path / "scenarios"
+    d.mkdir()
+    (d / "one.yaml").write_text(SHORT.replace("name: short", "name: one").replace("repetitions: 6", "repetitions: 1"))
+    code = cli_main(["suite", str(d), "--agent", f"http://127.0.0.1:{port}/api/offer", "--history",
+                     str(tmp_path / "h"), "--out", str(tmp_path / "o"), "--night", night(1), "--no-report"])
+    captured = capsys.readouterr()
+    assert code == 3, (captured.out, captured.err)
+    assert "Traceback" not in captured.out + captured.err
+    doc = json.loads(next((tmp_path / "o").glob("*/verdicts.json")).read_text())
+    assert doc["exit_code"] == 3
+    (v,) = doc["scenarios"]
+    assert v["status"] == "error" and "unreachable" in json.dumps(v), v
+
+
 def test_default_runner_needs_harness_run(monkeypatch, suite_dir):
     import builtins
 

@@ -206,11 +206,12 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
                    min_speech_ms: float = 80.0, floor_margin_db: float = 10.0, floor_low_db: float = 3.0,
                    edge_level_db: float = -30.0, min_level_db: float = -35.0, min_dbfs: float = -55.0,
                    vad_fraction: float = 0.5, floor: float | None = None,
-                   refine: bool = True) -> list[Region]:
+                   refine: bool = True, dc: float | None = None) -> list[Region]:
     """Speech regions of one channel, boundaries refined to the sample.
 
     `floor` fixes the noise floor (linear RMS in the 80–4000 Hz band) instead of measuring it;
-    `refine=False` returns the 10 ms frame edges.
+    `refine=False` returns the 10 ms frame edges. `dc` fixes the channel's DC offset (a piece of a longer
+    channel: `blocks.py`).
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 1:
@@ -254,7 +255,8 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         return [Region(int(round(s * fl)), int(round(e * fl)), sr) for s, e in zip(starts, ends)]
     found: list[tuple[int, int]] = []
     prev_end = 0
-    dc = float(np.mean(y8, dtype=np.float64))  # the channel's DC offset (speech has none)
+    if dc is None:
+        dc = float(np.mean(y8, dtype=np.float64))  # the channel's DC offset (speech has none)
     for i, (s, e, pk) in enumerate(zip(starts, ends, peaks)):
         thr = max(fl_floor * margin, pk * 10 ** (edge_level_db / 20))
         eps = max((0.1 * fl_floor) ** 2, (pk * 10 ** (-45 / 20)) ** 2, 1e-12)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,57 @@ PCM, IEEE_FLOAT, EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
 _FORMAT_NAMES = {0x0002: "MS ADPCM", 0x0006: "A-law", 0x0007: "mu-law", 0x0011: "IMA ADPCM", 0x0055: "MP3"}
 
 
+@dataclass(frozen=True)
+class WavInfo:
+    """Where a WAV file's samples are: `frames` frames of `channels` × `kind` at byte `offset`."""
+
+    path: Path
+    sample_rate: int
+    channels: int
+    frames: int
+    kind: str  # i16, i24, i32, f32, f64
+    offset: int
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.channels * {"i16": 2, "i24": 3, "i32": 4, "f32": 4, "f64": 8}[self.kind]
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Read a WAV file as float32: (samples, sample_rate). Mono → shape (n,), else (n, channels)."""
+    info = wav_info(path)
+    audio = read_frames(info, 0, info.frames)
+    return (audio[:, 0] if info.channels == 1 else audio), info.sample_rate
+
+
+def read_frames(info: WavInfo, start: int, stop: int) -> np.ndarray:
+    """Frames [start, stop) of a WAV as float32, shape (n, channels): only those bytes are read (no memory map,
+    so a long file read piece by piece never holds more than the piece)."""
+    start, stop = max(0, start), min(info.frames, stop)
+    n = max(0, stop - start)
+    with open(info.path, "rb") as f:
+        f.seek(info.offset + start * info.frame_bytes)
+        if info.kind == "i24":
+            raw = np.fromfile(f, dtype=np.uint8, count=n * info.frame_bytes)
+            b = raw.reshape(-1, 3).astype(np.int32)
+            ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8  # sign-extend
+            audio = (ints.astype(np.float32) / np.float32(2**23))
+        else:
+            dtype = {"i16": "<i2", "i32": "<i4", "f32": "<f4", "f64": "<f8"}[info.kind]
+            raw = np.fromfile(f, dtype=dtype, count=n * info.channels)
+            if info.kind == "i16":
+                audio = raw.astype(np.float32) / np.float32(32768.0)
+            elif info.kind == "i32":
+                audio = (raw.astype(np.float64) / 2147483648.0).astype(np.float32)
+            else:
+                audio = raw.astype(np.float32, copy=False)
+                if not np.isfinite(audio).all():
+                    raise VlhError(f"{info.path}: float WAV contains NaN or infinite samples")
+    return audio.reshape(-1, info.channels)
+
+
+def wav_info(path: str | Path) -> WavInfo:
+    """The header of a WAV file, checked (one clear error per bad file); no samples are read."""
     path = Path(path)
     if not path.exists():
         raise VlhError(f"{path}: no such file")
@@ -88,25 +138,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if frames == 0:
         raise VlhError(f"{path}: WAV contains no audio samples")
 
-    if kind == "i24":
-        raw = np.fromfile(path, dtype=np.uint8, count=frames * block_align, offset=data_off)
-        b = raw.reshape(-1, 3).astype(np.int32)
-        ints = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)) << 8 >> 8  # sign-extend
-        audio = (ints.astype(np.float32) / np.float32(2**23))
-    else:
-        dtype = {"i16": "<i2", "i32": "<i4", "f32": "<f4", "f64": "<f8"}[kind]
-        raw = np.fromfile(path, dtype=dtype, count=frames * channels, offset=data_off)
-        if kind == "i16":
-            audio = raw.astype(np.float32) / np.float32(32768.0)
-        elif kind == "i32":
-            audio = (raw.astype(np.float64) / 2147483648.0).astype(np.float32)
-        else:
-            audio = raw.astype(np.float32, copy=False)
-            if not np.isfinite(audio).all():
-                raise VlhError(f"{path}: float WAV contains NaN or infinite samples")
-    if channels > 1:
-        audio = audio.reshape(-1, channels)
-    return audio, int(sr)
+    return WavInfo(path, int(sr), channels, frames, kind, data_off)
 
 
 def _sample_kind(path: Path, tag: int, bits: int) -> str:

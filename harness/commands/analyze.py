@@ -2,6 +2,9 @@
 
     vlh analyze REC.wav [--json] [--mic-channel 0] [--ear-channel 1]
     vlh analyze --mic user.wav --ear agent.wav [--json]
+
+The file is read piece by piece and analysed block by block (harness/audio/blocks.py): memory does not grow with
+the recording, and the turns are those of whole-file analysis.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.audio.blocks import block_speech_regions, resampled_reader
 from harness.audio.boundaries import VAD_RATE
-from harness.audio.resample import resample
-from harness.audio.turns import Turn, find_turns
-from harness.audio.wavio import read_wav
+from harness.audio.turns import Turn, pair_turns
+from harness.audio.wavio import WavInfo, read_frames, wav_info
 from harness.errors import VlhError
 
 CLIP_LEVEL = 0.999  # |sample| at or above this is full scale
@@ -50,16 +53,19 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.min_pause_ms < 0 or args.min_speech_ms < 0:
         raise VlhError("--min-pause-ms and --min-speech-ms must not be negative")
-    mic, ear, sr, names = load_inputs(args)
-    for x, name in ((mic, names[0]), (ear, names[1])):
-        if not args.allow_clipping:
-            check_clipping(x, sr, name)
+    mic, ear, n, sr, names = load_inputs(args)
+    peak_ear = 0.0
+    for read, name in ((mic, names[0]), (ear, names[1])):
+        peak = check_clipping(read, n, sr, name, allow=args.allow_clipping)
+        peak_ear = peak if read is ear else peak_ear
     opts = dict(vad_mode=args.vad_mode, min_pause_ms=args.min_pause_ms, min_speech_ms=args.min_speech_ms)
-    turns = find_turns(mic, ear, sr, **opts)
+    # block by block (harness/audio/blocks.py): memory does not grow with the recording
+    user = block_speech_regions(mic, n, sr, **opts)
+    turns = pair_turns(user, block_speech_regions(ear, n, sr, **opts), sr, n)
     if not turns:
         raise VlhError(f"{names[0]}: no user speech found (all silence or noise); check the channel "
                        "(--mic-channel) or the file")
-    if not np.any(np.abs(ear) > 1e-4):
+    if peak_ear <= 1e-4:
         print(f"vlh: warning: {names[1]} is silent; every turn is no_response", file=sys.stderr)
     doc = {"sample_rate": sr, "turns": [t.to_dict() for t in turns]}
     if args.out is not None:
@@ -74,42 +80,51 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_inputs(args) -> tuple[np.ndarray, np.ndarray, int, tuple[str, str]]:
-    """(mic, ear, sample_rate, (mic name, ear name)) from RECORDING or --mic/--ear, checked."""
+def _reader(info: WavInfo, ch: int):
+    """(first, end) → float32 samples of channel `ch`, zeros past the file's end; reads only those bytes."""
+    def read(a: int, b: int) -> np.ndarray:
+        x = np.ascontiguousarray(read_frames(info, a, b)[:, ch])
+        return x if len(x) == b - a else np.pad(x, (0, b - a - len(x)))
+    return read
+
+
+def load_inputs(args):
+    """(mic reader, ear reader, samples, sample_rate, (mic name, ear name)) from RECORDING or --mic/--ear,
+    checked. A reader maps (first, end) sample to that piece of the channel (harness/audio/blocks.py)."""
     if args.recording is not None and (args.mic is not None or args.ear is not None):
         raise VlhError("give either RECORDING or --mic and --ear, not both")
     if args.recording is None:
         if args.mic is None or args.ear is None:
             raise VlhError("give a stereo RECORDING, or both --mic USER.wav and --ear AGENT.wav")
-        mic, sr_m = _mono(args.mic, "--mic")
-        ear, sr_e = _mono(args.ear, "--ear")
-        if sr_e != sr_m:
-            ear = resample(ear, sr_e, sr_m)
-        n = max(len(mic), len(ear))
-        mic, ear = np.pad(mic, (0, n - len(mic))), np.pad(ear, (0, n - len(ear)))
-        return mic, ear, _rate_ok(sr_m, args.mic), (f"{args.mic}", f"{args.ear}")
+        mic, ear = _mono(args.mic, "--mic"), _mono(args.ear, "--ear")
+        sr = _rate_ok(mic.sample_rate, args.mic)
+        names = (f"{args.mic}", f"{args.ear}")
+        if ear.sample_rate != sr:  # to the mic's rate, piece by piece as the blocks ask for them
+            read_ear, n_ear = resampled_reader(_reader(ear, 0), ear.frames, ear.sample_rate, sr)
+            return _reader(mic, 0), read_ear, max(mic.frames, n_ear), sr, names
+        return _reader(mic, 0), _reader(ear, 0), max(mic.frames, ear.frames), sr, names
     path = args.recording
-    audio, sr = read_wav(path)
-    if audio.ndim == 1:
+    info = wav_info(path)
+    if info.channels == 1:
         raise VlhError(f"{path}: mono file; vlh analyze needs stereo (ch0 user, ch1 agent), "
                        "or two mono files with --mic USER.wav --ear AGENT.wav")
-    nch = audio.shape[1]
+    nch = info.channels
     for flag, ch in (("--mic-channel", args.mic_channel), ("--ear-channel", args.ear_channel)):
         if not 0 <= ch < nch:
             raise VlhError(f"{path}: {flag} {ch} does not exist (the file has channels 0..{nch - 1})")
     if args.mic_channel == args.ear_channel:
         raise VlhError(f"{path}: --mic-channel and --ear-channel are both {args.mic_channel}")
-    sr = _rate_ok(sr, path)
-    return (np.ascontiguousarray(audio[:, args.mic_channel]), np.ascontiguousarray(audio[:, args.ear_channel]),
-            sr, (f"{path} channel {args.mic_channel} (mic)", f"{path} channel {args.ear_channel} (ear)"))
+    sr = _rate_ok(info.sample_rate, path)
+    return (_reader(info, args.mic_channel), _reader(info, args.ear_channel), info.frames, sr,
+            (f"{path} channel {args.mic_channel} (mic)", f"{path} channel {args.ear_channel} (ear)"))
 
 
-def _mono(path: Path, flag: str) -> tuple[np.ndarray, int]:
-    audio, sr = read_wav(path)
-    if audio.ndim != 1:
-        raise VlhError(f"{path}: {flag} needs a mono file, this one has {audio.shape[1]} channels; "
+def _mono(path: Path, flag: str) -> WavInfo:
+    info = wav_info(path)
+    if info.channels != 1:
+        raise VlhError(f"{path}: {flag} needs a mono file, this one has {info.channels} channels; "
                        "for a stereo recording use: vlh analyze REC.wav --mic-channel N --ear-channel M")
-    return audio, sr
+    return info
 
 
 def _rate_ok(sr: int, path) -> int:
@@ -118,19 +133,27 @@ def _rate_ok(sr: int, path) -> int:
     return sr
 
 
-def check_clipping(x: np.ndarray, sr: int, name: str) -> None:
-    """VlhError if `x` has runs of CLIP_RUN or more full-scale samples (the recording level was too high)."""
-    full = np.abs(x) >= CLIP_LEVEL
-    if not full.any():
-        return
-    f = full.astype(np.int8)
-    run = f[: len(f) - CLIP_RUN + 1].copy()
-    for k in range(1, CLIP_RUN):
-        run &= f[k : len(f) - CLIP_RUN + 1 + k]
-    hits = np.flatnonzero(run)
-    if len(hits):
-        raise VlhError(f"{name}: clipped ({int(full.sum())} samples at full scale, first at "
-                       f"{hits[0] / sr:.3f} s); record at a lower level, or pass --allow-clipping")
+def check_clipping(read, n: int, sr: int, name: str, allow: bool = False, chunk_s: float = 10.0) -> float:
+    """VlhError if the channel has runs of CLIP_RUN or more full-scale samples (the recording level was too high),
+    unless `allow`; read piece by piece. Returns the channel's peak |sample|."""
+    step, total, first, peak = max(1, int(chunk_s * sr)), 0, None, 0.0
+    for a in range(0, n, step):
+        lo = max(0, a - (CLIP_RUN - 1))  # a run across the piece's start
+        x = read(lo, min(n, a + step))
+        if len(x):
+            peak = max(peak, float(np.max(np.abs(x))))
+        full = np.abs(x) >= CLIP_LEVEL
+        total += int(full[a - lo:].sum())
+        if first is None and full.any() and len(full) >= CLIP_RUN:
+            run = full[: len(full) - CLIP_RUN + 1].copy()
+            for k in range(1, CLIP_RUN):
+                run &= full[k : len(full) - CLIP_RUN + 1 + k]
+            hits = np.flatnonzero(run)
+            first = lo + int(hits[0]) if len(hits) else None
+    if first is not None and not allow:
+        raise VlhError(f"{name}: clipped ({total} samples at full scale, first at "
+                       f"{first / sr:.3f} s); record at a lower level, or pass --allow-clipping")
+    return peak
 
 
 def format_table(turns: list[Turn]) -> str:

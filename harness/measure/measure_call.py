@@ -62,6 +62,15 @@ def first_packet(playout, t_onset: float, codec_s: float):
     return tick
 
 
+def _mic_frame_of(sample: int, mic_lateness: list[float] | None, sr: int) -> int | None:
+    """The mic frame (960 samples, written at n·960 + its lateness) that holds capture sample `sample`."""
+    if not mic_lateness or sample < 0:
+        return None
+    starts = np.arange(len(mic_lateness)) * 960 + np.round(np.asarray(mic_lateness) * sr).astype(np.int64)
+    n = int(np.searchsorted(starts, sample, side="right")) - 1
+    return n if 0 <= n < len(mic_lateness) and sample < starts[n] + 960 else None
+
+
 def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLog | None = None, playout=None,
                  opts: MeasureOptions | None = None, call: int = 1,
                  mic_lateness: list[float] | None = None,
@@ -92,16 +101,17 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
             rows.append(row)
             continue
         u_start, u_end = lo + regions[0].start, lo + regions[-1].end
+        # the capture holds each mic frame where it really left (its nominal place + its lateness): one time base
         t_user_end = capture.time_of(u_end)
-        if mic_lateness is not None and 0 <= (u_end - 1) // 960 < len(mic_lateness):
-            # the last voiced sample really left when its frame was handed over: nominal place + lateness
-            row["mic_end_late_ms"] = mic_lateness[(u_end - 1) // 960] * 1e3
-            t_user_end += mic_lateness[(u_end - 1) // 960]
+        f_end = _mic_frame_of(u_end - 1, mic_lateness, sr)
+        if f_end is not None:
+            row["mic_end_late_ms"] = mic_lateness[f_end] * 1e3
         row.update(user_speech_start_mono=capture.time_of(u_start), user_speech_end_mono=t_user_end,
                    user_speech_end_s=u_end / sr)
         if mic_lateness is not None:
             # the frames of this utterance must have left on time, or the capture's mic channel is not the truth
-            f0, f1 = u_start // 960, min(len(mic_lateness), u_end // 960 + 1)
+            f0 = _mic_frame_of(u_start, mic_lateness, sr) or 0
+            f1 = min(len(mic_lateness), (f_end if f_end is not None else u_end // 960) + 1)
             late = max(mic_lateness[f0:f1], default=0.0)
             row["mic_late_ms"] = late * 1e3
             if late > 0.020:  # a hiccup this long in the middle of speech can change what the agent hears

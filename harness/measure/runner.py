@@ -21,7 +21,7 @@ from harness.measure import otlp_run
 from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
-from harness.errors import VlhError
+from harness.errors import AgentUnreachable, VlhError
 from harness.results.redact import redact_url
 from harness.results.store import PartStore, RunStore, default_out_dir
 from harness.transports.reference_agent import ReferenceAgent  # noqa: F401  (bench/, tests import it from here)
@@ -386,8 +386,8 @@ def _worker(cfg: RunConfig, url: str, utterances, numbers: list[int], out_dir: s
         asyncio.run(_run_calls(cfg, url, utterances, store, numbers))
     except KeyboardInterrupt:
         pass
-    except VlhError as exc:
-        store.error(str(exc))
+    except VlhError as exc:  # its exit code travels with it (3: the agent could not be reached)
+        store.error(f"{exc.exit_code} " + str(exc).replace("\n", " "))
 
 
 def _run_in_processes(cfg: RunConfig, url: str, utterances, store: RunStore, groups) -> None:
@@ -407,7 +407,11 @@ def _run_in_processes(cfg: RunConfig, url: str, utterances, store: RunStore, gro
         raise
     errs = store.part_errors()
     if errs:
-        raise VlhError(errs[0])
+        code, _, message = errs[0].partition(" ")
+        exc = AgentUnreachable(message) if code == str(AgentUnreachable.exit_code) else VlhError(message)
+        if code.isdigit():
+            exc.exit_code = int(code)
+        raise exc
 
 
 def _write_report(out: Path) -> None:

@@ -4,7 +4,8 @@ directions on the host clock (design.md §1).
 - Signalling: `POST <agent URL>` with `{"sdp", "type": "offer"}` → `{"sdp", "type": "answer", "pc_id"}`
   (pipecat SmallWebRTC's `/api/offer` and aiortc-example servers). An ordered data channel labelled `chat` is opened
   before the offer; vlh speaks RTVI politely (`client-ready`, `ping: <ms>` keep-alives) and sends `vlh.ping`.
-- Mic: a paced track hands 20 ms frames to aiortc at `t_start + n·20 ms`; each frame is written to ch0 at that instant.
+- Mic: a paced track hands 20 ms frames to aiortc at `t_start + n·20 ms`; each frame is written to ch0 at the
+  instant it really left (that target + the event loop's lateness), so ch0 and the turn's instants share one clock.
 - Ear: aiortc's receiver (and its hidden 80 ms jitter buffer) is bypassed: every RTP packet is stamped on arrival
   and fed to vlh's playout emulator, whose 20 ms output frames are written to ch1 at their playout instants.
 """
@@ -94,8 +95,11 @@ class MicTrack:
                 wait = target - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                self.lateness.append(time.monotonic() - target)
+                late = time.monotonic() - target
+                self.lateness.append(late)
                 a, b = n * FRAME, (n + 1) * FRAME
+                # the capture holds the frame where it really left (one time base with the turn's instants)
+                at = a + int(round(late * SAMPLE_RATE))
                 buf = np.zeros(FRAME, np.float32)
                 while self._segments and self._segments[0][0] + len(self._segments[0][1]) <= a:
                     self._segments.popleft()
@@ -115,12 +119,12 @@ class MicTrack:
                     self._silent_run += 1
                     if self._silent_run > SILENCE_SETTLE and self._silence is not None:
                         if self.timeline is not None:
-                            self.timeline.extend(MIC, b)
+                            self.timeline.extend(MIC, at + FRAME)
                         return self._packet(self._silence, a)
                 else:
                     self._silent_run = 0
                 if self.timeline is not None:
-                    self.timeline.write_at(MIC, a, buf)
+                    self.timeline.write_at(MIC, at, buf)
                 pcm = np.clip(buf * 32768.0, -32768, 32767).astype(np.int16)
                 frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
                 frame.sample_rate = SAMPLE_RATE
