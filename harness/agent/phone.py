@@ -72,7 +72,7 @@ class PhoneCall(Pipeline):
 
     def __init__(self, *, cfg: AgentConfig, index: int, ws, start: dict, tts, truth, clock, telemetry=None):
         self.provider, self.stream, self.encoding = detect(start)
-        super().__init__(cfg=cfg, index=index, pc_id=f"phone-{index}-{self.stream}"[:64], tts=tts, truth=truth,
+        super().__init__(cfg=cfg, index=index, pc_id=str(self.stream)[:64], tts=tts, truth=truth,
                          clock=clock, out=SegmentQueue())
         self.ws = ws
         self.key, self.media_event, self.clear_event, self.mark_event = FORMATS[self.provider]
@@ -136,37 +136,49 @@ class PhoneCall(Pipeline):
         return d
 
     async def _sender(self) -> None:
-        while True:
-            info, pcm = await self._send_q.get()
-            t_due = max(self._last_wire, info.produced + self._impair_delay())
-            d = t_due - time.monotonic()
-            if d > 0:
-                await asyncio.sleep(d)
-            if pcm is not None:
-                pcm8 = np.clip(np.round(resample_poly(pcm.astype(np.float32), 1, 6)), -32768, 32767).astype(np.int16)
-                data = mulaw.encode(pcm8) if self.encoding == "mulaw" else pcm8.astype("<i2").tobytes()
-                self.tx += 1
-                msg = self._media(data)
-                t0 = time.monotonic()
-                try:
-                    await self.ws.send_str(msg)
-                except Exception:  # the caller went away
-                    return
-                t_wire = time.monotonic()
-                self._last_wire = t_wire
-                self._pkt = {"seq": self.tx, "wire": t_wire}
-                if self.truth.wants_packets():
-                    self.truth.packet({"kind": "media_sent", "call": self.pc_id, "seq": self.tx, "t_before": t0,
-                                       "t": t_wire, "bytes": len(data)})
-            else:
-                t_wire = time.monotonic()
-                self._pkt = {"seq": self.tx, "wire": t_wire}
-            ends = [p.turn for p in info.parts if p.reply_end]
-            self._handed_over(info, t_wire, lambda off: t_wire + off / 48000)
-            for turn_no in ends:
-                await self._send_json({"event": self.mark_event, self.key: self.stream,
-                                       **({"name": f"turn-{turn_no}"} if self.provider == "plivo"
-                                          else {"mark": {"name": f"turn-{turn_no}"}})})
+        try:
+            while True:
+                await self._send_one(*await self._send_q.get())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug here would silently mute the agent: say so
+            log.exception("call %s: the media sender failed", self.pc_id)
+
+    async def _send_one(self, info: FrameInfo, pcm) -> None:
+        """Hand one 20 ms buffer to the socket after the injected delay. The buffer's `sent` instant (the truth's
+        `audio_first_sent`) is when it was produced, before the delay, as for WebRTC (the delay is the network's);
+        `audio_first_wire` is when the message was handed to the socket."""
+        delay = self._impair_delay()
+        t_due = max(self._last_wire, info.produced + delay)
+        d = t_due - time.monotonic()
+        if d > 0:
+            await asyncio.sleep(d)
+        t_wire = time.monotonic()
+        if pcm is not None:
+            pcm8 = np.clip(np.round(resample_poly(pcm.astype(np.float32), 1, 6)), -32768, 32767).astype(np.int16)
+            data = mulaw.encode(pcm8) if self.encoding == "mulaw" else pcm8.astype("<i2").tobytes()
+            self.tx += 1
+            msg = self._media(data)
+            t0 = time.monotonic()
+            try:
+                await self.ws.send_str(msg)
+            except Exception:  # the caller went away
+                return
+            t_wire = time.monotonic()
+            self._last_wire = t_wire
+            if self.truth.wants_packets:
+                self.truth.packet({"kind": "media_sent", "dir": "out", "call": self.pc_id, "seq": self.tx,
+                                   "t_before": t0, "t": t_wire, "produced": info.produced, "bytes": len(data)})
+        self._pkt = {"seq": self.tx, "wire": t_wire, "delay_ms": (t_wire - info.produced) * 1e3}
+        ends = [p.turn for p in info.parts if p.reply_end]
+        self._handed_over(info, info.produced)
+        for turn_no in ends:
+            await self._send_json(self._mark_msg(f"turn-{turn_no}"))
+
+    def _mark_msg(self, name: str) -> dict:
+        if self.provider == "plivo":
+            return {"event": self.mark_event, self.key: self.stream, "name": name}
+        return {"event": self.mark_event, self.key: self.stream, "mark": {"name": name}}
 
     def _media(self, data: bytes) -> str:
         payload = base64.b64encode(data).decode()
@@ -189,7 +201,7 @@ class PhoneCall(Pipeline):
     def _mark(self, turn: Turn, what: str, part) -> None:
         p = self._pkt
         if what == "first":
-            turn.reply.update(first_seq=p.get("seq"), first_wire=p.get("wire"))
+            turn.reply.update(first_seq=p.get("seq"), first_wire=p.get("wire"), first_delay_ms=p.get("delay_ms"))
         elif what == "start":
             turn.reply["start_seq"] = p.get("seq")
         else:
@@ -201,8 +213,9 @@ class PhoneCall(Pipeline):
     def _transport_record(self, turn: Turn, rec: dict) -> None:
         r = turn.reply
         rec.update({"transport": "ws-telephony", "provider": self.provider,
-                    "audio_first_wire": turn.t.get("audio_first_sent"),
-                    "audio_first_sent_seq": r.get("first_seq"), "audio_first_injected_delay_ms": 0.0,
+                    "audio_first_wire": r.get("first_wire"),
+                    "audio_first_sent_seq": r.get("first_seq"),
+                    "audio_first_injected_delay_ms": r.get("first_delay_ms"),
                     "audio_first_dropped": False, "reply_start_seq": r.get("start_seq"),
                     "reply_end_seq": r.get("last_seq"),
                     "user_speech_end_heard": rec.get("last_audible_mic_arrival")})

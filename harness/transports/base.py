@@ -45,6 +45,7 @@ class Transport:
     """The run-wide side of a transport. Subclasses override what differs; the defaults do nothing."""
 
     name = "?"
+    codec_delay_ms: float | None = None  # None: the run's MeasureOptions.codec_delay_s stands
 
     def check(self, cfg) -> None:
         """Raise VlhError (one line: which setting, what to do) when the run's settings do not fit."""

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class LoopbackSession(Transport):
     name = "loopback"
+    codec_delay_ms = 0.0
 
     def __init__(self):
         self.lease = None

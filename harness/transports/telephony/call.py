@@ -295,7 +295,7 @@ class TelephonyCall:
             up = resample(pcm.astype(np.float32) / 32768.0, PHONE_RATE, SAMPLE_RATE)
             self.timeline.place(EAR, t, up)
         meta = {"transport": "ws-telephony", "provider": self.provider.name, "stream_id": self.stream_id,
-                "pc_id": self.call_id, "messages": dict(self.messages), "underruns": self.playout.underruns,
+                "pc_id": self.stream_id, "call_sid": self.call_id, "messages": dict(self.messages), "underruns": self.playout.underruns,
                 "clears": self.playout.clears, "marks_echoed": len(self.marks_echoed),
                 "mic_lateness_max_ms": 1e3 * max(self.lateness, default=0.0), "ear_rate": PHONE_RATE}
         return self.timeline.capture(meta)
