@@ -101,6 +101,41 @@ class PlayoutQueue:
         return [(t, np.concatenate(parts)) for t, parts in out]
 
 
+class RateCheck:
+    """Audio at twice the announced rate (16 kHz in an 8 kHz stream, a common bot misconfiguration): the bot paces
+    its media in real time, so a steady stream whose payloads hold 2× the audio of the time between them is
+    16 kHz samples read as 8 kHz. Judged on a steady run (≥ STEADY messages, no gap over GAP_S), never on a
+    burst (a bot may send a whole reply at once: its span is far shorter than its audio)."""
+
+    STEADY = 25
+    GAP_S = 0.1
+
+    def __init__(self):
+        self.first: float | None = None
+        self.last: float | None = None
+        self.samples = 0  # in the steady run, all but the first message's
+        self.n = 0
+        self.ratio = 0.0
+
+    def add(self, t: float, samples: int) -> None:
+        if self.last is None or t - self.last > self.GAP_S:
+            self.first, self.samples, self.n = t, 0, 0
+        else:
+            self.samples += samples
+        self.last = t
+        self.n += 1
+
+    def doubled(self) -> bool:
+        if self.n < self.STEADY or self.last - self.first < 0.3:
+            return False
+        self.ratio = self.samples / PHONE_RATE / (self.last - self.first)
+        return 1.8 <= self.ratio <= 2.2
+
+    def describe(self) -> str:
+        return (f"{self.ratio:.2f}× real time of audio in a steady media stream: 16 kHz audio where the `start` "
+                f"message announced {PHONE_RATE} Hz? (the bot's output sample rate must be {PHONE_RATE} Hz)")
+
+
 class TelephonyCall:
     """A CallTransport (harness/transports/base.py) over a provider media-stream WebSocket."""
 
@@ -115,6 +150,7 @@ class TelephonyCall:
         self.call_id = "CA" + uuid.uuid4().hex
         self.timeline = Timeline(t0_mono=time.monotonic())
         self.playout = PlayoutQueue()
+        self.rate = RateCheck()
         self.telemetry = None  # filled by the transport from the agent's side channel
         self.disconnected = False
         self.disconnect_reason = ""
@@ -143,17 +179,23 @@ class TelephonyCall:
                                                       timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                                                       autoping=True)
         except aiohttp.WSServerHandshakeError as exc:
+            # the agent is there but refuses the call: a per-turn failure (every turn of this call), not a set-up one
             await self._session.close()
-            raise VlhError(f"the agent at {redact_url(self.url)} answered HTTP {exc.status} instead of a WebSocket "
-                           "upgrade: check the URL's path and --header") from None
+            self._mark_disconnected(f"the agent at {redact_url(self.url)} answered HTTP {exc.status} instead of a "
+                                    "WebSocket upgrade: check the URL's path and --header")
+            return
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             await self._session.close()
             raise VlhError(f"cannot open the WebSocket {redact_url(self.url)}: {exc}") from None
         p = self.provider
-        hello = p.connected()
-        if hello is not None:
-            await self._send(hello)
-        await self._send(p.start(self.stream_id, self.call_id, self.stream_params, self._next_seq()))
+        try:
+            hello = p.connected()
+            if hello is not None:
+                await self._send(hello)
+            await self._send(p.start(self.stream_id, self.call_id, self.stream_params, self._next_seq()))
+        except Exception as exc:  # closed under us before the stream began
+            self._mark_disconnected(f"the agent closed the WebSocket before the stream started ({exc})")
+            return
         self.t_start = time.monotonic()
         self.timeline.t0_mono = self.t_start
         self._tasks = [asyncio.ensure_future(self._mic_loop()), asyncio.ensure_future(self._recv_loop())]
@@ -226,7 +268,12 @@ class TelephonyCall:
                 self._mark_disconnected(f"the agent closed the WebSocket (code {ws.close_code})")
                 return
             if msg.type == aiohttp.WSMsgType.ERROR:
-                self._mark_disconnected(f"WebSocket error: {ws.exception()}")
+                exc = ws.exception()
+                if isinstance(exc, aiohttp.WebSocketError) and exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                    self._mark_disconnected(f"the agent sent a message over {MAX_MESSAGE // 1024} KiB (vlh's limit "
+                                            "for one media-stream message)")
+                else:
+                    self._mark_disconnected(f"WebSocket error: {exc}")
                 return
             try:
                 self._on_message(msg.data, now)
@@ -248,6 +295,9 @@ class TelephonyCall:
                 if len(m.payload) % 2:
                     raise ValueError("L16 media with an odd number of bytes")
                 pcm = np.frombuffer(m.payload, "<i2").astype(np.int16)
+            self.rate.add(now, len(pcm))
+            if self.rate.doubled():
+                raise ValueError(self.rate.describe())
             p = self.playout.push(pcm, now)
             lv = float(np.sqrt(np.mean((pcm.astype(np.float64) / 32768) ** 2))) if len(pcm) else 0.0
             self.ear_levels.append((p.start, lv))

@@ -117,8 +117,12 @@ class TelephonyTransport(Transport):
 
     def annotate(self, call, plans, rows: list[dict]) -> None:
         pstn = float(getattr(call, "pstn_ms", 0.0) or 0.0)
+        silent = not call.messages.get("media") and not call.disconnected
         for r in rows:
             r["provider"] = call.provider.name
+            if silent and r.get("status") == "no_response" and not r.get("error"):
+                r["error"] = ("the agent sent no media message on this call (does it answer on the streamSid of "
+                              "vlh's `start` message?)")
             if pstn:
                 r["pstn_estimated_ms"] = pstn
                 r["ttfa_with_pstn_ms"] = r["ttfa_ms"] + 2 * pstn if r.get("ttfa_ms") is not None else None
