@@ -159,6 +159,8 @@ class TelephonyCall:
         self.lateness: list[float] = []
         self.ear_levels: list[tuple[float, float]] = []
         self.marks_echoed: list[tuple[str, float]] = []
+        # every media-stream message, raw: (direction, host instant, event, decoded 8 kHz samples or None)
+        self.wire: list[tuple[str, float, str, np.ndarray | None]] = []
         self.messages = {"media": 0, "mark": 0, "clear": 0, "other": 0}
         self._segments: list[tuple[int, np.ndarray]] = []
         self._sched_end = 0
@@ -244,11 +246,13 @@ class TelephonyCall:
             data = mulaw.encode(pcm8) if self.provider.encoding == "mulaw" else pcm8.astype("<i2").tobytes()
             self._chunk += 1
             msg = self.provider.media(self.stream_id, self._next_seq(), self._chunk, n * 20, data)
+            t_send = time.monotonic()
             try:
                 await self._send(msg)
             except Exception as exc:  # the socket went away under us
                 self._mark_disconnected(f"sending media failed: {exc}")
                 return
+            self.wire.append(("out", t_send, "media", pcm8))
             self.lateness.append(time.monotonic() - target)
             if buf.any():
                 self.timeline.write_at(MIC, a, buf)
@@ -268,7 +272,7 @@ class TelephonyCall:
                 self._mark_disconnected(f"the agent closed the WebSocket (code {ws.close_code})")
                 return
             if msg.type == aiohttp.WSMsgType.ERROR:
-                exc = ws.exception()
+                exc = msg.data if isinstance(msg.data, BaseException) else ws.exception()
                 if isinstance(exc, aiohttp.WebSocketError) and exc.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
                     self._mark_disconnected(f"the agent sent a message over {MAX_MESSAGE // 1024} KiB (vlh's limit "
                                             "for one media-stream message)")
@@ -285,6 +289,7 @@ class TelephonyCall:
     def _on_message(self, data, now: float) -> None:
         m = self.provider.parse(data)
         self.messages[m.kind] = self.messages.get(m.kind, 0) + 1
+        self.wire.append(("in", now, m.kind if m.kind != "other" else m.event, None))
         if m.kind in ("media", "mark", "clear") and m.stream not in (None, self.stream_id):
             raise ValueError(f"{m.event} for stream {str(m.stream)[:40]!r}, not the stream vlh opened "
                              f"({self.stream_id})")
@@ -295,6 +300,7 @@ class TelephonyCall:
                 if len(m.payload) % 2:
                     raise ValueError("L16 media with an odd number of bytes")
                 pcm = np.frombuffer(m.payload, "<i2").astype(np.int16)
+            self.wire[-1] = ("in", now, "media", pcm)
             self.rate.add(now, len(pcm))
             if self.rate.doubled():
                 raise ValueError(self.rate.describe())
@@ -316,8 +322,10 @@ class TelephonyCall:
                 break
             await asyncio.sleep(min(d, 0.01))
         try:
+            t = time.monotonic()
             await self._send(self.provider.mark_played(self.stream_id, self._next_seq(), name))
-            self.marks_echoed.append((name, time.monotonic()))
+            self.marks_echoed.append((name, t))
+            self.wire.append(("out", t, "mark", None))
         except Exception as exc:
             log.debug("mark echo failed: %s", exc)
 
@@ -340,6 +348,19 @@ class TelephonyCall:
         log.warning("telephony call %s: %s", self.call_id, reason)
 
     # ---- the end
+    def write_wire_log(self, path) -> None:
+        """Every media-stream message (recordings/call-<n>.messages.parquet): direction (in: from the bot, out: to
+        it), host instant (arrival / hand-over to the socket), event, and for media the 8 kHz samples as int16
+        bytes — raw stamps a check can use without vlh's own detection."""
+        import pandas as pd
+
+        if not self.wire:
+            return
+        pd.DataFrame({"dir": [w[0] for w in self.wire], "t_mono": [w[1] for w in self.wire],
+                      "event": [w[2] for w in self.wire],
+                      "pcm16": [None if w[3] is None else w[3].astype("<i2").tobytes() for w in self.wire]}
+                     ).to_parquet(path, index=False)
+
     def capture(self):
         for t, pcm in self.playout.runs():
             up = resample(pcm.astype(np.float32) / 32768.0, PHONE_RATE, SAMPLE_RATE)

@@ -112,6 +112,9 @@ class TelephonyTransport(Transport):
         call.pstn_ms = cfg.pstn_ms
         return call
 
+    def write_side_logs(self, call, recordings: Path, call_no: int) -> None:
+        call.write_wire_log(recordings / f"call-{call_no}.messages.parquet")
+
     def measure_inputs(self, cfg, call, capture):
         return _file_telemetry(cfg, capture), {"playout": _PlayoutView(call), "mic_lateness": call.lateness}
 
