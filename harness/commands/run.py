@@ -49,12 +49,12 @@ def register(sub) -> None:
     p.add_argument("--map-processor", action="append", default=[], metavar="NAME=STAGE",
                    help="RTVI metrics: count processor NAME (substring) as stage stt|llm_ttft|tts_ttfb")
     lb = p.add_argument_group("the loopback audio-device path (--transport loopback)")
-    lb.add_argument("--transport", choices=("webrtc", "loopback", "ws-telephony"), default="webrtc",
+    lb.add_argument("--transport", choices=("webrtc", "loopback", "ws-telephony"), default=None,
                     help="webrtc: call the agent over WebRTC; loopback: play into the agent's microphone and record "
                          "its speaker through sound devices (one call). With no agent given, vlh brings its "
                          "PulseAudio devices up, calibrates them if needed and starts the reference agent on "
                          "them; ws-telephony: be the phone provider on the agent's media-stream WebSocket "
-                         "(--agent ws://HOST:PORT/PATH) [webrtc]")
+                         "(--agent ws://HOST:PORT/PATH) [the scenario's transport:, else webrtc]")
     lb.add_argument("--telemetry-file", metavar="FILE",
                     help="loopback: the telemetry file an agent already running on the devices writes (vlh events "
                          "on the host clock, `vlh agent --telemetry-file`); implies --agent-running")
@@ -73,8 +73,8 @@ def register(sub) -> None:
     ot.add_argument("--otlp-header", action="append", default=[], metavar="K=V",
                     help="a header for --otlp-endpoint (repeatable; V '$VAR' reads the environment; never written)")
     ph = p.add_argument_group("the phone media stream (--transport ws-telephony)")
-    ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default="twilio",
-                    help="whose media-stream protocol vlh speaks [twilio]")
+    ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default=None,
+                    help="whose media-stream protocol vlh speaks [the scenario's provider:, else twilio]")
     ph.add_argument("--stream-param", action="append", default=[], metavar="KEY=VALUE",
                     help="a custom parameter of the `start` message (repeatable)")
     ph.add_argument("--pstn-ms", type=float, default=0.0, metavar="N",
@@ -107,6 +107,15 @@ def main(args) -> int:
     from harness.transports.webrtc.client import offer_url, parse_headers
 
     parse_jitter_mode(args.jitter_buffer)
+    scenario = None
+    if args.scenario:
+        from harness.suite.scenario import load_scenario
+
+        scenario = load_scenario(args.scenario)
+    # a scenario may name its transport and phone provider; the command line wins
+    args.transport = args.transport or (scenario.transport if scenario else None) or "webrtc"
+    provider_given = args.provider or (scenario.provider if scenario else None)
+    args.provider = provider_given or "twilio"
     checks.positive(args.timeout, "--timeout")
     checks.positive(args.connect_timeout, "--connect-timeout")
     if args.agent and args.agent_set:
@@ -128,11 +137,6 @@ def main(args) -> int:
         raise VlhError("--calls: give a number from 1 to 200")
     if args.turns is not None and args.turns < 1:
         raise VlhError("--turns: give a number ≥ 1")
-    scenario = None
-    if args.scenario:
-        from harness.suite.scenario import load_scenario
-
-        scenario = load_scenario(args.scenario)
     pmap = _kv(args.map_processor, "--map-processor")
     for k, v in pmap.items():
         if v not in ("stt", "llm_ttft", "tts_ttfb"):
@@ -143,7 +147,7 @@ def main(args) -> int:
         overrides = {**scenario.agent.overrides(), **overrides}
     checks.out_dir(args.out)
     phone = args.transport == "ws-telephony"
-    if not phone and (args.stream_param or args.pstn_ms or args.provider != "twilio"):
+    if not phone and (args.stream_param or args.pstn_ms or provider_given):
         raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
     if args.pstn_ms < 0:
         raise VlhError("--pstn-ms: give a number of ms ≥ 0")
