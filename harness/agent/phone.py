@@ -12,8 +12,8 @@ as a WebRTC call (harness/agent/call.py `Pipeline`), its audio the 8 kHz media m
   holding the first voiced sample was handed to the socket + that sample's offset in it: where it plays at a caller
   whose playout queue is empty (the agent sends in real time, so it is).
 - Impairments on the socket (TCP: no loss, head-of-line blocking): `net_delay_ms` holds every message back,
-  `net_jitter_ms` adds a uniform extra delay per message (order kept: a late message delays the ones behind it),
-  `stall_every_ms`/`stall_ms` (via `--agent-set`) freeze the sender.
+  `net_jitter_ms` adds a uniform extra delay per message (order kept: a late message delays the ones behind it).
+  `net_loss` does not apply (TCP retransmits).
 - Telemetry: `vlh.event` cannot travel on the provider's socket, so it goes to a side channel, the telemetry file
   (`--telemetry-file FILE`, the format of harness/agent/device.py: JSON lines on the host clock), which the
   measuring side reads after the call.

@@ -121,7 +121,7 @@ def register(subparsers) -> None:
                    help="play the agent's speech into this sounddevice output (vlh's: vlh_ear)")
     d.add_argument("--telemetry-file", metavar="FILE",
                    help="write the telemetry (vlh events + RTVI, one JSON message a line, host-monotonic clock) "
-                        "to FILE; with --audio-in/--audio-out only")
+                        "to FILE; with --audio-in/--audio-out or --ws-telephony (its side channel)")
     d.add_argument("--ready-file", metavar="FILE", help="write FILE once the sound devices run")
     d.add_argument("--ws-telephony", action="store_true",
                    help="serve a phone provider's media stream instead of WebRTC: ws://HOST:PORT/<any path> speaks "

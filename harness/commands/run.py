@@ -57,7 +57,8 @@ def register(sub) -> None:
                          "(--agent ws://HOST:PORT/PATH) [the scenario's transport:, else webrtc]")
     lb.add_argument("--telemetry-file", metavar="FILE",
                     help="loopback: the telemetry file an agent already running on the devices writes (vlh events "
-                         "on the host clock, `vlh agent --telemetry-file`); implies --agent-running")
+                         "on the host clock, `vlh agent --telemetry-file`); implies --agent-running. ws-telephony: "
+                         "the side-channel telemetry file of the --agent you started (docs/telephony.md)")
     lb.add_argument("--agent-running", action="store_true",
                     help="loopback: an agent already runs on the devices; do not start the reference agent")
     lb.add_argument("--mic-device", metavar="DEV", help="loopback on real sound cards: the output that feeds the "
