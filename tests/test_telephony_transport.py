@@ -190,3 +190,28 @@ def test_bad_bot_is_a_named_turn_failure(tmp_path, name, bot, status, why):
     assert len(df) == 2 and set(df["status"]) == {status}, df[["status", "error"]]
     assert all(why in e for e in df["error"]), list(df["error"])
     assert json.loads((out / "run.json").read_text())["state"] == "complete"
+
+
+# ---- the command line -------------------------------------------------------------------------------------------
+def test_cli_checks_and_the_scenarios_transport(tmp_path, capsys):
+    """One line and exit 2 for a setting that does not fit; a scenario's `transport: ws-telephony` is what the run
+    uses (here it then rejects an http:// agent, before any call)."""
+    from harness.cli import main as vlh
+
+    sc = tmp_path / "phone.yaml"
+    sc.write_text("name: p\ntransport: ws-telephony\nprovider: telnyx\nturns:\n  - say: hi\n")
+    cases = [
+        (["run", "--provider", "plivo"], "go with --transport ws-telephony"),
+        (["run", "--pstn-ms", "40"], "go with --transport ws-telephony"),
+        (["run", "--transport", "ws-telephony", "--pstn-ms", "-1"], "--pstn-ms"),
+        (["run", "--transport", "ws-telephony", "--agent", "http://127.0.0.1:9/api/offer"], "ws://HOST:PORT/PATH"),
+        (["run", "--scenario", str(sc), "--agent", "http://127.0.0.1:9/api/offer", "--out", str(tmp_path / "o")],
+         "ws://HOST:PORT/PATH"),
+    ]
+    for argv, why in cases:
+        try:
+            code = vlh(argv)
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2 and "Traceback" not in err and why in err, (argv, code, err)

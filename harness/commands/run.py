@@ -115,8 +115,8 @@ def main(args) -> int:
         scenario = load_scenario(args.scenario)
     # a scenario may name its transport and phone provider; the command line wins
     args.transport = args.transport or (scenario.transport if scenario else None) or "webrtc"
-    provider_given = args.provider or (scenario.provider if scenario else None)
-    args.provider = provider_given or "twilio"
+    provider_flag = args.provider
+    args.provider = args.provider or (scenario.provider if scenario else None) or "twilio"
     checks.positive(args.timeout, "--timeout")
     checks.positive(args.connect_timeout, "--connect-timeout")
     if args.agent and args.agent_set:
@@ -148,7 +148,7 @@ def main(args) -> int:
         overrides = {**scenario.agent.overrides(), **overrides}
     checks.out_dir(args.out)
     phone = args.transport == "ws-telephony"
-    if not phone and (args.stream_param or args.pstn_ms or provider_given):
+    if not phone and (args.stream_param or args.pstn_ms or provider_flag):
         raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
     if args.pstn_ms < 0:
         raise VlhError("--pstn-ms: give a number of ms ≥ 0")
