@@ -31,10 +31,12 @@ def test_queue_plays_from_arrival_and_back_to_back():
     assert q.underruns == 0
     c = q.push(tone(0.02), 10.1)  # the queue ran dry for 60 ms before it: an underrun
     assert c.start == 10.1 and q.underruns == 1
+    q.push(tone(0.02), 10.1205)  # 0.5 ms late: the sender's jitter, not an underrun
+    assert q.underruns == 1
     q.push(tone(0.02), 15.0)  # a new reply seconds later is not an underrun
     assert q.underruns == 1
     runs = q.runs()
-    assert [round(t, 3) for t, _ in runs] == [10.0, 10.1, 15.0] and len(runs[0][1]) == 320
+    assert [round(t, 4) for t, _ in runs] == [10.0, 10.1, 10.1205, 15.0] and len(runs[0][1]) == 320
 
 
 def test_clear_flushes_what_has_not_played():

@@ -62,6 +62,7 @@ def _check(out: Path):
     truth, _ = load_truth(out / "agent-truth.jsonl")
     lines = [json.loads(x) for x in (out / "agent-truth.jsonl").read_text().splitlines()]
     echoes = {r["name"]: r["t"] for r in lines if r.get("kind") == "mark_echo"}
+    msgs = pd.read_parquet(out / "recordings" / "call-1.messages.parquet")
     rows = df.to_dict("records")
     assert [r["status"] for r in rows] == ["ok"] * 5, df[["turn", "status", "error"]]
     errs = []
@@ -70,21 +71,39 @@ def _check(out: Path):
         assert t is not None and t["transport"] == "ws-telephony"
         errs.append(r["ttfa_ms"] - _truth_ttfa(r, t))
         if t["status"] == "ok":
-            # Twilio's contract: the mark after the reply comes back once its last chunk (20 ms, sent at most the
-            # injected delay after `reply_end_sent`) has played
-            delay = t["config"]["net_delay_ms"] / 1e3
+            # Twilio's contract: the mark after the reply comes back once the audio sent before it has played.
+            # The agent's side: not before its last chunk (20 ms) left it, after the injected delay, and played
             echo = echoes[f"turn-{t['turn']}"]
-            assert t["reply_end_sent"] + 0.02 <= echo < t["reply_end_sent"] + delay + 0.02 + 0.01, (t["turn"], echo)
+            assert echo >= t["reply_end_sent"] + t["config"]["net_delay_ms"] / 1e3 + 0.02, (t["turn"], echo)
             assert echo >= r["agent_audio_end_mono"]
+            # vlh's side, from the raw message log: the queue's end when the mark came (each chunk plays from
+            # max(its arrival, the end of the one before)), and vlh's echo leaves then (± its 1 ms-ish loop lag)
+            came, drained = _queue_end_at_mark(msgs, t["reply_start_sent"])
+            sent = msgs[(msgs["dir"] == "out") & (msgs["event"] == "mark") & (msgs["t_mono"] >= came)]
+            assert len(sent) and 0 <= sent["t_mono"].iloc[0] - drained < 0.003, (t["turn"], came, drained)
+            assert 0 <= echo - sent["t_mono"].iloc[0] < 0.005
     assert max(abs(e) for e in errs) <= 2.0, errs
     # the barge-in: the agent's reply to turn 4 was cut, it sent `clear`, vlh counted it and measured the stop
     cut = [t for t in truth.values() if t.get("barge_in")]
     assert len(cut) == 1 and cut[0]["barge_in"]["while"] == "playing" and cut[0]["barge_in"].get("clear_sent")
-    meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())
+    meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())["meta"]
     assert meta["clears"] == 1 and meta["transport"] == "ws-telephony" and meta["ear_rate"] == 8000
     assert rows[4]["interruption_ms"] == rows[4]["interruption_ms"]  # measured (not NaN)
     run = json.loads((out / "run.json").read_text())
     assert run["transport"] == "ws-telephony" and run["provider"] == "twilio" and run["codec_delay_ms"] == 0.0
+
+
+def _queue_end_at_mark(msgs: pd.DataFrame, after: float) -> tuple[float, float]:
+    """(arrival of the first mark from the bot after `after`, when the media that came before it finished
+    playing), computed from the raw arrivals alone."""
+    end = None
+    for _, m in msgs[(msgs["dir"] == "in") & (msgs["t_mono"] >= after)].iterrows():
+        if m["event"] == "media":
+            n = len(m["pcm16"]) // 2
+            end = max(m["t_mono"], end or 0.0) + n / 8000
+        elif m["event"] == "mark":
+            return m["t_mono"], max(end or m["t_mono"], m["t_mono"])
+    raise AssertionError("no mark from the agent")
 
 
 # ---- bad input --------------------------------------------------------------------------------------------------

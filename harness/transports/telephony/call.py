@@ -7,7 +7,7 @@ streams the utterances as 20 ms 8 kHz chunks paced by the host clock, and emulat
   stamp through a TCP stream reader). The **playout queue** plays audio in real time from its arrival: a chunk
   starts at max(arrival, end of the audio queued before it). A `mark` is echoed when the audio queued before it has
   played (Twilio's contract; at once if nothing is queued); `clear` drops what has not played yet (and echoes the
-  pending marks). A chunk that arrives after the queue ran dry within 1 s of its end counts as an underrun.
+  pending marks). A chunk that arrives 2 ms to 1 s after the queue ran dry counts as an underrun.
 - ch1 is the played audio, each run of back-to-back chunks upsampled 8 → 48 kHz as one piece (polyphase, zero
   phase: an onset stays on its instant). μ-law has no algorithmic delay, so the codec stage is 0 ms.
 - Bad input ends the call with a named reason (`disconnect_reason`): an HTTP answer instead of the upgrade, a close,
@@ -38,6 +38,7 @@ FRAME = 960  # 20 ms at 48 kHz
 FRAME_S = FRAME / SAMPLE_RATE
 MAX_MESSAGE = 256 * 1024  # one provider message; a bot's 20 ms chunk is ~300 bytes of JSON
 UNDERRUN_WINDOW_S = 1.0
+UNDERRUN_MIN_S = 0.002  # a shorter gap is the sender's scheduling jitter (it only shifts the rest of the reply)
 
 
 @dataclass
@@ -64,7 +65,7 @@ class PlayoutQueue:
 
     def push(self, pcm: np.ndarray, arrival: float) -> Played:
         start = arrival if self.queue_end is None or self.queue_end <= arrival else self.queue_end
-        if self.queue_end is not None and 0 < arrival - self.queue_end < UNDERRUN_WINDOW_S:
+        if self.queue_end is not None and UNDERRUN_MIN_S <= arrival - self.queue_end < UNDERRUN_WINDOW_S:
             self.underruns += 1
         p = Played(arrival, start, pcm)
         self.chunks.append(p)

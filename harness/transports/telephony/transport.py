@@ -18,6 +18,7 @@ from pathlib import Path
 from harness.errors import VlhError
 from harness.results.redact import redact_url
 from harness.transports.base import Transport
+from harness.transports.telephony.call import UNDERRUN_MIN_S
 from harness.transports.reference_agent import ReferenceAgent
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class _PlayoutView:
         n = 0
         prev_end = None
         for p in self.chunks:
-            if a <= p.start < b and prev_end is not None and 0 < p.start - prev_end < 1.0:
+            if a <= p.start < b and prev_end is not None and UNDERRUN_MIN_S <= p.start - prev_end < 1.0:
                 n += 1
             prev_end = p.end
         return {"expand": n, "conceal": 0, "longest_gap": 0}
