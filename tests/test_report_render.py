@@ -198,11 +198,3 @@ def test_comparison_escapes_agent_text(tmp_path):
     assert all(x not in html for x in XSS)
     s = scan(out)
     assert "img" not in s.tags and all(not k.startswith("on") for _, a in s.attrs for k in a)
-
-
-def test_transport_label_names_the_phone_provider_and_8k_ear():
-    from harness.report.render import _transport_label
-
-    assert _transport_label({"transport": "webrtc"}) == "webrtc"
-    lab = _transport_label({"transport": "ws-telephony", "provider": "twilio", "ear_sample_rate": 8000, "pstn_ms": 40})
-    assert lab.startswith("ws-telephony (twilio; ear heard at 8000 Hz") and "+40 ms PSTN each way, estimated" in lab

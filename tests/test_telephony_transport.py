@@ -234,3 +234,12 @@ def test_cli_checks_and_the_scenarios_transport(tmp_path, capsys):
             code = exc.code
         err = capsys.readouterr().err
         assert code == 2 and "Traceback" not in err and why in err, (argv, code, err)
+
+
+def test_report_labels_the_phone_transport():
+    """The report's run table (harness/report/render.py): whose protocol, and that the ear heard 8 kHz audio."""
+    from harness.report.render import _transport_label
+
+    assert _transport_label({"transport": "webrtc"}) == "webrtc"
+    lab = _transport_label({"transport": "ws-telephony", "provider": "twilio", "ear_sample_rate": 8000, "pstn_ms": 40})
+    assert lab.startswith("ws-telephony (twilio; ear heard at 8000 Hz") and "+40 ms PSTN each way, estimated" in lab
