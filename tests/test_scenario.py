@@ -241,7 +241,11 @@ def test_slo_fields_match_what_slo_module_evaluates():
 def test_nightly_set_is_valid_and_covers_the_required_situations():
     scs = {s.name: s for s in load_scenarios(NIGHTLY)}
     assert {"short-question", "long-question", "multi-turn", "noisy-mic", "bad-network", "barge-in",
-            "reasoning-model"} <= set(scs)
+            "reasoning-model", "phone-call"} <= set(scs)
+    # the phone call differs from short-question only in its transport
+    phone, short = scs["phone-call"], scs["short-question"]
+    assert (phone.transport, phone.provider) == ("ws-telephony", "twilio") and phone.turns == short.turns
+    assert all(s.transport is None for n, s in scs.items() if n != "phone-call")
     assert len(scs["multi-turn"].turns) >= 3
     assert len(scs["long-question"].turns[0].say.split()) > 3 * len(scs["short-question"].turns[0].say.split())
     noisy = scs["noisy-mic"].turns[0].noise
@@ -264,7 +268,7 @@ def test_nightly_set_is_valid_and_covers_the_required_situations():
 def test_cli_validate(tmp_path, capsys):
     assert cli_main(["scenarios", "validate", str(NIGHTLY)]) == 0
     out = capsys.readouterr().out
-    assert "7 scenario file(s) valid" in out and "barge-in" in out
+    assert "8 scenario file(s) valid" in out and "barge-in" in out
     write(tmp_path, "name: a\nturns:\n  - say: hi\n    noise: {type: brown, snr_db: 3}\n")
     assert cli_main(["scenarios", "validate", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -280,7 +284,7 @@ def test_scenario_is_immutable(tmp_path):
 
 def test_builtin_nightly_set_ships_in_the_package():
     assert NIGHTLY.is_dir() and NIGHTLY.parent.parent == Path(__file__).resolve().parents[1] / "harness" / "suite"
-    assert len(load_scenarios(NIGHTLY)) == 7
+    assert len(load_scenarios(NIGHTLY)) == 8
     with pytest.raises(VlhError, match="no built-in scenario set 'nope'; there are: nightly"):
         builtin_path("nope")
 
@@ -319,3 +323,14 @@ def test_fingerprint_unchanged_without_engine_and_changed_by_it(tmp_path):
     assert plain.fingerprint == hashlib.sha256(json.dumps(stim, sort_keys=True).encode()).hexdigest()[:16]
     flite = load_scenario(write(tmp_path, "name: a\nturns:\n  - say: hi\n    engine: flite\n"))
     assert flite.fingerprint != plain.fingerprint
+
+
+def test_transport_and_provider_keys(tmp_path):
+    sc = load_scenario(write(tmp_path, "name: a\ntransport: ws-telephony\nprovider: plivo\nturns:\n  - say: hi\n"))
+    assert (sc.transport, sc.provider) == ("ws-telephony", "plivo")
+    with pytest.raises(VlhError, match=r"s.yaml:2: transport.*ws-telephony"):
+        load_scenario(write(tmp_path, "name: a\ntransport: sip\nturns:\n  - say: hi\n"))
+    with pytest.raises(VlhError, match=r"s.yaml:3: provider.*twilio, telnyx, plivo or exotel"):
+        load_scenario(write(tmp_path, "name: a\ntransport: ws-telephony\nprovider: vonage\nturns:\n  - say: hi\n"))
+    with pytest.raises(VlhError, match=r"s.yaml:2: provider.*goes with transport: ws-telephony"):
+        load_scenario(write(tmp_path, "name: a\nprovider: twilio\nturns:\n  - say: hi\n"))

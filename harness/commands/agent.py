@@ -121,8 +121,12 @@ def register(subparsers) -> None:
                    help="play the agent's speech into this sounddevice output (vlh's: vlh_ear)")
     d.add_argument("--telemetry-file", metavar="FILE",
                    help="write the telemetry (vlh events + RTVI, one JSON message a line, host-monotonic clock) "
-                        "to FILE; with --audio-in/--audio-out only")
+                        "to FILE; with --audio-in/--audio-out or --ws-telephony (its side channel)")
     d.add_argument("--ready-file", metavar="FILE", help="write FILE once the sound devices run")
+    d.add_argument("--ws-telephony", action="store_true",
+                   help="serve a phone provider's media stream instead of WebRTC: ws://HOST:PORT/<any path> speaks "
+                        "Twilio Media Streams (and the Telnyx, Plivo, Exotel variants); telemetry goes to "
+                        "--telemetry-file (the socket carries audio only)")
     _add_knobs(p)
     p.set_defaults(func=run)
 
@@ -160,6 +164,10 @@ def run(args) -> int:
         missing = "--audio-out" if args.audio_in else "--audio-in"
         raise VlhError(f"{missing} is missing: on sound devices the agent needs both --audio-in DEVICE (its "
                        "microphone, e.g. vlh_mic_monitor) and --audio-out DEVICE (its speaker, e.g. vlh_ear)")
+    if args.ws_telephony:
+        if devices:
+            raise VlhError("--ws-telephony serves a WebSocket; it does not go with --audio-in/--audio-out")
+        return asyncio.run(_serve_phone(cfg, args))
     if not devices and (args.telemetry_file or args.ready_file):
         raise VlhError("--telemetry-file/--ready-file go with --audio-in/--audio-out; over WebRTC the telemetry "
                        "goes on the data channel")
@@ -212,3 +220,12 @@ async def _serve_devices(cfg, args) -> int:
     ready = (lambda: _write_atomic(args.ready_file, "ready\n")) if args.ready_file else None
     return await serve_devices(cfg, audio_in=args.audio_in, audio_out=args.audio_out, truth_log=args.truth_log,
                                telemetry_file=args.telemetry_file, on_ready=ready, stop=_stop_event())
+
+
+async def _serve_phone(cfg, args) -> int:
+    from harness.agent.phone import serve_phone
+
+    ready = (lambda port: _write_atomic(args.port_file, f"{port}\n")) if args.port_file else None
+    return await serve_phone(cfg, host=args.host, port=args.port, truth_log=args.truth_log,
+                             packet_log=args.packet_log, telemetry_file=args.telemetry_file, on_ready=ready,
+                             stop=_stop_event())

@@ -49,14 +49,16 @@ def register(sub) -> None:
     p.add_argument("--map-processor", action="append", default=[], metavar="NAME=STAGE",
                    help="RTVI metrics: count processor NAME (substring) as stage stt|llm_ttft|tts_ttfb")
     lb = p.add_argument_group("the loopback audio-device path (--transport loopback)")
-    lb.add_argument("--transport", choices=("webrtc", "loopback"), default="webrtc",
+    lb.add_argument("--transport", choices=("webrtc", "loopback", "ws-telephony"), default=None,
                     help="webrtc: call the agent over WebRTC; loopback: play into the agent's microphone and record "
                          "its speaker through sound devices (one call). With no agent given, vlh brings its "
                          "PulseAudio devices up, calibrates them if needed and starts the reference agent on "
-                         "them [webrtc]")
+                         "them; ws-telephony: be the phone provider on the agent's media-stream WebSocket "
+                         "(--agent ws://HOST:PORT/PATH) [the scenario's transport:, else webrtc]")
     lb.add_argument("--telemetry-file", metavar="FILE",
                     help="loopback: the telemetry file an agent already running on the devices writes (vlh events "
-                         "on the host clock, `vlh agent --telemetry-file`); implies --agent-running")
+                         "on the host clock, `vlh agent --telemetry-file`); implies --agent-running. ws-telephony: "
+                         "the side-channel telemetry file of the --agent you started (docs/telephony.md)")
     lb.add_argument("--agent-running", action="store_true",
                     help="loopback: an agent already runs on the devices; do not start the reference agent")
     lb.add_argument("--mic-device", metavar="DEV", help="loopback on real sound cards: the output that feeds the "
@@ -71,6 +73,14 @@ def register(sub) -> None:
                     "to this OTLP/HTTP URL (as `vlh export otlp`)")
     ot.add_argument("--otlp-header", action="append", default=[], metavar="K=V",
                     help="a header for --otlp-endpoint (repeatable; V '$VAR' reads the environment; never written)")
+    ph = p.add_argument_group("the phone media stream (--transport ws-telephony)")
+    ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default=None,
+                    help="whose media-stream protocol vlh speaks [the scenario's provider:, else twilio]")
+    ph.add_argument("--stream-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a custom parameter of the `start` message (repeatable)")
+    ph.add_argument("--pstn-ms", type=float, default=0.0, metavar="N",
+                    help="a caller-side PSTN leg (ms, each way), reported apart as estimated "
+                         "(ttfa_with_pstn_ms), never mixed into measured stages [0]")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
     p.set_defaults(func=main)
@@ -98,6 +108,15 @@ def main(args) -> int:
     from harness.transports.webrtc.client import offer_url, parse_headers
 
     parse_jitter_mode(args.jitter_buffer)
+    scenario = None
+    if args.scenario:
+        from harness.suite.scenario import load_scenario
+
+        scenario = load_scenario(args.scenario)
+    # a scenario may name its transport and phone provider; the command line wins
+    args.transport = args.transport or (scenario.transport if scenario else None) or "webrtc"
+    provider_flag = args.provider
+    args.provider = args.provider or (scenario.provider if scenario else None) or "twilio"
     checks.positive(args.timeout, "--timeout")
     checks.positive(args.connect_timeout, "--connect-timeout")
     if args.agent and args.agent_set:
@@ -109,8 +128,9 @@ def main(args) -> int:
         for flag, v in (("--telemetry-file", args.telemetry_file), ("--agent-running", args.agent_running),
                         ("--mic-device", args.mic_device), ("--ear-device", args.ear_device)):
             if v:
-                raise VlhError(f"{flag} goes with --transport loopback (over WebRTC the telemetry comes on the "
-                               "data channel and the agent is --agent URL)")
+                if not (flag == "--telemetry-file" and args.transport == "ws-telephony"):
+                    raise VlhError(f"{flag} goes with --transport loopback (over WebRTC the telemetry comes on the "
+                                   "data channel and the agent is --agent URL)")
     elif args.calls != 1:
         raise VlhError(f"--calls {args.calls} with --transport loopback: the loopback devices carry one call (one "
                        "microphone, one speaker); use --calls 1, or --transport webrtc for concurrent calls")
@@ -118,11 +138,6 @@ def main(args) -> int:
         raise VlhError("--calls: give a number from 1 to 200")
     if args.turns is not None and args.turns < 1:
         raise VlhError("--turns: give a number ≥ 1")
-    scenario = None
-    if args.scenario:
-        from harness.suite.scenario import load_scenario
-
-        scenario = load_scenario(args.scenario)
     pmap = _kv(args.map_processor, "--map-processor")
     for k, v in pmap.items():
         if v not in ("stt", "llm_ttft", "tts_ttfb"):
@@ -132,7 +147,13 @@ def main(args) -> int:
         profile = args.profile if args.profile != "typical" else scenario.agent.profile
         overrides = {**scenario.agent.overrides(), **overrides}
     checks.out_dir(args.out)
-    cfg = RunConfig(agent_url=offer_url(args.agent) if args.agent else None, agent_profile=profile,
+    phone = args.transport == "ws-telephony"
+    if not phone and (args.stream_param or args.pstn_ms or provider_flag):
+        raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
+    if args.pstn_ms < 0:
+        raise VlhError("--pstn-ms: give a number of ms ≥ 0")
+    agent_url = (args.agent if phone else offer_url(args.agent)) if args.agent else None
+    cfg = RunConfig(agent_url=agent_url, agent_profile=profile,
                     agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
                     out_dir=Path(args.out) if args.out else None, timeout_s=args.timeout,
                     connect_timeout_s=args.connect_timeout, headers=headers, jitter_buffer=args.jitter_buffer, processor_map=pmap,
@@ -140,7 +161,9 @@ def main(args) -> int:
                     telemetry_file=Path(args.telemetry_file) if args.telemetry_file else None,
                     mic_device=args.mic_device, ear_device=args.ear_device, agent_running=args.agent_running,
                     otlp_listen=args.otlp_listen, otlp_endpoint=args.otlp_endpoint,
-                    otlp_headers=_otlp_headers(args.otlp_header))
+                    otlp_headers=_otlp_headers(args.otlp_header),
+                    provider=args.provider, stream_params=_kv(args.stream_param, "--stream-param"),
+                    pstn_ms=args.pstn_ms)
     try:
         out = run_measurement(cfg)
         partial = False

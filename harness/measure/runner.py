@@ -88,6 +88,10 @@ class RunConfig:
     otlp_listen: str | None = None  # [HOST:]PORT: receive the agent's spans
     otlp_endpoint: str | None = None  # export the run's turns as traces to this OTLP/HTTP URL
     otlp_headers: dict = field(default_factory=dict)  # export headers (never written anywhere)
+    # ws-telephony only (harness/transports/telephony/)
+    provider: str = "twilio"
+    stream_params: dict = field(default_factory=dict)
+    pstn_ms: float = 0.0
 
 
 # ---- what to say ---------------------------------------------------------------------------------------------

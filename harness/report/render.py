@@ -176,11 +176,27 @@ def _meta_rows(m: dict) -> list[tuple[str, str]]:
     rows = [("vlh version (run)", show(m.get("vlh_version"))), ("vlh version (report)", __version__),
             ("run id", show(m.get("run_id"))), ("date (UTC)", show(m.get("created_utc"))),
             ("host", show(m.get("host"))), ("agent URL", redact_url(m.get("agent_url")) or "—"),
-            ("transport", show(m.get("transport"))), ("scenario", show(m.get("scenario"))),
+            ("transport", _transport_label(m)), ("scenario", show(m.get("scenario"))),
             ("profile", show(m.get("profile"))), ("calls", show(m.get("calls"))),
             ("partial", show(m.get("partial", False))), ("codec delay (ms)", show(m.get("codec_delay_ms"))),
             ("configuration", show(redact_config(m.get("config"))))]
     return rows
+
+
+def _transport_label(m: dict) -> str:
+    """The run's transport; a phone call says whose protocol and that the ear heard 8 kHz audio."""
+    t = m.get("transport")
+    if not t:
+        return "—"
+    if m.get("provider") or m.get("ear_sample_rate"):
+        rate = m.get("ear_sample_rate")
+        bits = [str(m["provider"])] if m.get("provider") else []
+        if rate:
+            bits.append(f"ear heard at {rate} Hz (the capture's ear channel is that audio upsampled to 48 kHz)")
+        if m.get("pstn_ms"):
+            bits.append(f"+{m['pstn_ms']:g} ms PSTN each way, estimated")
+        return f"{t} ({'; '.join(bits)})"
+    return str(t)
 
 
 def _slo(slo) -> list[dict]:

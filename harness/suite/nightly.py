@@ -72,6 +72,7 @@ def default_runner(request: RunRequest) -> Path:
         agent_url=request.agent_url, agent_profile=sc.agent.profile, agent_overrides=sc.agent.overrides(),
         scenario=sc, turns=None, calls=1,  # None: the scenario's turns × repetitions (Scenario.played_turns)
         out_dir=request.out_dir, headers=dict(request.headers), progress=False, report=request.report,
+        transport=sc.transport or "webrtc", provider=sc.provider or "twilio",
     )
     return Path(run_measurement(cfg))
 

@@ -129,6 +129,8 @@ class Scenario(_Model):
     timeout_s: float = Field(15.0, gt=0, le=600, json_schema_extra=_allowed("seconds per turn, more than 0 and at most 600"))
     agent: AgentSpec = Field(default_factory=AgentSpec, json_schema_extra=_allowed("a profile name, or {profile: NAME, <setting>: <value>, ...}"))
     slo: SLO = Field(default_factory=SLO, json_schema_extra=_allowed("{ttfa_p50_ms, ttfa_p95_ms, no_response_rate, stutter_gaps_per_min, interruption_p50_ms, interruption_p95_ms}"))
+    transport: Literal["webrtc", "loopback", "ws-telephony"] | None = Field(None, json_schema_extra=_allowed("webrtc, loopback or ws-telephony (vlh run --transport; the command line wins)"))
+    provider: Literal["twilio", "telnyx", "plivo", "exotel"] | None = Field(None, json_schema_extra=_allowed("twilio, telnyx, plivo or exotel (with transport: ws-telephony)"))
 
     _source: Path | None = PrivateAttr(None)
 
@@ -139,6 +141,8 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> "Scenario":
+        if self.provider is not None and self.transport != "ws-telephony":
+            raise _At(("provider",), "provider: names a phone provider; it goes with transport: ws-telephony")
         if self.turns[0].barge_in_after_ms is not None:
             raise _At(("turns", 0, "barge_in_after_ms"), "the first turn has no agent reply to interrupt; put barge_in_after_ms on a later turn")
         if (self.slo.interruption_p95_ms is not None or self.slo.interruption_p50_ms is not None) and not any(

@@ -11,6 +11,7 @@ from harness.transports.base import Transport
 TRANSPORTS = {
     "webrtc": "harness.transports.webrtc.transport:WebRTCTransport",
     "loopback": "harness.transports.loopback.session:LoopbackSession",
+    "ws-telephony": "harness.transports.telephony.transport:TelephonyTransport",
 }
 
 
