@@ -18,7 +18,9 @@ Method (docs/analyze.md, "How boundaries are found"):
    segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
    low-level comfort noise counts as quiet. Then the edge moves out to the outermost sample, within 12.5 ms, that
    stands out of the quiet side's noise (> 5.5 σ, σ from its median absolute value): a lone first or last
-   glottal pulse is speech even when the likelihood split leaves it out.
+   glottal pulse is speech even when the likelihood split leaves it out. A soft onset or tail under the edge level
+   (a murmur, an aspirated or breathy ending: 30–40 dB under the peak) is then followed out of the quiet bed
+   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`).
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -51,7 +53,10 @@ HISS_TOP = 11000.0  # top of the fricative band the edges are also followed in
 HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10 dB over its band's local floor
 HISS_TILT_DB = 8.0  # the hiss band's window RMS over the 4 kHz band's, at least
 HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a stop's closure in between)
-HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
+HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge
+SOFT_LEVEL_DB = -40.0  # a soft onset or tail (murmur, aspiration, breath) is followed down to this under the run's peak
+SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this span beyond the edge (its local bed)
+SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 
 
 @dataclass(frozen=True)
@@ -283,6 +288,9 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
                 break
         if b is None or b <= a:
             continue
+        # a soft onset or tail, quieter than the edge level, that continues the sound out of a quiet bed
+        a = _soft_edge(x, sr, a, pk, fl_floor * margin, eps, prev_end, b, start=True, dc=dc)
+        b = _soft_edge(x, sr, b, pk, fl_floor * margin, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
             a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
             b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
@@ -377,6 +385,42 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     hi_e = min(f1, k + ext)
     out = np.flatnonzero(np.abs(yb[k - f0 : hi_e - f0]) > thr_s)
     return k + int(out[-1]) + 1 if len(out) else k
+
+
+def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi: int, *, start: bool,
+               dc: float = 0.0) -> int:
+    """`edge` moved out over a soft onset or tail of the sound (4 kHz band): a murmur before a vowel, a breathy or
+    aspirated ending, a fading diphone join — speech 30–40 dB under the run's peak, under the edge level
+    (`edge_level_db`) the edge search stops at. Followed outward over 5 ms windows at least
+    max(`base` (the floor + margin), peak + `SOFT_LEVEL_DB`, the local bed + 10 dB), across dips up to
+    `SOFT_GAP_S`; the local bed is the median window level over `SOFT_SPAN_S` beyond the edge, so comfort noise or
+    a noise bed filling most of that span (the 100 ms of comfort noise before a reply) is not followed, while a
+    tail shorter than half of it, ending in a quieter bed, is. The new edge is refined on the samples like a
+    voiced edge."""
+    w = max(8, int(round(sr * 0.005)))
+    span = int(round(sr * SOFT_SPAN_S))
+    a, b = (max(lo, edge - span), edge) if start else (edge, min(hi, edge + span))
+    if b - a < 4 * w:
+        return edge
+    r = _win_rms(_band(x, sr, a, b, dc), w)  # r[j]: samples a + j … a + j + w
+    lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20), float(np.median(r)) * 10 ** (10 / 20))
+    on = r >= lvl
+    if start:
+        on = on[::-1]  # walk outward from the edge
+    gap = int(round(sr * SOFT_GAP_S))
+    idx = np.flatnonzero(on)  # the chain of windows at that level from the edge, across dips up to `gap`
+    if len(idx) == 0 or idx[0] > gap:
+        return edge
+    breaks = np.flatnonzero(np.diff(idx) > gap)
+    last = int(idx[breaks[0]] if len(breaks) else idx[-1])
+    if last <= w // 2:
+        return edge
+    if start:
+        j = len(r) - 1 - last  # window j starts at a + j
+        e = _refine_edge(x, sr, a + j - w, a + j + 2 * w, lvl, eps, lo, edge, start=True, dc=dc)
+        return min(edge, e) if e is not None else edge
+    e = _refine_edge(x, sr, a + last - w, a + last + 2 * w, lvl, eps, edge, hi, start=False, dc=dc)
+    return max(edge, e) if e is not None else edge
 
 
 def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0) -> int:
