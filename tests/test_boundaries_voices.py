@@ -58,6 +58,26 @@ def test_soft_tail_under_the_edge_level_is_speech(family, seed, ch, j):
     assert abs(s) <= 3 and abs(e) <= 3, (s, e)
 
 
+def test_quiet_final_fricative_after_a_long_closure_is_part_of_the_utterance():
+    """flite kal reply "...thanks." at −24 dBFS: the /k/ closure is 100 ms long and the /ks/ after it peaks 21 dB
+    under the reply, below `min_dbfs` (−55 dBFS in the speech band): the run had no loud frame and was dropped,
+    cutting the reply 340 ms short (counted as "in parts" before). A quiet VAD-speech run within `min_pause_ms`
+    of speech is part of it."""
+    c = vc.conversation("flite", 0)
+    s, e = _edge_ms(c, 1, 4)
+    assert abs(s) <= 3 and abs(e) <= 3, (s, e)
+
+
+def test_digital_silence_is_not_mirrored_into_a_noise_level():
+    """A quiet channel (−28 dBFS) in digital silence: the noise level mirrored the soft edges of speech (the frames
+    just over −100 dBFS) into −77 dBFS, 10 dB over which the final /s/ of flite kal's "thanks" (8 kHz voice: no
+    hiss above 4 kHz) was cut 45 ms early and festival's 200 ms murmur before a word was left out (+204 ms)."""
+    s, e = _edge_ms(vc.conversation("flite", 3), 0, 2)
+    assert abs(s) <= 3 and abs(e) <= 3, (s, e)
+    s, e = _edge_ms(vc.conversation("festival", 2), 0, 4)
+    assert abs(s) <= 3 and abs(e) <= 3, (s, e)
+
+
 def test_comfort_noise_before_a_reply_is_not_a_soft_onset():
     """flite rms reply after 100 ms of white comfort noise that reaches −40 dB of the reply's peak in 5 ms windows:
     a fixed −40 dB edge level started the reply 15.7 ms early; the soft-onset level stands 10 dB over the bed."""

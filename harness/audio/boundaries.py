@@ -57,6 +57,7 @@ HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windo
 SOFT_LEVEL_DB = -40.0  # a soft onset or tail (murmur, aspiration, breath) is followed down to this under the run's peak
 SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this span beyond the edge (its local bed)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
+SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ def noise_level(rms: np.ndarray, floor: float) -> float:
     `floor` are taken as the noise; their median as far over it as the floor is under it (the noise's upper
     tail, mirrored from its lower one, which speech does not reach) less 2.5 dB (white noise: about the floor
     itself) is the level, never under `floor`."""
+    if floor <= ABS_FLOOR and np.mean(rms < ABS_FLOOR) >= 0.1:
+        return floor  # digital silence: no noise to mirror (frames just over it are speech's soft edges)
     near = rms[(rms >= floor) & (rms <= floor * 10 ** (SPREAD_DB / 20))]
     if len(near) < 10:
         return floor
@@ -248,7 +251,21 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     for k in np.flatnonzero(~ok & (nl >= VOICED_MIN_FRAMES)):
         fr = starts[k] + np.flatnonzero(loud[starts[k] : ends[k]])
         ok[k] = np.mean(voiced_frames(y8, fr)) >= vad_fraction
-    starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
+    # a quiet part of an utterance (a final /ks/ under `min_dbfs` after a long stop closure): a run with no loud
+    # frame, but 10 dB over the noise level and mostly VAD speech, within `min_pause_ms` of speech, is part of it
+    gap_f = min_pause_ms / 1000 / FRAME_S
+    peak_run = np.array([rms[a:b].max() for a, b in zip(starts, ends)])
+    n_vad = np.concatenate([[0], np.cumsum(vad & low)])
+    quiet_part = ~ok & (nl == 0) & (peak_run >= fl_floor * 10 ** (floor_margin_db / 20)) & (
+        n_vad[ends] - n_vad[starts] >= vad_fraction * (ends - starts))
+    if quiet_part.any() and ok.any():
+        oks, oke = starts[ok], ends[ok]
+        for k in np.flatnonzero(quiet_part):
+            i = int(np.searchsorted(oks, starts[k]))
+            near_before = i > 0 and starts[k] - oke[i - 1] < gap_f
+            near_after = i < len(oks) and oks[i] - ends[k] < gap_f
+            ok[k] = near_before or near_after
+    starts, ends = _merge(starts[ok], ends[ok], gap_f)
     if len(starts) == 0:
         return []
     peaks = np.array([rms[s:e].max() for s, e in zip(starts, ends)])
@@ -387,6 +404,16 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     return k + int(out[-1]) + 1 if len(out) else k
 
 
+def _chain_end(on: np.ndarray, gap: int) -> int:
+    """Index of the last True of the chain of True values starting within `gap` of index 0, across runs of False
+    shorter than `gap`; −1 if there is none."""
+    idx = np.flatnonzero(on)
+    if len(idx) == 0 or idx[0] > gap:
+        return -1
+    breaks = np.flatnonzero(np.diff(idx) > gap)
+    return int(idx[breaks[0]] if len(breaks) else idx[-1])
+
+
 def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi: int, *, start: bool,
                dc: float = 0.0) -> int:
     """`edge` moved out over a soft onset or tail of the sound (4 kHz band): a murmur before a vowel, a breathy or
@@ -398,23 +425,28 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
     tail shorter than half of it, ending in a quieter bed, is. The new edge is refined on the samples like a
     voiced edge."""
     w = max(8, int(round(sr * 0.005)))
-    span = int(round(sr * SOFT_SPAN_S))
+    span = int(round(sr * SOFT_VOICED_SPAN_S))
     a, b = (max(lo, edge - span), edge) if start else (edge, min(hi, edge + span))
     if b - a < 4 * w:
         return edge
     r = _win_rms(_band(x, sr, a, b, dc), w)  # r[j]: samples a + j … a + j + w
-    lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20), float(np.median(r)) * 10 ** (10 / 20))
-    on = r >= lvl
     if start:
-        on = on[::-1]  # walk outward from the edge
-    gap = int(round(sr * SOFT_GAP_S))
-    idx = np.flatnonzero(on)  # the chain of windows at that level from the edge, across dips up to `gap`
-    if len(idx) == 0 or idx[0] > gap:
-        return edge
-    breaks = np.flatnonzero(np.diff(idx) > gap)
-    last = int(idx[breaks[0]] if len(breaks) else idx[-1])
+        r = r[::-1]  # outward from the edge: r[i] is the window i samples out
+    near = r[: max(1, int(round(sr * SOFT_SPAN_S)) - w + 1)]
+    lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
+    bed_lvl = max(lvl, float(np.median(near)) * 10 ** (10 / 20))
+    last = _chain_end(near >= bed_lvl, int(round(sr * SOFT_GAP_S)))
+    # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
+    far = _chain_end(r >= lvl, int(round(sr * SOFT_GAP_S)))
+    fl = int(round(sr * FRAME_S))
+    if far - max(last, 0) >= 5 * fl:  # judged on the frames whose 30 ms lie inside the stretch (not the vowel's)
+        s0, s1 = (edge - far - w, edge - max(last, 0)) if start else (edge + max(last, 0), edge + far + w)
+        frames = np.arange(2, (s1 - s0) // fl - 2)
+        if np.mean(voiced_frames(to_vad_rate(x[s0:s1], sr), frames)) >= 0.5:
+            last, bed_lvl = far, lvl
     if last <= w // 2:
         return edge
+    lvl = bed_lvl
     if start:
         j = len(r) - 1 - last  # window j starts at a + j
         e = _refine_edge(x, sr, a + j - w, a + j + 2 * w, lvl, eps, lo, edge, start=True, dc=dc)
