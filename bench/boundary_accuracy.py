@@ -89,12 +89,14 @@ def voices_table(seeds_per_voice: int = 2, families=None, conditions=None) -> tu
     import voice_corpus as vc
 
     lines = ["| voices | noise | turns found | \\|error\\| p50 / p99 / max, all edges (ms) | "
-             "max, user end + agent start (ms) | missed | merged | utterances split | replies in parts | extra regions |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "max, user end + agent start (ms) | missed | merged | utterances split (turns) | utterances in parts "
+             "(regions) | replies in parts | extra regions |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for fam in families or vc.FAMILIES:
         for kind, snr in conditions or CONDITIONS:
-            tot = {"turns": 0, "found": 0, "missed": 0, "merged": 0, "split": 0, "reply_parts": 0, "extra": 0}
+            tot = {"turns": 0, "found": 0, "missed": 0, "merged": 0, "split": 0, "utterance_parts": 0, "reply_parts": 0,
+                   "extra": 0}
             errs, keys = [], []
             for seed in range(seeds_per_voice * len(vc.FAMILIES[fam])):
                 c = vc.conversation(fam, seed, noise_kind=kind, snr_db=snr)
@@ -111,7 +113,7 @@ def voices_table(seeds_per_voice: int = 2, families=None, conditions=None) -> tu
             f = (lambda v: "–" if v is None else f"{v:.2f}")  # noqa: E731
             lines.append(f"| {fam} | {row['noise']} | {tot['found']}/{tot['turns']} | {f(row['p50'])} / "
                          f"{f(row['p99'])} / {f(row['max'])} | {f(row['key_max'])} | {tot['missed']} | "
-                         f"{tot['merged']} | {tot['split']} | {tot['reply_parts']} | {tot['extra']} |")
+                         f"{tot['merged']} | {tot['split']} | {tot['utterance_parts']} | {tot['reply_parts']} | {tot['extra']} |")
             print(lines[-1], flush=True)
     return "\n".join(lines), rows
 
