@@ -120,3 +120,12 @@ def test_espeak_variants_white_25db_within_5ms():
         sc = _score(vc.conversation("espeak", seed, noise_kind="white", snr_db=25.0))
         assert sc["found"] == sc["turns"]
         assert np.abs(sc["errors_ms"]).max() <= 5.0, (seed, sc["errors_ms"])
+
+
+def test_final_release_after_a_closure_under_the_noise():
+    """Human "... Left" (alsa-utils recording), white noise at 25 dB SNR: the /t/ closure (150 ms) is under the
+    noise, its release 19 dB over it; the end stopped before the closure, 172 ms early. A short burst within
+    250 ms after the end, alone, in a steady bed, is the release (`_release_edge`)."""
+    c = vc.conversation("human", 0, noise_kind="white", snr_db=25.0)
+    s, e = _edge_ms(c, 1, 3)
+    assert abs(s) <= 5 and abs(e) <= 5, (s, e)

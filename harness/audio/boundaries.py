@@ -56,6 +56,10 @@ HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a
 HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge
 SOFT_LEVEL_DB = -40.0  # a soft onset or tail (murmur, aspiration, breath) is followed down to this under the run's peak
 SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this span beyond the edge (its local bed)
+SOFT_MARGIN = 10 ** (10 / 20)  # over the channel's noise level and the local bed
+RELEASE_REACH_S = 0.25  # a stop's release this far after the end (its closure under the noise) ends the utterance
+RELEASE_MAX_S = 0.05  # ... when it is this short and nothing follows it within the reach
+RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90th percentile within this of the median
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
@@ -306,11 +310,13 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         if b is None or b <= a:
             continue
         # a soft onset or tail, quieter than the edge level, that continues the sound out of a quiet bed
-        a = _soft_edge(x, sr, a, pk, fl_floor * margin, eps, prev_end, b, start=True, dc=dc)
-        b = _soft_edge(x, sr, b, pk, fl_floor * margin, eps, a, nxt, start=False, dc=dc)
+        a = _soft_edge(x, sr, a, pk, fl_floor * SOFT_MARGIN, eps, prev_end, b, start=True, dc=dc)
+        b = _soft_edge(x, sr, b, pk, fl_floor * SOFT_MARGIN, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
             a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
             b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
+        if sr >= 16000:
+            b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -434,7 +440,7 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
         r = r[::-1]  # outward from the edge: r[i] is the window i samples out
     near = r[: max(1, int(round(sr * SOFT_SPAN_S)) - w + 1)]
     lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
-    bed_lvl = max(lvl, float(np.median(near)) * 10 ** (10 / 20))
+    bed_lvl = max(lvl, float(np.median(near)) * SOFT_MARGIN)
     last = _chain_end(near >= bed_lvl, int(round(sr * SOFT_GAP_S)))
     # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
     far = _chain_end(r >= lvl, int(round(sr * SOFT_GAP_S)))
@@ -452,6 +458,44 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
         e = _refine_edge(x, sr, a + j - w, a + j + 2 * w, lvl, eps, lo, edge, start=True, dc=dc)
         return min(edge, e) if e is not None else edge
     e = _refine_edge(x, sr, a + last - w, a + last + 2 * w, lvl, eps, edge, hi, start=False, dc=dc)
+    return max(edge, e) if e is not None else edge
+
+
+def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, dc: float = 0.0) -> int:
+    """`edge` (an utterance's end) moved out to a stop's release: a short burst (≤ `RELEASE_MAX_S`) within
+    `RELEASE_REACH_S` after it, 10 dB over the local floor of either band (4 kHz low-pass, 4–11 kHz) and within
+    40 dB of the run's peak, with nothing else that loud after it in the reach. Its closure may lie under the noise
+    (a final /t/ after 150 ms of closure at 25 dB SNR), so the burst is not followed as a chain; isolation and
+    brevity are what make it a release rather than the next sound."""
+    w = max(8, int(round(sr * 0.005)))
+    reach = int(round(sr * RELEASE_REACH_S))
+    a, b = edge, min(hi, edge + reach)
+    f1 = min(len(x), edge + int(round(sr * HISS_FLOOR_S)))
+    if b - a < 4 * w or f1 - a < 4 * w:
+        return edge
+    over = np.zeros(b - a - w + 1, bool)
+    for hiss in (False, True):
+        r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
+        floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
+        thr_b = max(floor * SOFT_MARGIN, pk * 10 ** (SOFT_LEVEL_DB / 20))
+        bed = r[:: max(1, w // 4)]
+        bed = bed[bed < thr_b]
+        if len(bed) and np.percentile(bed, 90) > RELEASE_BED_SPREAD * max(float(np.percentile(bed, 50)), ABS_FLOOR):
+            return edge  # a fluctuating bed (babble): a burst in it may be anyone's
+        over |= r[: len(over)] >= thr_b
+    idx = np.flatnonzero(over)
+    if len(idx) == 0 or idx[0] < w or idx[-1] + w - idx[0] > int(round(sr * RELEASE_MAX_S)):
+        return edge  # nothing; or a sound touching the edge (followed already) or too long to be a release
+    last = a + int(idx[-1])
+    e = None
+    for hiss in (False, True):
+        thr_b = None
+        r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
+        floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
+        thr_b = max(floor * SOFT_MARGIN, pk * 10 ** (SOFT_LEVEL_DB / 20))
+        eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
+        if eb is not None:
+            e = eb if e is None else max(e, eb)
     return max(edge, e) if e is not None else edge
 
 
