@@ -59,6 +59,7 @@ SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this
 SOFT_MARGIN = 10 ** (10 / 20)  # over the channel's noise level and the local bed
 RELEASE_REACH_S = 0.25  # a stop's release this far after the end (its closure under the noise) ends the utterance
 RELEASE_MAX_S = 0.05  # ... when it is this short and nothing follows it within the reach
+RELEASE_MARGIN = 10 ** (10 / 20)  # ... standing this far over the bed's upper level (its 90th percentile)
 RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90th percentile within this of the median
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
@@ -463,7 +464,7 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
 
 def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, dc: float = 0.0) -> int:
     """`edge` (an utterance's end) moved out to a stop's release: a short burst (≤ `RELEASE_MAX_S`) within
-    `RELEASE_REACH_S` after it, 10 dB over the local floor of either band (4 kHz low-pass, 4–11 kHz) and within
+    `RELEASE_REACH_S` after it, 10 dB over the 90th percentile of the 5 ms windows (0.6 s) of either band (4 kHz low-pass, 4–11 kHz) and within
     40 dB of the run's peak, with nothing else that loud after it in the reach. Its closure may lie under the noise
     (a final /t/ after 150 ms of closure at 25 dB SNR), so the burst is not followed as a chain; isolation and
     brevity are what make it a release rather than the next sound."""
@@ -476,8 +477,8 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
     over = np.zeros(b - a - w + 1, bool)
     for hiss in (False, True):
         r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
-        floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
-        thr_b = max(floor * SOFT_MARGIN, pk * 10 ** (SOFT_LEVEL_DB / 20))
+        thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
+                    pk * 10 ** (SOFT_LEVEL_DB / 20))
         bed = r[:: max(1, w // 4)]
         bed = bed[bed < thr_b]
         if len(bed) and np.percentile(bed, 90) > RELEASE_BED_SPREAD * max(float(np.percentile(bed, 50)), ABS_FLOOR):
@@ -489,10 +490,9 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
     last = a + int(idx[-1])
     e = None
     for hiss in (False, True):
-        thr_b = None
         r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
-        floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
-        thr_b = max(floor * SOFT_MARGIN, pk * 10 ** (SOFT_LEVEL_DB / 20))
+        thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
+                    pk * 10 ** (SOFT_LEVEL_DB / 20))
         eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
         if eb is not None:
             e = eb if e is None else max(e, eb)
