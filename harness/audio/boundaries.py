@@ -315,9 +315,10 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         b = _soft_edge(x, sr, b, pk, fl_floor * SOFT_MARGIN, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
             a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
-            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
+            memo: dict = {}
+            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc, memo=memo)
         if sr >= 16000:
-            b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc)
+            b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -351,6 +352,17 @@ def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = 
     lo, hi = max(0, a - half), min(len(x), b + half)
     y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
     return y[a - lo : a - lo + (b - a)]
+
+
+def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict | None = None) -> np.ndarray:
+    """`_win_rms` of `_band(x[a:b])`, kept in `memo` (one region's edges look at the same stretch twice)."""
+    key = (a, b, hiss, w)
+    if memo is not None and key in memo:
+        return memo[key]
+    r = _win_rms(_band(x, sr, a, b, dc, hiss=hiss), w)
+    if memo is not None:
+        memo[key] = r
+    return r
 
 
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
@@ -432,19 +444,28 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
     tail shorter than half of it, ending in a quieter bed, is. The new edge is refined on the samples like a
     voiced edge."""
     w = max(8, int(round(sr * 0.005)))
-    span = int(round(sr * SOFT_VOICED_SPAN_S))
-    a, b = (max(lo, edge - span), edge) if start else (edge, min(hi, edge + span))
-    if b - a < 4 * w:
+    gap = int(round(sr * SOFT_GAP_S))
+
+    def outward(span_s):  # window RMS outward from the edge (r[i]: the window i samples out), its span's start
+        span = int(round(sr * span_s))
+        a, b = (max(lo, edge - span), edge) if start else (edge, min(hi, edge + span))
+        if b - a < 4 * w:
+            return None, a
+        r = _win_rms(_band(x, sr, a, b, dc), w)  # r[j]: samples a + j … a + j + w
+        return (r[::-1] if start else r), a
+
+    r, a = outward(SOFT_SPAN_S)
+    if r is None:
         return edge
-    r = _win_rms(_band(x, sr, a, b, dc), w)  # r[j]: samples a + j … a + j + w
-    if start:
-        r = r[::-1]  # outward from the edge: r[i] is the window i samples out
-    near = r[: max(1, int(round(sr * SOFT_SPAN_S)) - w + 1)]
+    near = r
     lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
     bed_lvl = max(lvl, float(np.median(near)) * SOFT_MARGIN)
-    last = _chain_end(near >= bed_lvl, int(round(sr * SOFT_GAP_S)))
+    last = _chain_end(near >= bed_lvl, gap)
     # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
-    far = _chain_end(r >= lvl, int(round(sr * SOFT_GAP_S)))
+    far = _chain_end(r >= lvl, gap)
+    if far >= len(r) - gap - 1:  # it goes on past the near span: look further
+        r, a = outward(SOFT_VOICED_SPAN_S)
+        far = _chain_end(r >= lvl, gap)
     fl = int(round(sr * FRAME_S))
     if far - max(last, 0) >= 5 * fl:  # judged on the frames whose 30 ms lie inside the stretch (not the vowel's)
         s0, s1 = (edge - far - w, edge - max(last, 0)) if start else (edge + max(last, 0), edge + far + w)
@@ -462,7 +483,8 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
     return max(edge, e) if e is not None else edge
 
 
-def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, dc: float = 0.0) -> int:
+def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, dc: float = 0.0,
+                  memo: dict | None = None) -> int:
     """`edge` (an utterance's end) moved out to a stop's release: a short burst (≤ `RELEASE_MAX_S`) within
     `RELEASE_REACH_S` after it, 10 dB over the 90th percentile of the 5 ms windows (0.6 s) of either band (4 kHz low-pass, 4–11 kHz) and within
     40 dB of the run's peak, with nothing else that loud after it in the reach. Its closure may lie under the noise
@@ -471,14 +493,16 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
     w = max(8, int(round(sr * 0.005)))
     reach = int(round(sr * RELEASE_REACH_S))
     a, b = edge, min(hi, edge + reach)
-    f1 = min(len(x), edge + int(round(sr * HISS_FLOOR_S)))
+    f1 = min(hi, edge + int(round(sr * HISS_FLOOR_S)))  # the stretch _hiss_edge looked at (memo)
     if b - a < 4 * w or f1 - a < 4 * w:
         return edge
     over = np.zeros(b - a - w + 1, bool)
+    thrs = []
     for hiss in (False, True):
-        r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
+        r = _band_rms(x, sr, a, f1, dc, hiss, w, memo)
         thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
                     pk * 10 ** (SOFT_LEVEL_DB / 20))
+        thrs.append(thr_b)
         bed = r[:: max(1, w // 4)]
         bed = bed[bed < thr_b]
         if len(bed) and np.percentile(bed, 90) > RELEASE_BED_SPREAD * max(float(np.percentile(bed, 50)), ABS_FLOOR):
@@ -489,17 +513,15 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
         return edge  # nothing; or a sound touching the edge (followed already) or too long to be a release
     last = a + int(idx[-1])
     e = None
-    for hiss in (False, True):
-        r = _win_rms(_band(x, sr, a, f1, dc, hiss=hiss), w)
-        thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
-                    pk * 10 ** (SOFT_LEVEL_DB / 20))
+    for hiss, thr_b in zip((False, True), thrs):
         eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
         if eb is not None:
             e = eb if e is None else max(e, eb)
     return max(edge, e) if e is not None else edge
 
 
-def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0) -> int:
+def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0,
+               memo: dict | None = None) -> int:
     """`edge` moved out to the outer end of a fricative's hiss (4–11 kHz) that continues the voiced sound within
     `HISS_REACH_S`, else `edge`. The hiss is followed on 5 ms windows of its own band over
     max(its band's local floor + 10 dB, run peak + `HISS_LEVEL_DB`) — floor and test on the same band — and the
@@ -513,15 +535,14 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
         a, b = edge, min(hi, edge + span)
     if b - a < 4 * w:
         return edge
-    yh = _band(x, sr, a, b, dc, hiss=True)
-    r = _win_rms(yh, w)  # r[j]: samples a + j … a + j + w
+    r = _band_rms(x, sr, a, b, dc, True, w, memo)  # r[j]: samples a + j … a + j + w
     floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
     thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
     # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
     # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
     # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
     # the voiced edge and the hiss); it ends at the chain's outermost hissy window
-    r_low = _win_rms(_band(x, sr, a, b, dc), w)
+    r_low = _band_rms(x, sr, a, b, dc, False, w, memo)
     floor_low = max(float(np.percentile(r_low[:: max(1, w // 4)], 10)), ABS_FLOOR)
     thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
     over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
