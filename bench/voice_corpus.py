@@ -306,19 +306,23 @@ def match(truth: list[tuple[int, int]], found: list, join: bool = False) -> dict
 
 
 def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
-    """Per-conversation score: edge errors (ms, detected − true) of the one-to-one matches, `key` errors
+    """Per-conversation score: edge errors (ms, detected − true) of the one-to-one matches (user side: the turns'
+    utterances, `pair_turns`; `utterance_parts`: utterances the detector found in several regions), `key` errors
     (user end, agent start: what ttfa is made of), and turns found: exchanges whose utterance and reply are both
     matched one to one with no extra region in between (so pairing turns gives the right reply)."""
-    mu, ma = match(conv.user, user_regions), match(conv.agent, agent_regions, join=True)
+    from harness.audio.turns import pair_turns
+
+    turns = pair_turns(list(user_regions), list(agent_regions), SR)
+    # the user side is scored on the turns' utterances (regions joined where the agent did not answer)
+    utts = [Span(t.user_start, t.user_end) for t in turns]
+    mu, ma = match(conv.user, utts), match(conv.agent, agent_regions, join=True)
+    parts = match(conv.user, user_regions)["split"]
     errs, key = [], []
     pu, pa = dict(mu["pairs"]), dict(ma["pairs"])
     for j, r in pu.items():
         errs += [r.start - conv.user[j][0], r.end - conv.user[j][1]]
     for j, r in pa.items():
         errs += [r.start - conv.agent[j][0], r.end - conv.agent[j][1]]
-    from harness.audio.turns import pair_turns
-
-    turns = pair_turns(list(user_regions), list(agent_regions), SR)
     reply_of = {t.user_start: t.agent_start for t in turns}
     reply_end = {t.user_start: t.agent_end for t in turns}
     found = 0
@@ -329,5 +333,5 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
     ms = 1e3 / SR
     return {"turns": len(conv.user), "found": found,
             "missed": mu["missed"] + ma["missed"], "merged": mu["merged"] + ma["merged"],
-            "split": mu["split"], "reply_parts": ma["split"], "extra": mu["extra"] + ma["extra"],
+            "split": mu["split"], "utterance_parts": parts, "reply_parts": ma["split"], "extra": mu["extra"] + ma["extra"],
             "errors_ms": np.array(errs, float) * ms, "key_ms": np.array(key, float) * ms}

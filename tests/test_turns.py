@@ -24,7 +24,7 @@ def test_pairing_rules():
              R(300, 400), R(500, 600),  # one reply in two pieces
              R(2050, 2500),  # overlaps the third utterance's end: starts inside it, not a reply
              R(3200, 3300)]
-    turns = pair_turns(user, agent, SR)
+    turns = pair_turns(user, agent, SR, max_utterance_pause_s=0.0)  # regions ms apart: no joining here
     assert [t.status for t in turns] == ["ok", "no_response", "no_response", "ok"]
     assert (turns[0].agent_start, turns[0].agent_end) == (300, 600)
     assert turns[3].agent_start == 3200
@@ -34,7 +34,7 @@ def test_pairing_rules():
 
 
 def test_reply_must_start_before_the_next_utterance():
-    turns = pair_turns([R(0, 100), R(1000, 1100)], [R(1000, 1200)], SR)
+    turns = pair_turns([R(0, 100), R(1000, 1100)], [R(1000, 1200)], SR, max_utterance_pause_s=0.0)
     assert turns[0].status == "no_response"  # starts exactly with the next utterance: belongs to neither
     assert turns[1].status == "no_response"
 
@@ -75,3 +75,44 @@ def test_ear_options_apply_to_the_ear_only(conversation):
     # a minimum speech length longer than any reply: every turn becomes no_response
     turns = find_turns(x[:, 0], x[:, 1], SR, ear_opts={"min_speech_ms": 5000})
     assert [t.status for t in turns] == ["no_response", "no_response"]
+
+
+def test_user_regions_with_no_reply_between_them_are_one_utterance():
+    """A pause inside an utterance longer than min_pause_ms (a comma pause) gives two user regions; with no agent
+    speech starting between them and a pause under 0.5 s they are one utterance, one turn."""
+    user = [R(0, 48000), R(48000 + 19200, 2 * 48000)]  # 400 ms pause
+    agent = [R(2 * 48000 + 24000, 3 * 48000)]
+    t = pair_turns(user, agent, SR)
+    assert len(t) == 1 and (t[0].user_start, t[0].user_end) == (0, 2 * 48000)
+    assert t[0].agent_start == 2 * 48000 + 24000 and t[0].gap_ms == pytest.approx(500.0)
+
+
+def test_user_regions_stay_apart_when_the_agent_answered_or_the_user_waited():
+    # the agent started between them: two turns
+    t = pair_turns([R(0, 48000), R(72000, 96000)], [R(50000, 60000)], SR)
+    assert [x.status for x in t] == ["ok", "no_response"]
+    # 600 ms (or 2 s) of silence and no answer: the first is a no_response turn
+    t = pair_turns([R(0, 48000), R(76800, 96000)], [R(100000, 120000)], SR)
+    assert [x.status for x in t] == ["no_response", "ok"]
+    t = pair_turns([R(0, 48000), R(144000, 192000)], [R(200000, 240000)], SR)
+    assert [x.status for x in t] == ["no_response", "ok"] and t[1].user_start == 144000
+    # the limit is a parameter
+    t = pair_turns([R(0, 48000), R(144000, 192000)], [R(200000, 240000)], SR, max_utterance_pause_s=3.0)
+    assert len(t) == 1 and t[0].status == "ok"
+
+
+def test_utterance_split_by_noise_is_one_turn_on_the_corpus():
+    """flite, white noise at 25 dB SNR (bench/voice_corpus.py, seed 7): one user utterance is found as two regions;
+    the turn still holds the whole utterance and its reply (truth cut from the source signal)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    import voice_corpus as vc
+
+    from harness.audio.boundaries import speech_regions
+
+    c = vc.conversation("flite", 7, noise_kind="white", snr_db=25.0)
+    sc = vc.score(c, speech_regions(c.audio[:, 0], SR), speech_regions(c.audio[:, 1], SR))
+    assert sc["utterance_parts"] == 1 and sc["split"] == 0
+    assert sc["found"] == sc["turns"] == 6

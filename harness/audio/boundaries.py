@@ -18,7 +18,9 @@ Method (docs/analyze.md, "How boundaries are found"):
    segment (maximum likelihood on running sums of x²), with a variance floor 45 dB under the run's peak so that
    low-level comfort noise counts as quiet. Then the edge moves out to the outermost sample, within 12.5 ms, that
    stands out of the quiet side's noise (> 5.5 σ, σ from its median absolute value): a lone first or last
-   glottal pulse is speech even when the likelihood split leaves it out.
+   glottal pulse is speech even when the likelihood split leaves it out. A soft onset or tail under the edge level
+   (a murmur, an aspirated or breathy ending: 30–40 dB under the peak) is then followed out of the quiet bed
+   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`).
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -51,7 +53,16 @@ HISS_TOP = 11000.0  # top of the fricative band the edges are also followed in
 HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10 dB over its band's local floor
 HISS_TILT_DB = 8.0  # the hiss band's window RMS over the 4 kHz band's, at least
 HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a stop's closure in between)
-HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge  # an edge may move this far out to a lone pulse (a pitch period of a low voice)
+HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge
+SOFT_LEVEL_DB = -40.0  # a soft onset or tail (murmur, aspiration, breath) is followed down to this under the run's peak
+SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this span beyond the edge (its local bed)
+SOFT_MARGIN = 10 ** (10 / 20)  # over the channel's noise level and the local bed
+RELEASE_REACH_S = 0.25  # a stop's release this far after the end (its closure under the noise) ends the utterance
+RELEASE_MAX_S = 0.05  # ... when it is this short and nothing follows it within the reach
+RELEASE_MARGIN = 10 ** (10 / 20)  # ... standing this far over the bed's upper level (its 90th percentile)
+RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90th percentile within this of the median
+SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
+SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,8 @@ def noise_level(rms: np.ndarray, floor: float) -> float:
     `floor` are taken as the noise; their median as far over it as the floor is under it (the noise's upper
     tail, mirrored from its lower one, which speech does not reach) less 2.5 dB (white noise: about the floor
     itself) is the level, never under `floor`."""
+    if floor <= ABS_FLOOR and np.mean(rms < ABS_FLOOR) >= 0.1:
+        return floor  # digital silence: no noise to mirror (frames just over it are speech's soft edges)
     near = rms[(rms >= floor) & (rms <= floor * 10 ** (SPREAD_DB / 20))]
     if len(near) < 10:
         return floor
@@ -244,7 +257,21 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
     for k in np.flatnonzero(~ok & (nl >= VOICED_MIN_FRAMES)):
         fr = starts[k] + np.flatnonzero(loud[starts[k] : ends[k]])
         ok[k] = np.mean(voiced_frames(y8, fr)) >= vad_fraction
-    starts, ends = _merge(starts[ok], ends[ok], min_pause_ms / 1000 / FRAME_S)
+    # a quiet part of an utterance (a final /ks/ under `min_dbfs` after a long stop closure): a run with no loud
+    # frame, but 10 dB over the noise level and mostly VAD speech, within `min_pause_ms` of speech, is part of it
+    gap_f = min_pause_ms / 1000 / FRAME_S
+    peak_run = np.array([rms[a:b].max() for a, b in zip(starts, ends)])
+    n_vad = np.concatenate([[0], np.cumsum(vad & low)])
+    quiet_part = ~ok & (nl == 0) & (peak_run >= fl_floor * 10 ** (floor_margin_db / 20)) & (
+        n_vad[ends] - n_vad[starts] >= vad_fraction * (ends - starts))
+    if quiet_part.any() and ok.any():
+        oks, oke = starts[ok], ends[ok]
+        for k in np.flatnonzero(quiet_part):
+            i = int(np.searchsorted(oks, starts[k]))
+            near_before = i > 0 and starts[k] - oke[i - 1] < gap_f
+            near_after = i < len(oks) and oks[i] - ends[k] < gap_f
+            ok[k] = near_before or near_after
+    starts, ends = _merge(starts[ok], ends[ok], gap_f)
     if len(starts) == 0:
         return []
     peaks = np.array([rms[s:e].max() for s, e in zip(starts, ends)])
@@ -285,9 +312,15 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
                 break
         if b is None or b <= a:
             continue
+        # a soft onset or tail, quieter than the edge level, that continues the sound out of a quiet bed
+        a = _soft_edge(x, sr, a, pk, fl_floor * SOFT_MARGIN, eps, prev_end, b, start=True, dc=dc)
+        b = _soft_edge(x, sr, b, pk, fl_floor * SOFT_MARGIN, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
             a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
-            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc)
+            memo: dict = {}
+            b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc, memo=memo)
+        if sr >= 16000:
+            b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -321,6 +354,17 @@ def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = 
     lo, hi = max(0, a - half), min(len(x), b + half)
     y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
     return y[a - lo : a - lo + (b - a)]
+
+
+def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict | None = None) -> np.ndarray:
+    """`_win_rms` of `_band(x[a:b])`, kept in `memo` (one region's edges look at the same stretch twice)."""
+    key = (a, b, hiss, w)
+    if memo is not None and key in memo:
+        return memo[key]
+    r = _win_rms(_band(x, sr, a, b, dc, hiss=hiss), w)
+    if memo is not None:
+        memo[key] = r
+    return r
 
 
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
@@ -381,7 +425,105 @@ def _refine_edge(x, sr, z0, z1, thr, eps, lo, hi, *, start: bool, dc: float = 0.
     return k + int(out[-1]) + 1 if len(out) else k
 
 
-def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0) -> int:
+def _chain_end(on: np.ndarray, gap: int) -> int:
+    """Index of the last True of the chain of True values starting within `gap` of index 0, across runs of False
+    shorter than `gap`; −1 if there is none."""
+    idx = np.flatnonzero(on)
+    if len(idx) == 0 or idx[0] > gap:
+        return -1
+    breaks = np.flatnonzero(np.diff(idx) > gap)
+    return int(idx[breaks[0]] if len(breaks) else idx[-1])
+
+
+def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi: int, *, start: bool,
+               dc: float = 0.0) -> int:
+    """`edge` moved out over a soft onset or tail of the sound (4 kHz band): a murmur before a vowel, a breathy or
+    aspirated ending, a fading diphone join — speech 30–40 dB under the run's peak, under the edge level
+    (`edge_level_db`) the edge search stops at. Followed outward over 5 ms windows at least
+    max(`base` (the floor + margin), peak + `SOFT_LEVEL_DB`, the local bed + 10 dB), across dips up to
+    `SOFT_GAP_S`; the local bed is the median window level over `SOFT_SPAN_S` beyond the edge, so comfort noise or
+    a noise bed filling most of that span (the 100 ms of comfort noise before a reply) is not followed, while a
+    tail shorter than half of it, ending in a quieter bed, is. The new edge is refined on the samples like a
+    voiced edge."""
+    w = max(8, int(round(sr * 0.005)))
+    gap = int(round(sr * SOFT_GAP_S))
+
+    def outward(span_s):  # window RMS outward from the edge (r[i]: the window i samples out), its span's start
+        span = int(round(sr * span_s))
+        a, b = (max(lo, edge - span), edge) if start else (edge, min(hi, edge + span))
+        if b - a < 4 * w:
+            return None, a
+        r = _win_rms(_band(x, sr, a, b, dc), w)  # r[j]: samples a + j … a + j + w
+        return (r[::-1] if start else r), a
+
+    r, a = outward(SOFT_SPAN_S)
+    if r is None:
+        return edge
+    near = r
+    lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
+    bed_lvl = max(lvl, float(np.median(near)) * SOFT_MARGIN)
+    last = _chain_end(near >= bed_lvl, gap)
+    # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
+    far = _chain_end(r >= lvl, gap)
+    if far >= len(r) - gap - 1:  # it goes on past the near span: look further
+        r, a = outward(SOFT_VOICED_SPAN_S)
+        far = _chain_end(r >= lvl, gap)
+    fl = int(round(sr * FRAME_S))
+    if far - max(last, 0) >= 5 * fl:  # judged on the frames whose 30 ms lie inside the stretch (not the vowel's)
+        s0, s1 = (edge - far - w, edge - max(last, 0)) if start else (edge + max(last, 0), edge + far + w)
+        frames = np.arange(2, (s1 - s0) // fl - 2)
+        if np.mean(voiced_frames(to_vad_rate(x[s0:s1], sr), frames)) >= 0.5:
+            last, bed_lvl = far, lvl
+    if last <= w // 2:
+        return edge
+    lvl = bed_lvl
+    if start:
+        j = len(r) - 1 - last  # window j starts at a + j
+        e = _refine_edge(x, sr, a + j - w, a + j + 2 * w, lvl, eps, lo, edge, start=True, dc=dc)
+        return min(edge, e) if e is not None else edge
+    e = _refine_edge(x, sr, a + last - w, a + last + 2 * w, lvl, eps, edge, hi, start=False, dc=dc)
+    return max(edge, e) if e is not None else edge
+
+
+def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, dc: float = 0.0,
+                  memo: dict | None = None) -> int:
+    """`edge` (an utterance's end) moved out to a stop's release: a short burst (≤ `RELEASE_MAX_S`) within
+    `RELEASE_REACH_S` after it, 10 dB over the 90th percentile of the 5 ms windows (0.6 s) of either band (4 kHz low-pass, 4–11 kHz) and within
+    40 dB of the run's peak, with nothing else that loud after it in the reach. Its closure may lie under the noise
+    (a final /t/ after 150 ms of closure at 25 dB SNR), so the burst is not followed as a chain; isolation and
+    brevity are what make it a release rather than the next sound."""
+    w = max(8, int(round(sr * 0.005)))
+    reach = int(round(sr * RELEASE_REACH_S))
+    a, b = edge, min(hi, edge + reach)
+    f1 = min(hi, edge + int(round(sr * HISS_FLOOR_S)))  # the stretch _hiss_edge looked at (memo)
+    if b - a < 4 * w or f1 - a < 4 * w:
+        return edge
+    over = np.zeros(b - a - w + 1, bool)
+    thrs = []
+    for hiss in (False, True):
+        r = _band_rms(x, sr, a, f1, dc, hiss, w, memo)
+        thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
+                    pk * 10 ** (SOFT_LEVEL_DB / 20))
+        thrs.append(thr_b)
+        bed = r[:: max(1, w // 4)]
+        bed = bed[bed < thr_b]
+        if len(bed) and np.percentile(bed, 90) > RELEASE_BED_SPREAD * max(float(np.percentile(bed, 50)), ABS_FLOOR):
+            return edge  # a fluctuating bed (babble): a burst in it may be anyone's
+        over |= r[: len(over)] >= thr_b
+    idx = np.flatnonzero(over)
+    if len(idx) == 0 or idx[0] < w or idx[-1] + w - idx[0] > int(round(sr * RELEASE_MAX_S)):
+        return edge  # nothing; or a sound touching the edge (followed already) or too long to be a release
+    last = a + int(idx[-1])
+    e = None
+    for hiss, thr_b in zip((False, True), thrs):
+        eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
+        if eb is not None:
+            e = eb if e is None else max(e, eb)
+    return max(edge, e) if e is not None else edge
+
+
+def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc: float = 0.0,
+               memo: dict | None = None) -> int:
     """`edge` moved out to the outer end of a fricative's hiss (4–11 kHz) that continues the voiced sound within
     `HISS_REACH_S`, else `edge`. The hiss is followed on 5 ms windows of its own band over
     max(its band's local floor + 10 dB, run peak + `HISS_LEVEL_DB`) — floor and test on the same band — and the
@@ -395,15 +537,14 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
         a, b = edge, min(hi, edge + span)
     if b - a < 4 * w:
         return edge
-    yh = _band(x, sr, a, b, dc, hiss=True)
-    r = _win_rms(yh, w)  # r[j]: samples a + j … a + j + w
+    r = _band_rms(x, sr, a, b, dc, True, w, memo)  # r[j]: samples a + j … a + j + w
     floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
     thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
     # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
     # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
     # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
     # the voiced edge and the hiss); it ends at the chain's outermost hissy window
-    r_low = _win_rms(_band(x, sr, a, b, dc), w)
+    r_low = _band_rms(x, sr, a, b, dc, False, w, memo)
     floor_low = max(float(np.percentile(r_low[:: max(1, w // 4)], 10)), ABS_FLOOR)
     thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
     over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))

@@ -4,6 +4,13 @@ A turn starts with each user utterance. Its reply is the agent speech that start
 before the next utterance starts: `agent_start` is the first such region's start, `agent_end` the last one's end.
 No such speech → status `no_response`. Agent speech that starts while the user is still speaking (overlap,
 barge-in, a reply still running from the previous turn) does not count as this turn's reply.
+
+An utterance may hold pauses longer than the detector's `min_pause_ms` (a comma pause, a long stop closure), so
+one utterance can be several user regions. User regions with no agent speech starting between them and a pause
+under `max_utterance_pause_s` (0.5 s) are one utterance: the agent has not answered, and the pause is within
+what speech holds inside an utterance (comma pauses of 300–450 ms in the corpus of bench/voice_corpus.py), while
+a user (or vlh's scripted user, 0.6 s at least) who gets no answer waits longer before speaking again — that is a
+`no_response` turn. Pauses in between are ambiguous; the limit is a parameter.
 """
 
 from __future__ import annotations
@@ -53,8 +60,31 @@ class Turn:
         }
 
 
-def pair_turns(user: list[Region], agent: list[Region], sr: int, n_samples: int | None = None) -> list[Turn]:
-    """Pair user regions with the agent regions that answer them (see module doc)."""
+MAX_UTTERANCE_PAUSE_S = 0.5
+
+
+def utterances(user: list[Region], agent: list[Region], sr: int,
+               max_utterance_pause_s: float = MAX_UTTERANCE_PAUSE_S) -> list[Region]:
+    """User regions joined into utterances: consecutive regions less than `max_utterance_pause_s` apart with no
+    agent region starting between them are one utterance (see module doc)."""
+    a_start = np.array(sorted(r.start for r in agent), dtype=np.int64)
+    out: list[Region] = []
+    for u in user:
+        if out:
+            prev = out[-1]
+            answered = np.searchsorted(a_start, u.start, "left") > np.searchsorted(a_start, prev.end, "left")
+            if not answered and (u.start - prev.end) < max_utterance_pause_s * sr:
+                out[-1] = Region(prev.start, u.end, prev.sample_rate)
+                continue
+        out.append(u)
+    return out
+
+
+def pair_turns(user: list[Region], agent: list[Region], sr: int, n_samples: int | None = None, *,
+               max_utterance_pause_s: float = MAX_UTTERANCE_PAUSE_S) -> list[Turn]:
+    """Pair user utterances (user regions joined by `utterances`) with the agent regions that answer them (see
+    module doc)."""
+    user = utterances(user, agent, sr, max_utterance_pause_s)
     a_start = np.array([r.start for r in agent], dtype=np.int64)
     turns = []
     for i, u in enumerate(user):
