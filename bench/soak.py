@@ -140,7 +140,8 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
 
     def on_turn(row):
         done["n"] += 1
-        samples.append((done["n"], time.monotonic(), rss_mb(), _Calls.capture_mb(), rss_mb(agent.proc.pid)))
+        samples.append((done["n"], time.monotonic(), rss_mb(), _Calls.capture_mb(), rss_mb(agent.proc.pid),
+                        rss_mb(key="RssAnon")))
 
     load0 = load_avg()
     t0 = time.monotonic()
@@ -155,7 +156,7 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
                 wave_rss.append((done["n"], rss_mb()))
 
         base_rss = rss_mb()
-        with RssSampler(0.5) as sampler:
+        with RssSampler(0.5) as sampler, AnonSampler(0.5) as anon:
             asyncio.run(main())
     finally:
         agent.stop()
@@ -187,6 +188,8 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
         "flagged": flagged, "load": f"{load0} → {load_avg()}", "run_dir": str(run_dir),
         "call_s": float(s[-1, 1] - t0) if len(s) else math.nan,
         "rss_1min": _rss_at(s, t0 + 60.0), "rss_peak": sampler.peak, "rss_anon_end": rss_mb(key="RssAnon"),
+        "rss_anon_peak": anon.peak, "rss_anon_1min": _at(anon.samples, t0 + 60.0),
+        "rss_anon_end_of_call": float(s[-1, 5]) if len(s) else math.nan,
     }
     for c in EAR:
         v = err[c].to_numpy(float) if c in err else np.array([])
@@ -195,6 +198,20 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
                           float(np.abs(v[fin]).max())) if fin.any() else (math.nan,) * 3)
         out[f"{c}_drift"] = 1000 * slope(idx[fin], v[fin]) if fin.any() else math.nan
     return out
+
+
+class AnonSampler(RssSampler):
+    """RssAnon (anonymous memory: what the process really holds; file pages it maps can be dropped by the
+    kernel at any time), sampled like RssSampler."""
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.monotonic(), rss_mb(key="RssAnon")))
+
+
+def _at(samples: list, t: float) -> float:
+    later = [v for ts, v in samples if ts >= t]
+    return later[0] if later else math.nan
 
 
 def _rss_at(s: np.ndarray, t: float) -> float:
@@ -208,7 +225,7 @@ def per_turn_s() -> float:
     return estimate_s("long", 1000, 10, 1) / 1000
 
 
-def run_lengths(minutes: list[float], root: Path, profile: str) -> list[dict]:
+def run_lengths(minutes: list[float], root: Path, profile: str, reuse: bool = False) -> list[dict]:
     """One call of each length, each in a fresh process (so one call's heap does not carry into the next)."""
     import json
     import subprocess
@@ -217,8 +234,9 @@ def run_lengths(minutes: list[float], root: Path, profile: str) -> list[dict]:
     for m in minutes:
         turns = max(4, int(round(m * 60 / per_turn_s())))
         res = root / f"len-{m:g}min.json"
-        subprocess.run([sys.executable, __file__, "--mode", "long", "--turns", str(turns), "--profile", profile,
-                        "--out", str(root / f"len-{m:g}min"), "--json", str(res)], check=True)
+        if not (reuse and res.exists()):
+            subprocess.run([sys.executable, __file__, "--mode", "long", "--turns", str(turns), "--profile", profile,
+                            "--out", str(root / f"len-{m:g}min"), "--json", str(res)], check=True)
         r = json.loads(res.read_text())[0]
         r["minutes"] = m
         out.append(r)
@@ -231,6 +249,7 @@ def length_table(results: list[dict]) -> str:
     head = ["call length (planned)", "call, measured", "turns ok / planned / matched to truth",
             "RSS before the call, MB", "RSS at 1 min of call", "RSS at the end of the call",
             "**growth after the 1st minute**", "peak RSS incl. analysis and WAV write",
+            "anonymous RSS (RssAnon): at 1 min → end of call (peak incl. analysis)",
             "capture samples in RAM, max (MB)", "user end \\|error\\| p50 / p99 / max (ms)", "load avg (1 min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -239,7 +258,9 @@ def length_table(results: list[dict]) -> str:
             f"{r['rss_start']:.0f}", "–" if not np.isfinite(r["rss_1min"]) else f"{r['rss_1min']:.0f}",
             f"{r['rss_end']:.0f}",
             "–" if not np.isfinite(r["rss_1min"]) else f"**{r['rss_end'] - r['rss_1min']:+.1f} MB**",
-            f"{r['rss_peak']:.0f}", f"{r['capture_mb_max']:.1f}", _f(r["user_speech_end_ms_q"]), r["load"]]) + " |")
+            f"{r['rss_peak']:.0f}",
+            (f"{r['rss_anon_1min']:.0f} → {r['rss_anon_end_of_call']:.0f} ({r['rss_anon_peak']:.0f})"
+             if "rss_anon_peak" in r else "–"), f"{r['capture_mb_max']:.1f}", _f(r["user_speech_end_ms_q"]), r["load"]]) + " |")
     return "\n".join(lines)
 
 
@@ -310,6 +331,7 @@ def main(argv=None) -> int:
     ap.add_argument("--minutes", type=float, nargs="+",
                     help="RSS vs call length: one call of each length (minutes), each in a fresh process")
     ap.add_argument("--json", help="also write the results as JSON here")
+    ap.add_argument("--reuse", action="store_true", help="--minutes: take a length's results from --out if there")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the agents are stopped on the way out
     if args.quick:
@@ -355,7 +377,7 @@ def main(argv=None) -> int:
 
 def main_lengths(args, root: Path, argv) -> int:
     root.mkdir(parents=True, exist_ok=True)
-    results = run_lengths(args.minutes, root, args.profile)
+    results = run_lengths(args.minutes, root, args.profile, args.reuse)
     text = length_table(results)
     print(text)
     if args.update_readme:
