@@ -155,6 +155,18 @@ def test_find_capacity_finds_the_knee_of_a_queueing_agent(tmp_path):
     assert 'id="load"' in html and "capacity: 1 concurrent calls" in html and "llm_dispatch" in html
 
 
+def _stop(p) -> None:
+    """Ctrl-C, as a user would (vlh load then stops its master, workers and agent), then kill."""
+    import signal
+
+    if p is not None and p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def _wait_port(port: int, proc, timeout: float = 90.0) -> bool:
     import socket
     import time
@@ -191,8 +203,7 @@ def test_master_and_worker_as_separate_processes(tmp_path):
         worker.wait(60)
     finally:
         for p in (master, worker):
-            if p is not None and p.poll() is None:
-                p.kill()
+            _stop(p)
     assert "Aggregated" in text
     df = pd.read_parquet(out / "turns.parquet")
     assert len(df) >= 2 and (df["status"] == "ok").all() and set(df["load_worker"]) == {0}
@@ -218,10 +229,9 @@ def test_web_ui_serves_while_the_load_runs(tmp_path):
         with urllib.request.urlopen("http://127.0.0.1:8089/stats/requests", timeout=10) as r:
             stats = json.loads(r.read())
             assert "stats" in stats and stats["state"] in ("running", "spawning", "stopped", "ready")
-        text = p.communicate(timeout=300)[0]
+        text = p.communicate(timeout=200)[0]  # it ends by itself: the UI closes with the run
     finally:
-        if p.poll() is None:
-            p.kill()
+        _stop(p)
     assert p.returncode == 0, text[-3000:]
     df = pd.read_parquet(out / "turns.parquet")
     assert len(df) >= 1 and (df["status"] == "ok").all()
