@@ -25,6 +25,13 @@ the machine is shared, and CPU time — unlike wall time — barely depends on i
     .venv/bin/python bench/scale.py --update-readme          # also write the table into bench/README.md
     .venv/bin/python bench/scale.py --levels 10 --profile-dir /tmp/prof   # cProfile of each vlh worker
     .venv/bin/python bench/scale.py --py-spy 6 --py-spy-levels 10        # where the CPU goes (py-spy installed)
+    .venv/bin/python bench/scale.py --locust 10 --locust-workers 1 2 --turns 20   # Locust's overhead (issue 19.4)
+
+`--locust N`: the same N calls of `--turns` turns made twice more, by the command lines a user types —
+`vlh run --calls N` and `vlh load --users N --spawn-rate N --workers K` (each user makes one call: the run time is
+shorter than a call) — against the same reference agents (their CPU not counted). The CPU of each command's whole
+process tree (master, workers, call engines) is read from `getrusage(RUSAGE_CHILDREN)` after it exits, start-up
+and gathering included; the ratio load / run is Locust's overhead.
 """
 
 from __future__ import annotations
@@ -557,6 +564,82 @@ def run_level(n: int, args, root: Path) -> dict:
     }
 
 
+# ---- Locust's overhead: `vlh load` vs `vlh run`, the same calls (issue 19.4) ---------------------------------------
+def tree_cpu(cmd: list[str], log: Path, timeout: float = 900) -> tuple[float, float, int]:
+    """(CPU seconds of the command's whole process tree, wall seconds, exit code). Every descendant is reaped
+    by its parent (vlh waits for its workers and engines), so RUSAGE_CHILDREN holds them all once it exits."""
+    import resource
+    import subprocess
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, timeout=timeout, cwd=ROOT).returncode
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), time.monotonic() - t0, rc
+
+
+def _cli_turns(run_dir: Path) -> dict:
+    import pandas as pd
+
+    df = pd.read_parquet(run_dir / "turns.parquet")
+    ok = df[df["status"] == "ok"]
+    per_turn = []  # seconds of call per turn: each call's utterance starts, first to last, over its turns − 1
+    for _, g in ok.groupby("call"):
+        m = np.sort(g["mic_start_mono"].to_numpy(float))
+        if len(m) > 1:
+            per_turn.append((m[-1] - m[0]) / (len(m) - 1))
+    return {"turns": len(df), "ok": len(ok), "calls": int(df["call"].nunique()),
+            "s_per_turn": float(np.mean(per_turn)) if per_turn else math.nan}
+
+
+def locust_rows(n: int, workers: list[int], args, root: Path) -> list[dict]:
+    vlh = [sys.executable, "-m", "harness"]
+    level = root / f"locust-{n}"
+    level.mkdir(parents=True, exist_ok=True)
+    n_agents = max(1, math.ceil(n / args.calls_per_agent))
+    rows = []
+    with Agents(n_agents, level / "agents", args.profile, {"response": REPLIES}) as agents:
+        url = agents.urls[0] if n_agents == 1 else None
+        if url is None:
+            raise SystemExit("--locust: give --calls-per-agent ≥ N (one agent URL for the command lines)")
+        runs = [("vlh run", None, vlh + ["run", "--agent", url, "--calls", str(n), "--turns", str(args.turns),
+                                         "--out", str(level / "run"), "--force", "--no-report"])]
+        for k in workers:
+            runs.append((f"vlh load, {k} worker{'s' if k > 1 else ''}", k, vlh + [
+                "load", "--agent", url, "--users", str(n), "--spawn-rate", str(n), "--run-time", "5s",
+                "--workers", str(k), "--turns", str(args.turns), "--out", str(level / f"load-{k}"), "--force",
+                "--no-report"]))
+        for name, k, cmd in runs:
+            a0 = agents.cpu()
+            load0 = load_avg()
+            cpu, wall, rc = tree_cpu(cmd, level / f"{name.replace(' ', '-').replace(',', '')}.log")
+            d = Path(cmd[cmd.index("--out") + 1])
+            t = _cli_turns(d) if (d / "turns.parquet").exists() else {"turns": 0, "ok": 0, "calls": 0,
+                                                                      "s_per_turn": math.nan}
+            rows.append({"name": name, "workers": k, "cpu_s": cpu, "wall_s": wall, "rc": rc, **t,
+                         "agent_cpu_s": agents.cpu() - a0, "load": f"{load0} → {load_avg()}"})
+            print(f"{name}: {cpu:.1f} CPU s, {t['ok']}/{t['turns']} turns ok in {t['calls']} calls, "
+                  f"wall {wall:.0f} s, exit {rc}", flush=True)
+    base = rows[0]
+    for r in rows:
+        r["cpu_per_turn"] = r["cpu_s"] / r["ok"] if r["ok"] else math.nan
+        r["pct_core_per_call"] = 100 * r["cpu_per_turn"] / base["s_per_turn"]
+        r["ratio"] = r["cpu_per_turn"] / base["cpu_per_turn"]
+    return rows
+
+
+def locust_table(rows: list[dict]) -> str:
+    lines = ["| command (same calls) | calls / turns ok / turns | CPU, whole process tree (s) | CPU per turn (s) "
+             "| ≈ % of a core per call | **ratio to `vlh run`** | wall (s) | agent CPU (s, not counted) "
+             "| load avg (1 min) |", "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['calls']} / {r['ok']} / {r['turns']} | {r['cpu_s']:.1f} | "
+                     f"{r['cpu_per_turn']:.3f} | {r['pct_core_per_call']:.1f} % | **{r['ratio']:.2f}×** | "
+                     f"{r['wall_s']:.0f} | {r['agent_cpu_s']:.1f} | {r['load']} |")
+    return "\n".join(lines)
+
+
 # ---- output ----------------------------------------------------------------------------------------------------
 def _f(t) -> str:
     return " / ".join("–" if not np.isfinite(x) else f"{x:.2f}" for x in t)
@@ -659,6 +742,9 @@ def main(argv=None) -> int:
     ap.add_argument("--py-spy-delay", type=float, default=8.0, help="seconds after the workers start (imports, "
                     "connections) before sampling [default: 8]")
     ap.add_argument("--py-spy-levels", type=int, nargs="+", help="sample only at these levels [default: all]")
+    ap.add_argument("--locust", type=int, metavar="N", help="Locust's overhead: N calls by `vlh run` and by "
+                    "`vlh load` (see above), instead of the levels")
+    ap.add_argument("--locust-workers", type=int, nargs="+", default=[1, 2], help="`vlh load --workers` [1 2]")
     ap.add_argument("--update-readme", action="store_true")
     ap.add_argument("--readme-marker", default="scale", help="the bench/README.md section to write [default: scale]")
     args = ap.parse_args(argv)
@@ -668,6 +754,22 @@ def main(argv=None) -> int:
     if args.profile_dir:
         Path(args.profile_dir).mkdir(parents=True, exist_ok=True)
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vlh-scale-"))
+    if args.locust:
+        rows = locust_rows(args.locust, args.locust_workers, args, root)
+        text = locust_table(rows)
+        print(text)
+        if args.update_readme:
+            cmd = " ".join(["bench/scale.py"] + (argv if argv is not None else sys.argv[1:]))
+            update_section("scale-locust", "\n".join([
+                "### Locust's overhead: `vlh load` vs `vlh run`, the same calls — `bench/scale.py --locust`", "",
+                f"Date: {today()}. Machine: {machine()}. vlh {__version__}. Command: `.venv/bin/python {cmd}` "
+                f"({args.locust} concurrent calls of {args.turns} turns, one reference agent in its own process, "
+                "its CPU not counted).", "",
+                "CPU = user + system seconds of the command's whole process tree (`vlh load`: the Locust master, "
+                "the workers and their call engines; `vlh run`: its call workers), start-up, gathering and the "
+                "after-call analysis included, no report. \"% of a core per call\" = CPU per answered turn / the "
+                "seconds a turn lasts in the `vlh run` calls.", "", text]))
+        return 0
     results = []
     for n in args.levels:
         t = time.monotonic()

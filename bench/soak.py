@@ -15,6 +15,8 @@ Both modes run `harness.measure.runner.run_call` (what `vlh run` does per call) 
     .venv/bin/python bench/soak.py --quick             # smoke: 4 turns each way (the test suite)
     .venv/bin/python bench/soak.py --estimate          # print the expected runtime and stop
     .venv/bin/python bench/soak.py --update-readme     # also write the table into bench/README.md
+    .venv/bin/python bench/soak.py --minutes 1 5 20 60 --update-readme   # RSS vs call length: one call of each
+                                                       # length, each in a fresh process (issue 19.3)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import load_avg, machine, today, update_section  # noqa: E402
-from scale import EAR, EAR_TOL_MS, rss_mb  # noqa: E402
+from scale import EAR, EAR_TOL_MS, RssSampler, rss_mb  # noqa: E402
 
 from harness import __version__  # noqa: E402
 
@@ -81,7 +83,8 @@ class _Calls:
 
     @classmethod
     def capture_mb(cls) -> float:
-        return sum(4 * sum(c.timeline._len) for c in list(cls.live)) / 2**20
+        # samples held in RAM (the rest of a long call is on disk)
+        return sum(c.timeline.resident_bytes for c in list(cls.live)) / 2**20
 
 
 def utterances(n: int, timeout_s: float = 10.0):
@@ -137,7 +140,8 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
 
     def on_turn(row):
         done["n"] += 1
-        samples.append((done["n"], time.monotonic(), rss_mb(), _Calls.capture_mb(), rss_mb(agent.proc.pid)))
+        samples.append((done["n"], time.monotonic(), rss_mb(), _Calls.capture_mb(), rss_mb(agent.proc.pid),
+                        rss_mb(key="RssAnon")))
 
     load0 = load_avg()
     t0 = time.monotonic()
@@ -152,7 +156,8 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
                 wave_rss.append((done["n"], rss_mb()))
 
         base_rss = rss_mb()
-        asyncio.run(main())
+        with RssSampler(0.5) as sampler, AnonSampler(0.5) as anon:
+            asyncio.run(main())
     finally:
         agent.stop()
     wall = time.monotonic() - t0
@@ -181,6 +186,10 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
         "agent_slope_kb": 1024 * slope(s[:, 0], s[:, 4]) if len(s) else math.nan,
         "capture_mb_max": float(s[:, 3].max()) if len(s) else math.nan,
         "flagged": flagged, "load": f"{load0} → {load_avg()}", "run_dir": str(run_dir),
+        "call_s": float(s[-1, 1] - t0) if len(s) else math.nan,
+        "rss_1min": _rss_at(s, t0 + 60.0), "rss_peak": sampler.peak, "rss_anon_end": rss_mb(key="RssAnon"),
+        "rss_anon_peak": anon.peak, "rss_anon_1min": _at(anon.samples, t0 + 60.0),
+        "rss_anon_end_of_call": float(s[-1, 5]) if len(s) else math.nan,
     }
     for c in EAR:
         v = err[c].to_numpy(float) if c in err else np.array([])
@@ -189,6 +198,70 @@ def run_mode(mode: str, turns: int, per_call: int, concurrent: int, root: Path, 
                           float(np.abs(v[fin]).max())) if fin.any() else (math.nan,) * 3)
         out[f"{c}_drift"] = 1000 * slope(idx[fin], v[fin]) if fin.any() else math.nan
     return out
+
+
+class AnonSampler(RssSampler):
+    """RssAnon (anonymous memory: what the process really holds; file pages it maps can be dropped by the
+    kernel at any time), sampled like RssSampler."""
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self.samples.append((time.monotonic(), rss_mb(key="RssAnon")))
+
+
+def _at(samples: list, t: float) -> float:
+    later = [v for ts, v in samples if ts >= t]
+    return later[0] if later else math.nan
+
+
+def _rss_at(s: np.ndarray, t: float) -> float:
+    """RSS at the first turn that ended at or after host instant t (nan if the call was shorter)."""
+    later = s[s[:, 1] >= t] if len(s) else s
+    return float(later[0, 2]) if len(later) else math.nan
+
+
+# ---- RSS vs call length (issue 19.3) -----------------------------------------------------------------------------
+def per_turn_s() -> float:
+    return estimate_s("long", 1000, 10, 1) / 1000
+
+
+def run_lengths(minutes: list[float], root: Path, profile: str, reuse: bool = False) -> list[dict]:
+    """One call of each length, each in a fresh process (so one call's heap does not carry into the next)."""
+    import json
+    import subprocess
+
+    out = []
+    for m in minutes:
+        turns = max(4, int(round(m * 60 / per_turn_s())))
+        res = root / f"len-{m:g}min.json"
+        if not (reuse and res.exists()):
+            subprocess.run([sys.executable, __file__, "--mode", "long", "--turns", str(turns), "--profile", profile,
+                            "--out", str(root / f"len-{m:g}min"), "--json", str(res)], check=True)
+        r = json.loads(res.read_text())[0]
+        r["minutes"] = m
+        out.append(r)
+        print(f"{m:g} min: call {r['call_s'] / 60:.1f} min, RSS at 1 min {r['rss_1min']:.0f} MB, end of call "
+              f"{r['rss_end']:.0f} MB, peak {r['rss_peak']:.0f} MB", flush=True)
+    return out
+
+
+def length_table(results: list[dict]) -> str:
+    head = ["call length (planned)", "call, measured", "turns ok / planned / matched to truth",
+            "RSS before the call, MB", "RSS at 1 min of call", "RSS at the end of the call",
+            "**growth after the 1st minute**", "peak RSS incl. analysis and WAV write",
+            "anonymous RSS (RssAnon): at 1 min → end of call (peak incl. analysis)",
+            "capture samples in RAM, max (MB)", "user end \\|error\\| p50 / p99 / max (ms)", "load avg (1 min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        lines.append("| " + " | ".join([
+            f"{r['minutes']:g} min", f"{r['call_s'] / 60:.1f} min", f"{r['ok']} / {r['planned']} / {r['matched']}",
+            f"{r['rss_start']:.0f}", "–" if not np.isfinite(r["rss_1min"]) else f"{r['rss_1min']:.0f}",
+            f"{r['rss_end']:.0f}",
+            "–" if not np.isfinite(r["rss_1min"]) else f"**{r['rss_end'] - r['rss_1min']:+.1f} MB**",
+            f"{r['rss_peak']:.0f}",
+            (f"{r['rss_anon_1min']:.0f} → {r['rss_anon_end_of_call']:.0f} ({r['rss_anon_peak']:.0f})"
+             if "rss_anon_peak" in r else "–"), f"{r['capture_mb_max']:.1f}", _f(r["user_speech_end_ms_q"]), r["load"]]) + " |")
+    return "\n".join(lines)
 
 
 def _f(t) -> str:
@@ -255,6 +328,10 @@ def main(argv=None) -> int:
     ap.add_argument("--estimate", action="store_true", help="print the expected runtime and stop")
     ap.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
     ap.add_argument("--update-readme", action="store_true")
+    ap.add_argument("--minutes", type=float, nargs="+",
+                    help="RSS vs call length: one call of each length (minutes), each in a fresh process")
+    ap.add_argument("--json", help="also write the results as JSON here")
+    ap.add_argument("--reuse", action="store_true", help="--minutes: take a length's results from --out if there")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: the agents are stopped on the way out
     if args.quick:
@@ -266,6 +343,8 @@ def main(argv=None) -> int:
     if args.estimate:
         return 0
     root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="vlh-soak-"))
+    if args.minutes:
+        return main_lengths(args, root, argv)
     results = []
     for m in modes:
         r = run_mode(m, args.turns, args.turns_per_call, args.concurrent, root, args.profile)
@@ -274,6 +353,10 @@ def main(argv=None) -> int:
               f"{r['rss_end']:.0f} MB, slope {r['slope_kb']:.1f} KB/turn (without capture "
               f"{r['slope_nocap_kb']:.1f}); drift user end {r['user_speech_end_ms_drift']:+.2f} ms/1000 turns; "
               f"{r['wall_s'] / 60:.1f} min (estimated {est[m] / 60:.1f}); load {r['load']}", flush=True)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(results, default=str))
     text = table(results) + "\n\n" + verdict(results)
     print(text)
     print(f"run folders: {root}")
@@ -289,6 +372,26 @@ def main(argv=None) -> int:
             "until the call ends, by design, so its samples are subtracted to look for leaks. Errors are signed "
             "measured − truth per turn (`harness.measure.verify.errors`); drift is their least-squares slope against the "
             "turn index.", "", text]))
+    return 0
+
+
+def main_lengths(args, root: Path, argv) -> int:
+    root.mkdir(parents=True, exist_ok=True)
+    results = run_lengths(args.minutes, root, args.profile, args.reuse)
+    text = length_table(results)
+    print(text)
+    if args.update_readme:
+        cmd = " ".join(["bench/soak.py"] + (argv if argv is not None else sys.argv[1:]))
+        update_section("soak-length", "\n".join([
+            "## Soak: RSS vs call length — `bench/soak.py --minutes`", "",
+            f"Date: {today()}. Machine: {machine()}. vlh {__version__}. Command: `.venv/bin/python {cmd}` (profile "
+            f"{args.profile}, utterances {', '.join(TEXTS)}, reply \"{REPLY}\"; one call per length, each in a "
+            "fresh process; the agent in its own process, not counted).", "",
+            "RSS of the harness process (`/proc/self/status` VmRSS): before the call, after the first turn that "
+            "ended past one minute of call, after the last turn (the call still open), and the peak sampled every "
+            "0.5 s through the after-call analysis and WAV write (the capture is then read back from its disk file, "
+            "whose pages count in RSS while mapped). \"Capture samples in RAM\" is the Timeline's resident chunks "
+            "(the rest of the call is in its temporary file).", "", text]))
     return 0
 
 

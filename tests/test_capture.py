@@ -79,3 +79,82 @@ def test_timeline_drops_samples_before_t0():
     tl.place(MIC, 10.0 - 100 / 48000, np.arange(200, dtype=np.float32))
     c = tl.capture()
     assert c.mic[0] == 100 and len(c) == 100
+
+
+# ---- streamed to disk: the same samples, a bounded buffer -----------------------------------------------------
+def _reference_and_streamed(seconds: float, seed: int = 1, **kw):
+    """Random stamped frames (overlapping, gaps, a late pass into spilled chunks) placed on an all-in-RAM array
+    by hand and on a streaming Timeline."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * 48000)
+    ref = np.zeros((2, n + 2000), np.float32)
+    tl = Timeline(t0_mono=50.0, **kw)
+    late = []
+    for ch in (MIC, EAR):
+        pos = 0
+        while pos < n:
+            size = int(rng.integers(200, 1500))
+            frame = rng.standard_normal(size).astype(np.float32)
+            if rng.random() < 0.1:
+                late.append((ch, pos, frame))  # written after the call has moved on (the chunk is on disk)
+            elif rng.random() < 0.9:
+                tl.write_at(ch, pos, frame)
+            else:
+                tl.extend(ch, pos + size)  # silence, as the transports write it
+                frame = np.zeros(size, np.float32)
+            ref[ch, pos:pos + size] += frame
+            pos += size - int(rng.integers(0, 100))  # overlaps add
+    for ch, pos, frame in late:
+        tl.write_at(ch, pos, frame)
+    m = tl.length()
+    return tl, ref[:, :m]
+
+
+def test_streamed_timeline_gives_the_same_samples_as_in_ram(tmp_path):
+    tl, ref = _reference_and_streamed(20.0, resident_s=1.0, chunk_s=0.5, spill_dir=tmp_path)
+    assert tl.spilled_bytes > 0 and tl.resident_bytes <= 2 * 3 * 24000 * 4  # it did go to disk
+    cap = tl.capture({"k": 1})
+    assert np.array_equal(cap.mic, ref[0]) and np.array_equal(cap.ear, ref[1])
+    assert cap.t0_mono == 50.0 and cap.meta == {"k": 1} and cap.mic.dtype == np.float32
+    assert list(tmp_path.iterdir()) == []  # unlinked temporary files: nothing left behind
+    # short call: nothing spilled, all in RAM, the same samples
+    tl2, ref2 = _reference_and_streamed(3.0, seed=2)
+    assert tl2.spilled_bytes == 0
+    cap2 = tl2.capture()
+    assert np.array_equal(cap2.mic, ref2[0]) and np.array_equal(cap2.ear, ref2[1])
+
+
+def test_streamed_capture_writes_the_same_wav(tmp_path):
+    from harness.audio.wavio import write_wav
+
+    tl, ref = _reference_and_streamed(12.0, resident_s=1.0, chunk_s=1.0, spill_dir=tmp_path)
+    cap = tl.capture()
+    cap.write(tmp_path / "streamed.wav")
+    write_wav(tmp_path / "ram.wav", np.stack([ref[0], ref[1]], axis=1), 48000)
+    assert (tmp_path / "streamed.wav").read_bytes() == (tmp_path / "ram.wav").read_bytes()
+    back = Capture.read(tmp_path / "streamed.wav")
+    assert len(back) == len(cap) and back.t0_mono == cap.t0_mono
+
+
+def test_resident_buffer_stays_bounded_as_the_call_grows(tmp_path):
+    """20 ms frames as a WebRTC call writes them (mic at frame boundaries, ear at jittered playout instants, both
+    channels talking half the time): the RAM held by the capture after 10 minutes is what it was after 1."""
+    tl = Timeline(t0_mono=0.0, spill_dir=tmp_path)
+    rng = np.random.default_rng(3)
+    frame = (rng.standard_normal(960) * 0.1).astype(np.float32)
+    resident = {}
+    for k in range(10 * 60 * 50):
+        talking = (k // 250) % 2  # 5 s turns
+        if talking:
+            tl.write_at(MIC, k * 960, frame)
+            tl.extend(EAR, k * 960 + 960)
+        else:
+            tl.place(EAR, 0.04 + k * 0.02 + rng.uniform(0, 1e-3), frame)
+            tl.extend(MIC, k * 960 + 960)
+        if k + 1 in (60 * 50, 10 * 60 * 50):
+            resident[(k + 1) // 3000] = tl.resident_bytes
+    bound = 2 * (tl.resident_chunks + 1) * tl.chunk * 4  # a window of chunks per channel: ≈ 30 MB at 48 kHz
+    assert 0 < resident[1] <= bound and 0 < resident[10] <= bound
+    assert tl.spilled_bytes >= 2 * 8 * 60 * 48000 * 4 * 0.9  # the other ≈ 9 minutes are on disk
+    cap = tl.capture()
+    assert len(cap) == 10 * 60 * 48000 and np.array_equal(cap.mic[-960:], frame)  # the last frame, from RAM

@@ -153,3 +153,85 @@ def test_find_capacity_finds_the_knee_of_a_queueing_agent(tmp_path):
     assert df[df["load_level"] == 4]["llm_dispatch_ms"].max() > 2000
     html = (out / "report.html").read_text()
     assert 'id="load"' in html and "capacity: 1 concurrent calls" in html and "llm_dispatch" in html
+
+
+def _stop(p) -> None:
+    """Ctrl-C, as a user would (vlh load then stops its master, workers and agent), then kill."""
+    import signal
+
+    if p is not None and p.poll() is None:
+        p.send_signal(signal.SIGINT)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def _wait_port(port: int, proc, timeout: float = 90.0) -> bool:
+    import socket
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and proc.poll() is None:
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def test_master_and_worker_as_separate_processes(tmp_path):
+    """`vlh load --master` here and `vlh load --worker --master-host 127.0.0.1` as another process (as on two
+    hosts sharing the run folder's path): the worker's calls land in the master's run folder."""
+    from harness.load.session import free_port
+
+    out, port = tmp_path / "mw", free_port()
+    common = ["--master-port", str(port)]
+    master = subprocess.Popen([sys.executable, "-m", "harness", "load", "--master", "--expect-workers", "1",
+                               "--users", "2", "--spawn-rate", "2", "--run-time", "8s", "--turns", "1",
+                               "--agent-set", "response=Sure thing.", "--no-report", "--out", str(out), *common],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    worker = None
+    try:
+        assert _wait_port(port, master), "the master did not open its port"
+        worker = subprocess.Popen([sys.executable, "-m", "harness", "load", "--worker", "--master-host",
+                                   "127.0.0.1", *common], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)
+        text = master.communicate(timeout=300)[0]
+        assert master.returncode == 0, text[-3000:]
+        worker.wait(60)
+    finally:
+        for p in (master, worker):
+            _stop(p)
+    assert "Aggregated" in text
+    df = pd.read_parquet(out / "turns.parquet")
+    assert len(df) >= 2 and (df["status"] == "ok").all() and set(df["load_worker"]) == {0}
+    err = errors(out)
+    assert len(err) == len(df) and err[EAR].abs().max().max() <= EAR_TOL
+    assert json.loads((out / "run.json").read_text())["load"]["role"] == "master"
+
+
+def test_web_ui_serves_while_the_load_runs(tmp_path):
+    """`vlh load --web`: Locust's web UI answers on 127.0.0.1:8089 while the calls run, and the run ends by
+    itself after --run-time with its run folder."""
+    import urllib.request
+
+    out = tmp_path / "web"
+    p = subprocess.Popen([sys.executable, "-m", "harness", "load", "--web", "--users", "1", "--spawn-rate", "1",
+                          "--run-time", "10s", "--turns", "1", "--agent-set", "response=Sure thing.", "--no-report",
+                          "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert _wait_port(8089, p), "no web UI on 127.0.0.1:8089"
+        with urllib.request.urlopen("http://127.0.0.1:8089/", timeout=10) as r:
+            page = r.read().decode()
+            assert r.status == 200 and "locust" in page.lower()
+        with urllib.request.urlopen("http://127.0.0.1:8089/stats/requests", timeout=10) as r:
+            stats = json.loads(r.read())
+            assert "stats" in stats and stats["state"] in ("running", "spawning", "stopped", "ready")
+        text = p.communicate(timeout=200)[0]  # it ends by itself: the UI closes with the run
+    finally:
+        _stop(p)
+    assert p.returncode == 0, text[-3000:]
+    df = pd.read_parquet(out / "turns.parquet")
+    assert len(df) >= 1 and (df["status"] == "ok").all()

@@ -4,6 +4,7 @@ import fractions
 
 import av
 import numpy as np
+import pandas as pd
 import pytest
 
 from harness.transports.webrtc.playout import FRAME, PlayoutEmulator, _OpusDecoder, _quantile, parse_jitter_mode
@@ -134,3 +135,48 @@ def test_silence_shortcut_decodes_the_same_audio():
     assert len(decoded) < len(payloads) - 50  # the shortcut was taken for most of the 1.5 s of silence …
     assert np.array_equal(a, b)  # … and changed nothing
     assert np.abs(b[int(1.6 * SR):]).max() > 0.1  # the tone is there
+
+
+def test_compact_tick_log_reads_like_the_ticks_and_answers_the_same_queries():
+    """The per-frame log is typed arrays (issue 19.3): each frame reads back as the Tick it was, the Parquet log
+    is those Ticks, and the vectorised stats_between counts what a plain loop over the Ticks counts."""
+    x, _ = _signal(8.0)
+    payloads = _encode(x)
+    rng = np.random.default_rng(5)
+    delays = 0.03 + rng.exponential(0.02, len(payloads))
+    drop = rng.random(len(payloads)) < 0.08
+    emu, _ = _run(delays, payloads, drop=drop)
+    ticks = list(emu.ticks)
+    assert len(ticks) == len(emu.ticks) > 300 and emu.ticks[5] == ticks[5]
+    kinds = {t.kind for t in ticks}
+    assert {"play", "conceal", "expand"} <= kinds, kinds
+    assert any(t.rtp_ts is None for t in ticks) and any(t.arrival is None for t in ticks)  # the nulls round-trip
+    assert emu.ticks.nbytes <= 41 * len(ticks)
+    df = emu.log_frame()
+    assert list(df["kind"]) == [t.kind for t in ticks]
+    assert list(df["t_mono"]) == [t.t for t in ticks] and list(df["level"]) == [t.level for t in ticks]
+    for col, attr in (("seq", "seq"), ("rtp_ts", "rtp_ts")):
+        assert [None if v is pd.NA else int(v) for v in df[col]] == [getattr(t, attr) for t in ticks]
+    assert [None if v is pd.NA else int(v) for v in df["seq16"]] == [
+        None if t.seq is None else t.seq & 0xFFFF for t in ticks]
+    assert [None if np.isnan(v) else v for v in df["arrival_mono"]] == [t.arrival for t in ticks]
+    assert str(df["seq"].dtype) == "Int64"
+
+    def by_loop(t_a, t_b):
+        out, run = {"conceal": 0, "expand": 0, "longest_gap": 0}, 0
+        for tk in ticks:
+            if t_a <= tk.t < t_b:
+                if tk.kind in ("conceal", "expand"):
+                    out[tk.kind] += 1
+                    run += 1
+                    out["longest_gap"] = max(out["longest_gap"], run)
+                else:
+                    run = 0
+        return out
+
+    t0, t1 = ticks[0].t, ticks[-1].t
+    edges = [t0 - 1, t0, ticks[7].t, ticks[7].t + 0.001, (t0 + t1) / 2, t1, t1 + 1] + list(
+        rng.uniform(t0 - 0.5, t1 + 0.5, 20))
+    for a in edges:
+        for b in edges:
+            assert emu.stats_between(a, b) == by_loop(a, b), (a, b)

@@ -85,3 +85,27 @@ def test_stage_compare_is_valid():
     fig = figures.stage_compare([("a <b>", [{"label": "TTS", "p50": 1.0, "p95": 2.0}])])
     validate(fig)
     assert fig["data"][0]["name"] == "a &lt;b&gt;"
+
+
+def test_waterfall_outlines_are_the_same_bars(run, monkeypatch):
+    """From AREA_FROM bars on, each stage is drawn as filled outlines (issue 19.5: one SVG path per stage instead
+    of a rectangle per bar): every bar's positive stack and negative stack hold the values of the bar chart."""
+    monkeypatch.setattr(figures, "AREA_FROM", 10**9)
+    bars = figures.waterfall(run.turns, run.spans)
+    monkeypatch.setattr(figures, "AREA_FROM", 1)
+    area = figures.waterfall(run.turns, run.spans)
+    validate(area)
+    assert area["groups"] == bars["groups"]
+    assert not [t for t in area["data"] if t["type"] == "bar"]
+    stacks = [t for t in area["data"] if t.get("stackgroup")]
+    shown = [t["name"] for t in stacks if t["showlegend"]]
+    assert shown == [t["name"] for t in bars["data"] if t["type"] == "bar"]  # same stages, same order
+    assert any(t["stackgroup"] == "neg" for t in stacks)  # the fixture has negative residuals
+    for i in range(len(bars["groups"])):
+        vals = [t["y"][i] or 0.0 for t in bars["data"] if t["type"] == "bar"]
+        for stack, want in (("pos", sum(v for v in vals if v > 0)), ("neg", sum(v for v in vals if v < 0))):
+            got = [t["y"][2 * i + j] or 0.0 for t in stacks if t["stackgroup"] == stack for j in (0, 1)]
+            assert sum(got[0::2]) == pytest.approx(want, abs=1e-6) and got[0::2] == got[1::2]
+        assert {round(t["x"][2 * i]) for t in stacks} == {round(t["x"][2 * i + 1]) for t in stacks} == {i + 1}
+    ttfa = next(t for t in area["data"] if t["name"] == "TTFA at the ear")
+    assert ttfa["y"] == next(t for t in bars["data"] if t["name"] == "TTFA at the ear")["y"]

@@ -8,6 +8,9 @@ On disk: a stereo 16-bit WAV plus a sidecar JSON `<file>.json` holding `t0_mono`
 from __future__ import annotations
 
 import json
+import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +54,7 @@ class Capture:
         return self.mic if ch == MIC else self.ear
 
     def write(self, path: str | Path, force: bool = False) -> Path:
-        from harness.audio.wavio import write_wav
+        from harness.audio.wavio import write_wav_channels
 
         path = Path(path)
         side = sidecar_path(path)
@@ -60,7 +63,7 @@ class Capture:
                 if p.exists():
                     raise VlhError(f"{p}: already exists; use --force to overwrite it")
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, np.stack([self.mic, self.ear], axis=1), self.sample_rate, force=True)
+        write_wav_channels(path, [self.mic, self.ear], self.sample_rate)  # in chunks: the capture may be on disk
         side.write_text(
             json.dumps(
                 {"t0_mono": self.t0_mono, "sample_rate": self.sample_rate, "channels": ["mic", "ear"],
@@ -100,17 +103,34 @@ def _pad(x: np.ndarray, n: int) -> np.ndarray:
 
 
 class Timeline:
-    """A growing two-channel buffer that places stamped chunks at their sample positions.
+    """A growing two-channel buffer that places stamped chunks at their sample positions, streamed to disk.
 
     Transports write into it while a call runs; `capture()` freezes it. Writes that overlap add
     (mixing), gaps stay silent — so placement errors are audible/visible, never hidden.
+
+    Memory stays flat in call length: samples live in `CHUNK_S` chunks (float32, as before); once a chunk lies
+    more than `resident_s` behind the furthest sample written it is written to an unlinked temporary file (one
+    raw float32 file per channel, in `$VLH_CAPTURE_DIR` or the system temp folder) and dropped from RAM. A late
+    write into a chunk already on disk is added there (read, add, write back), so the samples are exactly those
+    an all-in-RAM buffer would hold. `capture()` maps the files (copy-on-write): the Capture's channels are numpy
+    arrays backed by the disk, and the file goes away with the last reference to them.
     """
 
-    def __init__(self, t0_mono: float, sample_rate: int = SAMPLE_RATE, reserve_s: float = 60.0):
+    CHUNK_S = 10.0
+
+    def __init__(self, t0_mono: float, sample_rate: int = SAMPLE_RATE, reserve_s: float = 60.0, *,
+                 resident_s: float = 30.0, chunk_s: float | None = None, spill_dir: str | Path | None = None):
+        # reserve_s: kept for callers of the in-RAM buffer; chunks are allocated as they are written
         self.t0_mono = t0_mono
         self.sample_rate = sample_rate
-        self._buf = [np.zeros(int(reserve_s * sample_rate), np.float32) for _ in range(2)]
+        self.chunk = max(1, int(round((chunk_s or self.CHUNK_S) * sample_rate)))
+        self.resident_chunks = max(1, int(math.ceil(resident_s * sample_rate / self.chunk)))
+        self.spill_dir = spill_dir
+        self._chunks: list[dict[int, np.ndarray]] = [{}, {}]
+        self._files: list = [None, None]  # unlinked temporary files, opened at the first spill
+        self._on_disk: list[set[int]] = [set(), set()]
         self._len = [0, 0]
+        self.spilled_bytes = 0
 
     def place(self, ch: int, t_mono: float, samples: np.ndarray) -> int:
         """Write `samples` so that its first sample sits at host time `t_mono`. Returns the start index."""
@@ -122,22 +142,86 @@ class Timeline:
         if start < 0:
             samples = samples[-start:]
             start = 0
+        samples = np.asarray(samples, np.float32)
         end = start + len(samples)
         self.extend(ch, end)
-        self._buf[ch][start:end] += samples
+        c = self.chunk
+        pos = start
+        while pos < end:
+            k = pos // c
+            lo, hi = pos - k * c, min(c, end - k * c)
+            part = samples[pos - start:pos - start + hi - lo]
+            buf = self._chunks[ch].get(k)
+            if buf is None and k in self._on_disk[ch]:
+                self._add_on_disk(ch, k, lo, part)
+            else:
+                if buf is None:
+                    buf = self._chunks[ch][k] = np.zeros(c, np.float32)
+                buf[lo:hi] += part
+            pos = k * c + hi
+        self._spill_old(ch)
 
     def extend(self, ch: int, end: int) -> None:
         """Channel `ch` holds (silent) samples up to `end`: what writing zeros there would do, without the work."""
-        if end > len(self._buf[ch]):
-            grown = np.zeros(max(end, 2 * len(self._buf[ch])), np.float32)
-            grown[: len(self._buf[ch])] = self._buf[ch]
-            self._buf[ch] = grown
         self._len[ch] = max(self._len[ch], end)
 
     def length(self) -> int:
         return max(self._len)
 
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of samples held in RAM (the rest is on disk)."""
+        return sum(b.nbytes for d in self._chunks for b in d.values())
+
+    # ---- the disk side -------------------------------------------------------------------------------------
+    def _file(self, ch: int):
+        if self._files[ch] is None:
+            d = self.spill_dir or os.environ.get("VLH_CAPTURE_DIR") or None
+            self._files[ch] = tempfile.TemporaryFile(prefix=f"vlh-capture-{'mic' if ch == MIC else 'ear'}-",
+                                                     suffix=".f32", dir=d)
+        return self._files[ch]
+
+    def _write_chunk(self, ch: int, k: int, buf: np.ndarray) -> None:
+        os.pwrite(self._file(ch).fileno(), buf.tobytes(), k * self.chunk * 4)
+        self._on_disk[ch].add(k)
+
+    def _add_on_disk(self, ch: int, k: int, lo: int, part: np.ndarray) -> None:
+        fd, off = self._file(ch).fileno(), (k * self.chunk + lo) * 4
+        old = np.frombuffer(os.pread(fd, 4 * len(part), off), np.float32)
+        cur = np.zeros(len(part), np.float32)
+        cur[:len(old)] = old  # a hole or the file's end reads short: silence
+        cur += part
+        os.pwrite(fd, cur.tobytes(), off)
+
+    def _spill_old(self, ch: int) -> None:
+        d = self._chunks[ch]
+        if len(d) <= self.resident_chunks:
+            return
+        head = (max(self._len) - 1) // self.chunk
+        for k in sorted(d):
+            if k > head - self.resident_chunks:
+                break
+            self._write_chunk(ch, k, d.pop(k))
+            self.spilled_bytes += 4 * self.chunk
+
     def capture(self, meta: dict | None = None) -> Capture:
         n = self.length()
-        return Capture(self._buf[0][:n].copy(), self._buf[1][:n].copy(), self.t0_mono, self.sample_rate,
-                       dict(meta or {}))
+        on_disk = any(f is not None for f in self._files)  # a long call: both channels from disk
+        chans = []
+        for ch in (MIC, EAR):
+            if not on_disk:  # a short call: all in RAM, as before
+                x = np.zeros(n, np.float32)
+                for k, buf in self._chunks[ch].items():
+                    a = k * self.chunk
+                    if a < n:
+                        x[a:min(n, a + self.chunk)] = buf[:min(n, a + self.chunk) - a]
+                chans.append(x)
+                continue
+            for k, buf in list(self._chunks[ch].items()):  # everything to disk, then map it
+                self._write_chunk(ch, k, buf)
+            self._chunks[ch].clear()
+            f = self._file(ch)
+            f.flush()
+            os.ftruncate(f.fileno(), 4 * n)  # holes and the tail read as zeros
+            chans.append(np.memmap(f, np.float32, mode="c", shape=(n,)) if n else np.zeros(0, np.float32))
+        return Capture(chans[0], chans[1], self.t0_mono, self.sample_rate, dict(meta or {}))

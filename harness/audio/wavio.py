@@ -178,3 +178,23 @@ def write_wav(path: str | Path, data: np.ndarray, sample_rate: int, force: bool 
         f.write(header)
         f.write(payload)
     return path
+
+
+def write_wav_channels(path: str | Path, channels: list[np.ndarray], sample_rate: int,
+                       chunk: int = 480_000) -> Path:
+    """`write_wav(path, np.stack(channels, axis=1), …, force=True)`, byte for byte, written `chunk` samples at a
+    time: a long (disk-backed) capture is never held in RAM whole."""
+    path = Path(path)
+    n = min(len(c) for c in channels) if channels else 0
+    size = 2 * len(channels) * n
+    header = b"RIFF" + struct.pack("<I", 36 + size) + b"WAVE"
+    header += b"fmt " + struct.pack("<IHHIIHH", 16, PCM, len(channels), sample_rate,
+                                    sample_rate * 2 * len(channels), 2 * len(channels), 16)
+    header += b"data" + struct.pack("<I", size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(header)
+        for a in range(0, n, chunk):
+            block = np.stack([np.asarray(c[a:a + chunk]) for c in channels], axis=1)
+            f.write(np.clip(np.round(block.astype(np.float64) * 32768.0), -32768, 32767).astype("<i2").tobytes())
+    return path

@@ -32,7 +32,8 @@ def register(sub) -> None:
     p.add_argument("--expect-workers", type=int, default=1, metavar="K", help="--master: workers to wait for [1]")
     p.add_argument("--master-host", default="127.0.0.1", metavar="H", help="--worker: the master's host")
     p.add_argument("--master-port", type=int, default=5557, metavar="P", help="--master/--worker: port [5557]")
-    p.add_argument("--web", action="store_true", help="Locust's web UI (http://127.0.0.1:8089) instead of headless")
+    p.add_argument("--web", action="store_true",
+                   help="Locust's web UI (http://127.0.0.1:8089) instead of headless, open while the run lasts")
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL [the reference agent]")
     p.add_argument("--profile", default="typical", help="reference-agent profile [typical]")
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",

@@ -147,6 +147,8 @@ def _stop_after(environment, seconds: float) -> None:
     runner.stop()  # workers stop their users; each user's call under way finishes first (--stop-timeout)
     gevent.sleep(4.0)  # one worker stats report (every 3 s) after the last calls
     runner.quit()
+    if getattr(environment, "web_ui", None) is not None:  # --web: the UI is Locust's main greenlet; the run is over
+        environment.web_ui.stop()
 
 
 _timer = []

@@ -52,6 +52,20 @@ def _regions(x: np.ndarray, sr: int, opts: MeasureOptions, floor: float, min_pau
                               min_speech_ms=opts.min_speech_ms, floor=floor)
 
 
+FLOOR_CHUNK_S = 60  # the whole-channel noise floor is computed a minute at a time (a long capture is on disk)
+
+
+def channel_floor(x: np.ndarray, sr: int) -> float:
+    """`bnd.noise_floor(x, sr)` with its frame levels computed a chunk at a time: the same 10 ms frames, so the
+    same floor, without an 8 kHz copy of the whole call in RAM. Rates that are not multiples of 8 kHz (resampled
+    with a filter that spans chunk edges) take the whole channel, as before."""
+    step = FLOOR_CHUNK_S * sr
+    if len(x) <= step or sr % bnd.VAD_RATE:
+        return bnd.noise_floor(x, sr)
+    rms = np.concatenate([bnd.frame_rms(bnd.to_vad_rate(x[a:a + step], sr)) for a in range(0, len(x), step)])
+    return bnd.noise_floor(x[:0], sr, rms=rms)
+
+
 def first_packet(playout, t_onset: float, codec_s: float):
     """The played packet whose audio holds the ear onset (codec delay removed), or None."""
     if playout is None:
@@ -88,7 +102,7 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
     durations = list(telemetry.durations) if telemetry else []
     rows, event_rows = [], []
     n = len(capture)
-    mic_floor, ear_floor = bnd.noise_floor(capture.mic, sr), bnd.noise_floor(capture.ear, sr)
+    mic_floor, ear_floor = channel_floor(capture.mic, sr), channel_floor(capture.ear, sr)
     for k, plan in enumerate(plans):
         row = _base_row(plan, call, fit, capture)
         lo = max(0, capture.sample_of(plan.mic_start) - int(0.05 * sr))

@@ -15,6 +15,8 @@ from harness.results.stats import percentiles
 from harness.report.summary import ok_turns
 
 MAX_BARS = 1500  # above this the waterfall shows groups of neighbouring turns (means add up exactly)
+AREA_FROM = 200  # from this many bars on, each stage is one filled outline (the same bars, gapless) instead of one
+# SVG rectangle per bar and stage: 1 500 bars × 15 stages were ≈ 22 000 nodes and most of the report's draw time
 STAGE_COLORS = {
     "endpointing": "#4e79a7", "stt": "#f28e2b", "turn_detection": "#bab0ac", "llm_dispatch": "#edc948", "llm_ttft": "#e15759",
     "reasoning": "#b07aa1", "aggregation": "#76b7b2", "tts_ttfb": "#59a14f", "agent_output": "#9c755f",
@@ -81,14 +83,21 @@ def waterfall(turns: pd.DataFrame, spans: pd.DataFrame) -> dict | None:
     bar_of = np.arange(n) // size
     overlap = _overlapped(ok, bar_of, nb)
     for k in order:
-        trace = {"type": "bar", "name": esc(stage_label(keys[k])), "x": x, "y": _round(values[k]),
-                 "marker": span_style(keys[k], first[k], extra), "hovertemplate": "%{y:.1f} ms"}
+        style = span_style(keys[k], first[k], extra)
+        if nb < AREA_FROM:
+            trace = {"type": "bar", "name": esc(stage_label(keys[k])), "x": x, "y": _round(values[k]),
+                     "marker": style, "hovertemplate": "%{y:.1f} ms"}
+            traces = [trace]
+        else:
+            traces = _stage_area(esc(stage_label(keys[k])), values[k], style)
         if keys[k] in overlap:  # the parallel stage placed second: how long it ran beside the first, not summed
             ov, beside = overlap[keys[k]]
-            trace["customdata"] = _round(ov)
-            trace["hovertemplate"] = ("%{y:.1f} ms on the path; + %{customdata:.1f} ms overlapped beside "
-                                      f"{esc(stage_label(beside))} (not summed)")
-        data.append(trace)
+            hover = ("%{y:.1f} ms on the path; + %{customdata:.1f} ms overlapped beside "
+                     f"{esc(stage_label(beside))} (not summed)")
+            for t in traces:  # areas have two points per bar
+                t["customdata"] = _round(ov) if t["type"] == "bar" else _round(np.repeat(ov, 2))
+                t["hovertemplate"] = hover
+        data.extend(traces)
     ttfa = ok["ttfa_ms"].groupby(bar_of).mean().to_numpy()
     ttft = ok["provider_ttft_ms"].groupby(bar_of).mean().to_numpy()  # NaN where no turn reported one
     calls, tns, tt = ok["call"].tolist(), ok["turn"].tolist(), ok["ttfa_ms"].tolist()
@@ -105,6 +114,11 @@ def waterfall(turns: pd.DataFrame, spans: pd.DataFrame) -> dict | None:
                      "y": _round(ttft), "marker": {"color": "#e15759", "size": 4, "symbol": "diamond"},
                      "hovertemplate": "provider TTFT %{y:.1f} ms<extra></extra>"})
     what = "one bar per turn" if size == 1 else f"each bar = mean of {size} turns with neighbouring TTFA"
+    if nb >= AREA_FROM:
+        for t in data:
+            if t["type"] == "scatter" and t.get("mode") == "markers":  # one outline marks TTFA over all bars
+                t.update(mode="lines", line={"color": t["marker"]["color"], "width": 1, "shape": "hvh"})
+                t.pop("marker")
     layout = {
         "barmode": "relative", "bargap": 0.05 if nb < 200 else 0, "hovermode": "x unified",
         "height": 440, "margin": {"l": 60, "r": 10, "t": 10, "b": 50},
@@ -134,6 +148,29 @@ def _overlapped(ok: pd.DataFrame, bar_of: np.ndarray, nb: int) -> dict[str, tupl
         cnt = np.bincount(bar_of[sel], minlength=nb)
         mean = np.where(cnt > 0, tot / np.maximum(cnt, 1), np.nan)
         out[stage] = (mean, PARALLEL[1 - PARALLEL.index(stage)])
+    return out
+
+
+def _stage_area(name: str, v: np.ndarray, style: dict) -> list[dict]:
+    """One stage of the waterfall as filled outlines stacked like relative bars: bar i spans x ∈ [i − ½, i + ½]
+    (two points, a hair inside so neighbours do not share an x), positive values stacked up from 0 in trace order
+    ("pos" stack), negative ones down from 0 ("neg" stack) — what barmode "relative" does with the same values.
+    No span: 0 (nothing drawn). Hover and click read the bar's index as round(x)."""
+    v = np.nan_to_num(np.asarray(v, float), nan=0.0)
+    i = np.arange(1, len(v) + 1, dtype=float)
+    xs = np.round(np.column_stack([i - 0.4999, i + 0.4999]).ravel(), 4).tolist()
+    color = style.get("color")
+    out = []
+    for part, stack in ((np.clip(v, 0, None), "pos"), (np.clip(v, None, 0), "neg")):
+        if stack == "neg" and not (part < 0).any():
+            continue
+        ys = _round(np.repeat(part, 2))
+        t = {"type": "scatter", "mode": "lines", "name": name, "x": xs, "y": ys, "stackgroup": stack,
+             "legendgroup": name, "showlegend": stack == "pos", "fillcolor": color,
+             "line": {"width": 0, "color": color}, "hovertemplate": "%{y:.1f} ms"}
+        if "pattern" in style:
+            t["fillpattern"] = style["pattern"]
+        out.append(t)
     return out
 
 

@@ -23,7 +23,7 @@
     pending.push(Plotly.newPlot(div, f.data, f.layout, CONFIG).then(function (gd) {
       if (div.id === "fig-waterfall") {
         gd.on("plotly_click", function (ev) {
-          var g = D.groups[ev.points[0].x - 1];
+          var g = D.groups[Math.round(ev.points[0].x) - 1];  // bars at x = 1…n (outlines: within ±½)
           if (g) { showTurn(g[Math.floor(g.length / 2)]); }
         });
       }

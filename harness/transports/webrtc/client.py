@@ -17,6 +17,7 @@ import json
 import logging
 import time
 import uuid
+from array import array
 from collections import deque
 from fractions import Fraction
 from urllib.parse import urlsplit
@@ -55,7 +56,7 @@ class MicTrack:
                 self.started = asyncio.Event()
                 self._segments: deque = deque()  # (start_sample_abs, samples)
                 self._sched_end = 0
-                self.lateness: list[float] = []
+                self.lateness = array("d")  # s, per frame sent (indexable and sliceable like a list, 8 B each)
                 self.background = None  # callable(first sample, n) → n samples mixed in (a scenario's room noise)
                 from aiortc.codecs.opus import OpusEncoder
 
@@ -150,6 +151,29 @@ class MicTrack:
         return _MicTrack(*a, **k)
 
 
+class LevelLog:
+    """(instant, level) pairs in two typed arrays (16 bytes a frame instead of a tuple of floats, ≈ 100 bytes):
+    `append`, `len`, indexing and slicing give tuples, as the list it replaces did."""
+
+    def __init__(self):
+        self.t, self.level = array("d"), array("d")
+
+    def append(self, item: tuple[float, float]) -> None:
+        self.t.append(item[0])
+        self.level.append(item[1])
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(zip(self.t[i], self.level[i]))
+        return self.t[i], self.level[i]
+
+    def __iter__(self):
+        return zip(self.t, self.level)
+
+
 class LoopMonitor:
     """One per event loop, shared by all its calls: records stalls of the loop (it wakes every 10 ms)."""
 
@@ -231,7 +255,7 @@ class WebRTCCall:
         self.telemetry = TelemetryLog(processor_map)
         self.playout = PlayoutEmulator(jitter_buffer)
         self.playout.on_frame = self._on_ear_frame
-        self.ear_levels: list[tuple[float, float]] = []  # (playout instant, frame RMS), live
+        self.ear_levels = LevelLog()  # (playout instant, frame RMS) per ear frame, live
         self.mic = None
         self.pc = None
         self.channel = None
@@ -427,8 +451,9 @@ class WebRTCCall:
 
     def ear_frames_since(self, t: float) -> list[tuple[float, float]]:
         lv = self.ear_levels
-        i = len(lv)
-        while i > 0 and lv[i - 1][0] >= t:
+        ts = lv.t
+        i = len(ts)
+        while i > 0 and ts[i - 1] >= t:
             i -= 1
         return lv[i:]
 
