@@ -71,7 +71,7 @@ def _extent(trace: list[OtlpSpan], clock: HostWallClock) -> tuple[float, float]:
 
 def _score(instants: list[AgentInstant], clock: HostWallClock, ends: list[float]) -> float | None:
     """Median distance from the agent's speech-end (else first) instants to the nearest utterance end."""
-    marks = [i for i in instants if i.name == "user_speech_end_detected"] or instants
+    marks = [i for i in instants if i.name in ("user_vad_end", "user_speech_end_detected")] or instants
     if not marks or not ends:
         return None
     d = sorted(min(abs(clock.to_mono(i.t_ns) - e) for e in ends) for i in marks)
