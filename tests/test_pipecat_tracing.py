@@ -93,24 +93,17 @@ def test_pipecat_spans_give_every_stage_and_pipecats_own_latency(tmp_path):
     assert list(rows["status"]) == ["ok"] * 3, rows["status"].tolist()
     assert len(pc) == len(rows), (len(pc), len(rows))
 
-    table = []
+    table = []  # (turn, stage, pipecat's figure, vlh's from OTLP), ms
     for (_, row), b in zip(rows.iterrows(), pc):
-        line = {"turn": int(row["turn"])}
         for stage, processor in TTFB_OF.items():
             assert row[f"{stage}_source"] == "reconciled", (stage, row[f"{stage}_source"])
-            theirs = _ttfb_ms(b, processor)
-            line[stage] = (theirs, row[f"{stage}_ms"])
-        line["framework_v2v"] = (b["latency_secs"] * 1e3, row["framework_v2v_ms"])
-        table.append(line)
+            table.append((int(row["turn"]), stage, _ttfb_ms(b, processor), float(row[f"{stage}_ms"])))
+        table.append((int(row["turn"]), "framework_v2v", b["latency_secs"] * 1e3, float(row["framework_v2v_ms"])))
     print("\nturn  stage          pipecat ms   vlh (OTLP) ms   error ms")
-    for line in table:
-        for k, (theirs, ours) in line.items():
-            if k != "turn":
-                print(f"{line['turn']:>4}  {k:<13} {theirs:>10.2f}   {ours:>13.2f}   {ours - theirs:>+8.3f}")
+    for turn, stage, theirs, ours in table:
+        print(f"{turn:>4}  {stage:<13} {theirs:>10.2f}   {ours:>13.2f}   {ours - theirs:>+8.3f}")
     print(f"vlh run took {run_s:.1f} s; clock: {call['method']}, ±{call['uncertainty_ms']} ms")
-    for line in table:
-        for k, (theirs, ours) in line.items():
-            if k != "turn":
-                assert abs(ours - theirs) <= TOL_MS, (line["turn"], k, theirs, ours)
+    for turn, stage, theirs, ours in table:
+        assert abs(ours - theirs) <= TOL_MS, (turn, stage, theirs, ours)
     html = (out / "report.html").read_text()
     assert "pipecat says" in html and "the ear heard" in html
