@@ -4,6 +4,9 @@ Built only from pipecat's public API: SmallWebRTC transport served over HTTP on 
 Silero VAD (`stop_secs`), `SpeechTimeoutUserTurnStopStrategy`, scripted STT / LLM / TTS with known delays and no
 network (the TTS speaks a 440 Hz tone), the RTVI processor + observer, and `UserBotLatencyObserver`, whose
 `on_latency_breakdown` (pipecat's own stage figures) is appended as one JSON line per turn to `--breakdown`.
+With `--otlp-endpoint URL` (issue #18) the bot runs with pipecat's tracing on (`setup_tracing` + an OTLP/HTTP
+exporter, `enable_tracing=True`, the conversation id = the WebRTC pc_id) and its scripted services are built on
+pipecat's service classes with pipecat's own tracing decorators, so it exports pipecat's real span tree.
 
 Run it in its own process (its own event loop):  python tests/pipecat_bot.py --port 7861 --breakdown out.jsonl
 Other tests reuse `BotConfig`, `build_worker` (observers and `enable_tracing` are injectable) and `serve`.
@@ -34,6 +37,8 @@ from pipecat.processors.aggregators.llm_context import LLMContext
 from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair, LLMUserAggregatorParams
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.processors.frameworks.rtvi.observer import RTVIObserverParams
+from pipecat.services.llm_service import LLMService
+from pipecat.services.stt_service import STTService
 from pipecat.services.tts_service import TTSService
 from pipecat.transports.base_transport import TransportParams
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
@@ -41,6 +46,7 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 from pipecat.turns.user_stop.speech_timeout_user_turn_stop_strategy import SpeechTimeoutUserTurnStopStrategy
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.utils.time import time_now_iso8601
+from pipecat.utils.tracing.service_decorators import traced_llm, traced_stt, traced_tts
 
 TTS_RATE = 24000
 
@@ -134,6 +140,79 @@ class ToneTTS(TTSService):
             yield TTSAudioRawFrame(tone[i:i + chunk].tobytes(), TTS_RATE, 1, context_id=context_id)
 
 
+class TracedScriptedSTT(STTService):
+    """ScriptedSTT on pipecat's STTService, for tracing: the same transcript `stt_secs` after each VAD end, but
+    the service's own TTFB (from VAD stop − stop_secs) and pipecat's `traced_stt` span (speech start → the
+    finalized transcript, `metrics.ttfb` from the TTFBMetricsData), as every pipecat STT service has."""
+
+    def __init__(self, cfg: BotConfig):
+        super().__init__(name="ScriptedSTTService")
+        self._cfg = cfg
+        self._task: asyncio.Task | None = None
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    @traced_stt
+    async def run_stt(self, audio: bytes):
+        yield None  # the audio is not transcribed: the transcript comes from the VAD end (below)
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, VADUserStoppedSpeakingFrame):
+            self._task = self.create_task(self._transcribe())
+        elif isinstance(frame, VADUserStartedSpeakingFrame) and self._task:
+            await self.cancel_task(self._task)
+            self._task = None
+
+    async def _transcribe(self):
+        await asyncio.sleep(self._cfg.stt_secs)
+        await self.push_frame(TranscriptionFrame("hello there", "user", time_now_iso8601(), finalized=True))
+
+
+class TracedScriptedLLM(LLMService):
+    """ScriptedLLM on pipecat's LLMService, for tracing: `_process_context` under `traced_llm`, shaped like
+    OpenAILLMService's (response start, TTFB from the request, the tokens, response end)."""
+
+    def __init__(self, cfg: BotConfig):
+        super().__init__(name="ScriptedLLMService")
+        self._cfg = cfg
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMContextFrame):
+            await self.push_frame(LLMFullResponseStartFrame())
+            try:
+                await self._process_context(frame.context)
+            finally:
+                await self.push_frame(LLMFullResponseEndFrame())
+        else:
+            await self.push_frame(frame, direction)
+
+    @traced_llm
+    async def _process_context(self, context: LLMContext):
+        cfg = self._cfg
+        await self.start_ttfb_metrics()
+        await asyncio.sleep(cfg.llm_ttft_secs)
+        await self.stop_ttfb_metrics()
+        await self.push_frame(LLMTextFrame(cfg.reply[0]))
+        await asyncio.sleep(cfg.first_sentence_secs)
+        for token in cfg.reply[1:]:
+            await self.push_frame(LLMTextFrame(token))
+
+
+class TracedToneTTS(ToneTTS):
+    """ToneTTS with pipecat's `traced_tts` (the `tts` span: audio context opened → stopped, `metrics.ttfb`)."""
+
+    @traced_tts
+    async def run_tts(self, text: str, context_id: str):
+        async for frame in super().run_tts(text, context_id):
+            yield frame
+
+
 def breakdown_record(breakdown) -> dict:
     """pipecat's LatencyBreakdown as plain JSON: contributions by key (seconds), ttfb, total."""
     return {
@@ -148,20 +227,25 @@ def breakdown_record(breakdown) -> dict:
 
 
 def build_worker(connection: SmallWebRTCConnection, cfg: BotConfig, *, observers: list | None = None,
-                 enable_tracing: bool = False) -> PipelineWorker:
-    """The pipeline for one client. `observers` are added to the worker (e.g. a UserBotLatencyObserver)."""
+                 enable_tracing: bool = False, conversation_id: str | None = None) -> PipelineWorker:
+    """The pipeline for one client. `observers` are added to the worker (e.g. a UserBotLatencyObserver).
+    With `enable_tracing` the services are the Traced* ones (pipecat's span tree) and the conversation span
+    carries `conversation_id`."""
     transport = SmallWebRTCTransport(connection, TransportParams(audio_in_enabled=True, audio_out_enabled=True))
     vad = SileroVADAnalyzer(params=VADParams(stop_secs=cfg.stop_secs))
     strategies = UserTurnStrategies(stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=cfg.user_speech_timeout)])
     user_agg, assistant_agg = LLMContextAggregatorPair(
         LLMContext(), user_params=LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies))
-    pipeline = Pipeline([transport.input(), ScriptedSTT(cfg), user_agg, ScriptedLLM(cfg), ToneTTS(cfg),
+    stt, llm, tts = ((TracedScriptedSTT, TracedScriptedLLM, TracedToneTTS) if enable_tracing
+                     else (ScriptedSTT, ScriptedLLM, ToneTTS))
+    pipeline = Pipeline([transport.input(), stt(cfg), user_agg, llm(cfg), tts(cfg),
                          transport.output(), assistant_agg])
     return PipelineWorker(
         pipeline,
         params=PipelineParams(enable_metrics=True, audio_out_sample_rate=TTS_RATE),
         observers=list(observers or []),
         enable_tracing=enable_tracing,
+        conversation_id=conversation_id,
         rtvi_observer_params=RTVIObserverParams(vad_user_speaking_enabled=cfg.vad_user_speaking_enabled),
         idle_timeout_secs=None,
     )
@@ -170,19 +254,37 @@ def build_worker(connection: SmallWebRTCConnection, cfg: BotConfig, *, observers
 def latency_observer(path: str | None) -> UserBotLatencyObserver:
     """pipecat's own stage figures; each breakdown appended to `path` as a JSON line."""
     obs = UserBotLatencyObserver()
+    measured: list[float] = []  # on_latency_measured comes just before its breakdown
+
+    @obs.event_handler("on_latency_measured")
+    async def _latency(_obs, latency):
+        measured.append(latency)
 
     @obs.event_handler("on_latency_breakdown")
     async def _record(_obs, breakdown):
         if path and breakdown.contributions:
             with open(path, "a") as f:
-                f.write(json.dumps(breakdown_record(breakdown)) + "\n")
+                f.write(json.dumps({**breakdown_record(breakdown),
+                                    "latency_secs": measured[-1] if measured else None}) + "\n")
+        measured.clear()
 
     return obs
 
 
+def setup_otlp_tracing(endpoint: str) -> None:
+    """pipecat's `setup_tracing` with the OTLP/HTTP exporter (spans batched; OTEL_BSP_SCHEDULE_DELAY sets how
+    often they are sent, 5000 ms by default)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from pipecat.utils.tracing.setup import setup_tracing
+
+    if not setup_tracing("vlh-pipecat-test-bot", exporter=OTLPSpanExporter(endpoint=endpoint)):
+        raise SystemExit("pipecat tracing could not be set up (is opentelemetry-sdk installed?)")
+
+
 async def serve(cfg: BotConfig, port: int, breakdown_path: str | None, *, enable_tracing: bool = False,
                 extra_observers=None) -> None:
-    """`POST /api/offer` on 127.0.0.1:port; one pipeline per connection; runs until cancelled."""
+    """`POST /api/offer` on 127.0.0.1:port; one pipeline per connection; runs until cancelled. With
+    `enable_tracing`, call `setup_otlp_tracing` first; each conversation's id is its connection's pc_id."""
     tasks: set[asyncio.Task] = set()
 
     async def offer(request: web.Request) -> web.Response:
@@ -190,7 +292,8 @@ async def serve(cfg: BotConfig, port: int, breakdown_path: str | None, *, enable
         conn = SmallWebRTCConnection()
         await conn.initialize(sdp=body["sdp"], type=body["type"])
         observers = [latency_observer(breakdown_path)] + list(extra_observers() if extra_observers else [])
-        worker = build_worker(conn, cfg, observers=observers, enable_tracing=enable_tracing)
+        worker = build_worker(conn, cfg, observers=observers, enable_tracing=enable_tracing,
+                              conversation_id=conn.pc_id if enable_tracing else None)
 
         @conn.event_handler("closed")
         async def _closed(_c):
@@ -221,11 +324,14 @@ def main(argv=None) -> None:
     p.add_argument("--nice", type=int, default=-10,
                    help="run at this nice value, as vlh's reference agent does (ignored where not permitted): a bot "
                         "starved behind batch work sends its RTVI messages late against its own observer's stamps")
+    p.add_argument("--otlp-endpoint", help="tracing on: export pipecat's spans to this OTLP/HTTP URL (/v1/traces)")
     a = p.parse_args(argv)
     from harness.devices.priority import set_nice
 
     set_nice(a.nice)
-    asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown))
+    if a.otlp_endpoint:
+        setup_otlp_tracing(a.otlp_endpoint)
+    asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown, enable_tracing=bool(a.otlp_endpoint)))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def test_pipecat_turn_with_two_transcripts():
     kind, inst, facts = map_trace(trace)
     assert kind == "pipecat"
     at = {i.name: (i.t_ns - T0) / S for i in inst}
-    assert at["stt_final"] == 2.6 and abs(at["user_speech_end_detected"] - 2.35) < 1e-9
+    assert at["stt_final"] == 2.6 and abs(at["user_vad_end"] - 2.35) < 1e-9
     assert at["llm_request"] == 2.7 and abs(at["llm_first_token"] - 3.0) < 1e-9
     assert at["tts_request"] == 3.1 and abs(at["tts_first_audio"] - 3.22) < 1e-9
     assert abs(at["audio_first_sent"] - 3.55) < 1e-9  # speech end 2.35 + user_bot_latency 1.2

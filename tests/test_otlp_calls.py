@@ -47,3 +47,23 @@ def test_claims():
     assert intake.claim(1000.0, 1300.0, [1010.0, 1013.0], "pc-A") == []  # claimed once; cc is 187 s away
     assert intake.claim(1100.0, 1300.0, [1200.05], None)[0][0] == "conversation:other"
     assert intake.frameworks == {"pipecat"}
+
+
+def test_arrival_only_instants_move_back_by_the_transit_of_their_neighbour():
+    """RTVI `user-stopped-speaking` (no OTLP twin) arrives 0.5 ms before `bot-llm-started`, whose OTLP stamp says
+    it travelled 2.9 ms: the turn end moves back 2.9 ms (before the LLM request, as pipecat sent it). A message
+    far from any twin (300 ms) stays where it arrived; OTLP-stamped names are left alone."""
+    from harness.telemetry.events import Event
+    from harness.telemetry.otlp_calls import align_arrivals
+
+    def est(name, t):
+        return Event(name, t, t_host=t, source="estimated", origin="rtvi:x")
+
+    stamped = [Event("llm_request", 5.0, t_host=5.0, source="reconciled", origin="otlp:pipecat:llm")]
+    own = [est("user_speech_end_detected", 5.0024), est("llm_request", 5.0029), est("llm_first_visible_token", 5.3)]
+    got = {e.name: e for e in align_arrivals(own, stamped)}
+    assert abs(got["user_speech_end_detected"].t_host - (5.0024 - 0.0029)) < 1e-9
+    assert got["user_speech_end_detected"].t_host < 5.0 and got["user_speech_end_detected"].source == "estimated"
+    assert got["user_speech_end_detected"].raw["transit_ms"] == 2.9
+    assert got["llm_request"].t_host == 5.0029 and got["llm_first_visible_token"].t_host == 5.3
+    assert align_arrivals(own, []) == own

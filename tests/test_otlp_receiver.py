@@ -131,3 +131,46 @@ def test_parse_listen():
 def test_busy_port_is_one_clear_error(receiver):
     with pytest.raises(VlhError, match="cannot listen there"):
         OtlpReceiver("127.0.0.1", receiver.port).start()
+
+
+async def test_wait_ends_when_the_traces_past_the_last_utterance_have_their_root(receiver):
+    """pipecat's last `turn` and the `conversation` end when the call hangs up: until the root arrived the trace
+    is incomplete (its last turn's latency missing), so the wait goes on; once it came, the wait ends at once."""
+    import asyncio
+    import time
+
+    spans = _sdk_spans()  # llm, turn, conversation (children end first)
+    exp = OTLPSpanExporter(endpoint=receiver.url)
+    after = min(s.end_time for s in spans) - 1  # every span ends after the "last utterance"
+    await asyncio.to_thread(exp.export, [s for s in spans if s.name == "llm"])
+    t0 = time.monotonic()
+    assert not await receiver.wait_for(after, max_wait_s=0.8, quiet_s=0.05)  # no root yet: waited it all
+    assert time.monotonic() - t0 >= 0.8
+    await asyncio.to_thread(exp.export, [s for s in spans if s.name != "llm"])
+    t0 = time.monotonic()
+    assert await receiver.wait_for(after, max_wait_s=5, quiet_s=0.05)
+    assert time.monotonic() - t0 < 1.0
+    exp.shutdown()
+
+
+async def test_wait_for_one_call_ignores_other_conversations(receiver):
+    """Call c-1's conversation is complete; another call's (c-2, no root yet) does not hold c-1's wait."""
+    import asyncio
+
+    mine = _sdk_spans()  # conversation.id c-1, complete
+    provider = TracerProvider()
+    mem = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    tr = provider.get_tracer("pipecat")
+    conv = tr.start_span("conversation", attributes={"conversation.id": "c-2"})
+    from opentelemetry import trace as otel_trace
+
+    with tr.start_as_current_span("turn", context=otel_trace.set_span_in_context(conv),
+                                  attributes={"conversation.id": "c-2"}):
+        pass
+    exp = OTLPSpanExporter(endpoint=receiver.url)
+    await asyncio.to_thread(exp.export, mine + list(mem.get_finished_spans()))
+    after = min(s.end_time for s in mine) - 1
+    assert await receiver.wait_for(after, max_wait_s=3, quiet_s=0.05, call_id="c-1")
+    assert not await receiver.wait_for(after, max_wait_s=0.5, quiet_s=0.05)  # no call id: c-2 holds it
+    exp.shutdown()

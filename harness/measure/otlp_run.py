@@ -59,7 +59,7 @@ async def attach(telemetry, capture, plans, wait_s: float = WAIT_S):
     # wait until the agent has exported a span ending after the last utterance's end, then a short quiet time
     last_end = max(p.mic_end for p in plans)
     wall_last = time.time_ns() - int(round((time.monotonic() - last_end) * 1e9))
-    await rec.wait_for(wall_last, wait_s)
+    await rec.wait_for(wall_last, wait_s, call_id=capture.meta.get("pc_id"))
     rec.stamp()
     convs = intake.claim(capture.t0_mono, time.monotonic(), [p.mic_end for p in plans], capture.meta.get("pc_id"))
     if not convs:

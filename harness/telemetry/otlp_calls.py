@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import replace
 
 from harness.telemetry.events import Event
 from harness.telemetry.otlp_clock import Bounds, HostWallClock, causal_bounds
@@ -71,11 +72,38 @@ def _extent(trace: list[OtlpSpan], clock: HostWallClock) -> tuple[float, float]:
 
 def _score(instants: list[AgentInstant], clock: HostWallClock, ends: list[float]) -> float | None:
     """Median distance from the agent's speech-end (else first) instants to the nearest utterance end."""
-    marks = [i for i in instants if i.name == "user_speech_end_detected"] or instants
+    marks = [i for i in instants if i.name in ("user_vad_end", "user_speech_end_detected")] or instants
     if not marks or not ends:
         return None
     d = sorted(min(abs(clock.to_mono(i.t_ns) - e) for e in ends) for i in marks)
     return d[len(d) // 2]
+
+
+NEAR_S = 0.05
+
+
+def align_arrivals(own: list[Event], stamped: list[Event]) -> list[Event]:
+    """The call's arrival-only (`estimated`: RTVI) instants that OTLP does not stamp, moved back by the transit of
+    the agent's message sent just before or after them: a message OTLP also stamps (same name), within NEAR_S,
+    transit = its arrival − its stamp. Messages sent back to back on one data channel travel alike; unmoved, an
+    arrival time is late by that transit (pipecat: RTVI `user-stopped-speaking` arrives ~3 ms after the `llm`
+    span's start though pipecat sends it first). Stays `estimated`; moved events keep `raw['transit_ms']`."""
+    names = {e.name for e in stamped}
+    transits = []  # (arrival, transit) of messages both report
+    for e in own:
+        if e.source != "estimated" or e.name not in names or e.t_host is None:
+            continue
+        cands = [s.t_host for s in stamped if s.name == e.name and 0 <= e.t_host - s.t_host <= 0.5]
+        if cands:
+            transits.append((e.t_host, e.t_host - max(cands)))
+    out = []
+    for e in own:
+        if e.source == "estimated" and e.name not in names and e.t_host is not None and transits:
+            at, d = min(transits, key=lambda p: abs(p[0] - e.t_host))
+            if abs(at - e.t_host) <= NEAR_S:
+                e = replace(e, t_host=e.t_host - d, raw={**e.raw, "transit_ms": round(d * 1e3, 3)})
+        out.append(e)
+    return out
 
 
 class OtlpCallTelemetry:
@@ -120,9 +148,10 @@ class OtlpCallTelemetry:
         """measure_call's entry: the inner telemetry as it reconciles itself, plus the OTLP instants."""
         self.fit = self.inner.reconcile() if self.inner is not None else None
         own = list(self.inner.events) if self.inner is not None else []
-        self.events = own + [Event(i.name, self.to_host(i.t_ns), turn_hint=i.turn_number, origin=i.origin,
-                                   t_host=self.to_host(i.t_ns), uncertainty_s=self._uncertainty,
-                                   source="reconciled", raw=i.raw) for i in self.instants]
+        stamped = [Event(i.name, self.to_host(i.t_ns), turn_hint=i.turn_number, origin=i.origin,
+                         t_host=self.to_host(i.t_ns), uncertainty_s=self._uncertainty,
+                         source="reconciled", raw=i.raw) for i in self.instants]
+        self.events = align_arrivals(own, stamped) + stamped
         return self.fit
 
     def settle(self, rows: list[dict], events: list[dict]) -> bool:

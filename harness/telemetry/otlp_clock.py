@@ -68,6 +68,7 @@ class Bounds:
 # The agent's own estimate of the end of speech (pipecat: VAD stop − stop_secs; LiveKit: last_speaking_time) comes
 # after the real end plus the uplink, give or take its VAD's frame (pipecat's Silero: 32 ms): it bounds too, loosely.
 SPEECH_END_SLACK_S = 0.050
+SPEECH_END_ESTIMATES = ("user_vad_end", "user_speech_end_detected")  # pipecat's, LiveKit's adapter
 AFTER_USER_END = ("stt_final", "llm_request", "llm_first_token", "llm_first_visible_token", "tts_request",
                   "tts_first_audio", "audio_first_sent")
 
@@ -91,7 +92,7 @@ def causal_bounds(rows: list[dict], events: list[dict]) -> Bounds:
             if e["name"] in AFTER_USER_END and u_end is not None:
                 b.upper_s = min(b.upper_s, e["t_mono"] - u_end)
                 b.n_upper += 1
-            if e["name"] == "user_speech_end_detected" and u_end is not None:
+            if e["name"] in SPEECH_END_ESTIMATES and u_end is not None:
                 b.upper_s = min(b.upper_s, e["t_mono"] - u_end + SPEECH_END_SLACK_S)
                 b.n_upper += 1
     return b

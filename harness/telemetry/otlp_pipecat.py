@@ -8,9 +8,13 @@ agent's wall clock.
 
 - `stt`: opened at the start of speech, ended at the finalized transcript; its `metrics.ttfb` runs from pipecat's
   estimate of the end of speech (VAD stop − `stop_secs`, stt_service.py `_handle_vad_user_stopped_speaking`) to
-  that transcript. vlh puts `user_speech_end_detected` at end − ttfb: the instant pipecat believes the user
-  stopped. So, against pipecat, vlh's `endpointing` is what pipecat cannot see (uplink, its VAD's error) and
-  `stt` is pipecat's STT TTFB (the VAD's `stop_secs` wait included), exactly.
+  that transcript. vlh puts `user_vad_end` at end − ttfb: the instant pipecat believes the user stopped, where
+  its STT and user→bot clocks start. So, against pipecat, vlh's `endpointing` is what pipecat cannot see (uplink,
+  its VAD's error) and `stt` is pipecat's STT TTFB (the VAD's `stop_secs` wait included), exactly. Not
+  `user_speech_end_detected`: that is the end of the user's turn (pipecat's turn strategy, RTVI
+  `user-stopped-speaking`, ~stop_secs + the turn wait later), which no pipecat span marks — with RTVI on it comes
+  from RTVI; from spans alone turn_detection and llm_dispatch stay one span (measured live: the bot of
+  tests/test_pipecat_tracing.py).
 - `llm`: wraps `_process_context`, which starts its TTFB at once (openai/base_llm.py) — request = span start,
   first token = start + `metrics.ttfb`.
 - `tts`: opened at `create_audio_context`, followed at once by `start_ttfb_metrics` (tts_service.py) — request =
@@ -27,13 +31,13 @@ from harness.telemetry.otlp_map import AgentInstant, TurnFact, children, seconds
 
 FRAMEWORK = "pipecat"
 TABLE = [
-    ("stt", "end − metrics.ttfb", "user_speech_end_detected"),
+    ("stt", "end − metrics.ttfb", "user_vad_end"),
     ("stt", "end (finalized transcript)", "stt_final"),
     ("llm", "start", "llm_request"),
     ("llm", "start + metrics.ttfb", "llm_first_token"),
     ("tts", "start", "tts_request"),
     ("tts", "start + metrics.ttfb", "tts_first_audio"),
-    ("turn", "user_speech_end_detected + turn.user_bot_latency_seconds", "audio_first_sent"),
+    ("turn", "user_vad_end + turn.user_bot_latency_seconds", "audio_first_sent"),
     ("turn", "turn.user_bot_latency_seconds × 1000", "framework_v2v_ms (column)"),
 ]
 
@@ -65,7 +69,7 @@ def read(trace: list[OtlpSpan]) -> tuple[list[AgentInstant], list[TurnFact]]:
             ttfb = seconds_ns(stt.number("metrics.ttfb"))
             if ttfb is not None:
                 speech_end = stt.end_ns - ttfb
-                add("user_speech_end_detected", speech_end, stt, "end - metrics.ttfb")
+                add("user_vad_end", speech_end, stt, "end - metrics.ttfb")
         if llm is not None:
             add("llm_request", llm.start_ns, llm, "start")
             ttfb = seconds_ns(llm.number("metrics.ttfb"))
@@ -80,6 +84,6 @@ def read(trace: list[OtlpSpan]) -> tuple[list[AgentInstant], list[TurnFact]]:
         if latency is not None:
             anchor = speech_end + seconds_ns(latency) if speech_end is not None else turn.start_ns
             if speech_end is not None:
-                add("audio_first_sent", anchor, turn, "user_speech_end_detected + turn.user_bot_latency_seconds")
+                add("audio_first_sent", anchor, turn, "user_vad_end + turn.user_bot_latency_seconds")
             facts.append(TurnFact(FRAMEWORK, latency * 1e3, anchor, n, f"otlp:{FRAMEWORK}:turn"))
     return instants, facts

@@ -197,14 +197,22 @@ class OtlpReceiver:
         data, ctype = response_body(request.content_type)
         return web.Response(body=data, content_type=ctype)
 
-    async def wait_for(self, covered_until_ns: int, max_wait_s: float, quiet_s: float = 0.3) -> bool:
-        """Wait (≤ max_wait_s) until a span ending at or after `covered_until` (agent wall ns) has arrived and
-        nothing new came for `quiet_s`. True when that happened, False on timeout."""
+    async def wait_for(self, covered_until_ns: int, max_wait_s: float, quiet_s: float = 0.3,
+                       call_id: str | None = None) -> bool:
+        """Wait (≤ max_wait_s) until the traces are complete past `covered_until` (agent wall ns): a span ending at
+        or after it has arrived, every trace holding such a span has its root (parentless) span too — a root ends
+        last (pipecat's `conversation` when the call hangs up, with the last `turn` it closes) — and nothing new
+        came for `quiet_s`. With `call_id`, once a trace carries it as `conversation.id` only that trace must be
+        complete (other calls' conversations go on). True when that happened, False on timeout."""
         deadline = time.monotonic() + max_wait_s
         while time.monotonic() < deadline:
             with self._lock:
-                covered = any(s.end_ns >= covered_until_ns for s in self._spans)
-            if covered and (self.last_arrival is None or time.monotonic() - self.last_arrival >= quiet_s):
+                late = {s.trace_id for s in self._spans if s.end_ns >= covered_until_ns}
+                rooted = {s.trace_id for s in self._spans if not s.parent_id}
+                mine = {s.trace_id for s in self._spans if call_id and s.attributes.get("conversation.id") == call_id}
+            late = late & mine if mine else late
+            quiet = self.last_arrival is None or time.monotonic() - self.last_arrival >= quiet_s
+            if late and late <= rooted and quiet:
                 return True
             await asyncio.sleep(0.05)
         return False
