@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.report.plotly_bundle import basic_trace_types
 from harness.testing.browser import Chromium, check_report
 from harness.report.render import write_report
 from harness.testing.synthetic import XSS, make_run
@@ -23,6 +24,15 @@ AUDIO = """new Promise(function (ok) {
   a.addEventListener('loadedmetadata', function () { ok(a.duration); });
   a.addEventListener('error', function () { ok(-1); });
 })"""
+# every drawn chart: the trace types asked for, and how many traces plotly could not draw (no module: its type
+# is not registered in the inlined bundle, so plotly hides the trace); the types the inlined bundle registers
+TRACES = """(function () {
+  var charts = Array.prototype.map.call(document.querySelectorAll('.js-plotly-plot'), function (gd) {
+    return {types: gd.data.map(function (t) { return t.type || 'scatter'; }),
+            undrawn: gd._fullData.filter(function (t) { return !t._module; }).length}; });
+  return {charts: charts, registered: Object.keys(Plotly.PlotSchema.get().traces).sort(),
+          header: document.scripts[1].text.slice(0, 60)};
+}())"""
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +83,11 @@ def results(tmp_path_factory):
             r["errors_after_clicks"] = page.console_errors()
             r["xss_after_clicks"] = await page.evaluate("(window.__xss || []).concat(window.__xss_img ? ['img'] : [])")
             r["foreign_after_clicks"] = page.foreign_requests()
+            r["traces"] = await page.evaluate(TRACES)
             await page.screenshot(SHOTS / "single-full.png", full_page=True)
             out["single"] = r
             r = await check_report(browser, cmp_html, SHOTS / "compare.png")
+            r["traces"] = await r["page"].evaluate(TRACES)
             await r.pop("page").screenshot(SHOTS / "compare-full.png", full_page=True)
             out["compare"] = r
             r = await check_report(browser, zero / "report.html", SHOTS / "zero.png")
@@ -143,6 +155,18 @@ def test_turn_detail_lists_a_negative_residual_and_draws_the_overlap(results):
     assert "residual -12.0 ms (a negative duration: not drawn as a bar)" in r["negative_text"]
     assert all(x >= 0 for x in r["negative_bars"]) and all(x >= 0 for x in r["overlap_bars"])
     assert "turn detection ran" in r["overlap_text"] and "beside STT (overlapped, not summed)" in r["overlap_text"]
+
+
+@pytest.mark.parametrize("name", ["single", "compare"])
+def test_basic_plotly_bundle_draws_every_trace(results, name):
+    """The page inlines the plotly.js basic bundle, which registers exactly the types plotly_bundle reads from it,
+    and every trace of every chart (turn detail included) has its type registered and drawn."""
+    t = results[name]["traces"]
+    assert "plotly.js (basic - minified) v" in t["header"]
+    assert set(t["registered"]) == basic_trace_types()
+    assert len(t["charts"]) >= (5 if name == "single" else 2)
+    for chart in t["charts"]:
+        assert set(chart["types"]) <= set(t["registered"]) and chart["undrawn"] == 0, chart
 
 
 def test_zero_ok_report_says_so(results):

@@ -1,8 +1,8 @@
 """The self-contained HTML report: one run, or several compared with the first.
 
 `write_report(run_dirs, out)` loads the run folder(s), renders templates/*.html.j2 (jinja2, autoescape on) with
-plotly.js from the plotly package inline, and writes `out` (atomically). Everything the page needs is in the file:
-it opens from disk with no network. Data for the scripts travels as JSON in a <script type="application/json">
+plotly.js inline (the basic bundle in vendor/ when it draws every trace, see plotly_bundle.py), and writes `out`
+(atomically). Everything the page needs is in the file: it opens from disk with no network. Data for the scripts travels as JSON in a <script type="application/json">
 block with <, > and & escaped, so no text inside it can end the block.
 """
 
@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from harness import __version__
 from harness.errors import VlhError
-from harness.report import capacity, figures, health
+from harness.report import capacity, figures, health, plotly_bundle
 from harness.report.compare import compare_runs
 from harness.report.load import Run, load_run
 from harness.results.redact import redact_config, redact_url
@@ -103,7 +103,7 @@ def render_single(run: Run, report_dir: Path) -> str:
         "data_json": _json_block(data),
         "load": load,
     }
-    return _render("single.html.j2", ctx)
+    return _render("single.html.j2", ctx, data["figures"])
 
 
 def render_compare(runs: list[Run], report_dir: Path) -> str:
@@ -127,7 +127,7 @@ def render_compare(runs: list[Run], report_dir: Path) -> str:
         "comparisons": [_comparison_ctx(c, labels[0], labels[i + 1], i + 1) for i, c in enumerate(comps)],
         "data_json": _json_block(data),
     }
-    return _render("compare.html.j2", ctx)
+    return _render("compare.html.j2", ctx, data["figures"])
 
 
 # ---------------------------------------------------------------- context pieces
@@ -299,13 +299,15 @@ def _env() -> jinja2.Environment:
 
 
 @lru_cache(maxsize=1)
-def _assets() -> dict:
-    import plotly.offline
-
-    plotly_js = plotly.offline.get_plotlyjs()
+def _page_assets() -> tuple[str, str]:
     tdir = files("harness.report") / "templates"
-    js = (tdir / "report.js").read_text(encoding="utf-8")
-    css = (tdir / "report.css").read_text(encoding="utf-8")
+    return (tdir / "report.js").read_text(encoding="utf-8"), (tdir / "report.css").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=4)
+def _assets(bundle: str) -> dict:
+    plotly_js = plotly_bundle.basic_js() if bundle == "basic" else plotly_bundle.full_js()
+    js, css = _page_assets()
     for name, text in (("plotly.js", plotly_js), ("report.js", js), ("report.css", css)):
         if "</script" in text.lower() or "</style" in text.lower():
             raise VlhError(f"{name} contains a closing tag and cannot be inlined; reinstall vlh")
@@ -315,8 +317,14 @@ def _assets() -> dict:
             "script_hashes": Markup(hashes)}
 
 
-def _render(template: str, ctx: dict) -> str:
-    return _env().get_template(template).render(**ctx, **_assets(), version=__version__)
+def plotly_bundle_for(figs: dict) -> str:
+    """"basic" if the plotly.js basic bundle draws every trace of `figs` and of report.js, else "full"."""
+    return plotly_bundle.choose(plotly_bundle.figure_trace_types(figs)
+                                | plotly_bundle.page_trace_types(_page_assets()[0]))[0]
+
+
+def _render(template: str, ctx: dict, figs: dict) -> str:
+    return _env().get_template(template).render(**ctx, **_assets(plotly_bundle_for(figs)), version=__version__)
 
 
 def _fmt_ms(v, nd: int = 0) -> str:

@@ -82,7 +82,7 @@ def render_suite(doc: dict, suite_dir: Path, report_dir: Path) -> str:
         "scenarios": cards,
         "data_json": _json_block({"figures": figs}),
     }
-    return _render("suite.html.j2", ctx)
+    return _render("suite.html.j2", ctx, figs)
 
 
 # ---------------------------------------------------------------- pieces
