@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import shutil
@@ -43,7 +44,9 @@ def bench(n: int, repeat: int, browser: bool, work: Path) -> dict:
     row = {"turns": n, "gen_s": gen, "report_s": min(times), "report_s_max": max(times), "cpu_s": min(cpu),
            "size_mb": out.stat().st_size / 1e6, "load": os.getloadavg()[0]}
     if browser:
-        row["browser_s"] = asyncio.run(_browser_time(out))
+        row["browser_s"], nav = asyncio.run(_browser_time(out))
+        # navigation timing: the file read (responseEnd), the inline scripts done (domInteractive), load event
+        row["nav"] = {k: nav[k] / 1000 for k in ("responseEnd", "domInteractive", "loadEventEnd")}
     return row
 
 
@@ -57,7 +60,8 @@ async def _browser_time(path: Path) -> float:
         errors = page.console_errors()
         if errors or page.foreign_requests():
             raise SystemExit(f"browser problems: {errors} {page.foreign_requests()}")
-        return dt
+        nav = await page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
+        return dt, json.loads(nav)
 
 
 HEAD = ("| date | turns | wall time (best) | wall time (worst) | CPU time (best) | host load avg | file size "
@@ -100,7 +104,13 @@ def main() -> int:
     ap.add_argument("--browser", action="store_true", help="also time headless Chromium drawing the report")
     ap.add_argument("--readme", type=Path, help="write the table into this README (e.g. bench/README.md)")
     ap.add_argument("--keep", action="store_true", help="keep the generated run folders")
+    ap.add_argument("--full-plotly", action="store_true",
+                    help="inline the full plotly.js bundle instead of the basic one (the before/after comparison)")
     args = ap.parse_args()
+    if args.full_plotly:
+        import harness.report.render as render
+
+        render.plotly_bundle_for = lambda figs: "full"
     work = Path(tempfile.mkdtemp(prefix="vlh-report-bench-"))
     rows = []
     try:
@@ -110,7 +120,9 @@ def main() -> int:
             print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; "
                   f"report {r['report_s']:.2f}–{r['report_s_max']:.2f} s "
                   f"(CPU {r['cpu_s']:.2f} s, load {r['load']:.1f}), {r['size_mb']:.1f} MB"
-                  + (f"; Chromium drawn in {r['browser_s']:.1f} s" if "browser_s" in r else ""), flush=True)
+                  + (f"; Chromium drawn in {r['browser_s']:.1f} s (navigation timing: "
+                     + ", ".join(f"{k} {v:.2f} s" for k, v in r["nav"].items()) + ")" if "browser_s" in r else ""),
+                  flush=True)
     finally:
         if args.keep:
             print(f"run folders kept in {work}")
