@@ -72,7 +72,8 @@ MARK = "<!-- report_size rows -->"
 
 def rows_md(rows: list[dict]) -> list[str]:
     day = time.strftime("%Y-%m-%d")
-    return [f"| {day} | {r['turns']:,} | {r['report_s']:.2f} s | {r['report_s_max']:.2f} s | {r['cpu_s']:.2f} s | "
+    return [f"| {day} | {r['turns']:,}{' (full plotly.js)' if r.get('full_plotly') else ''} | {r['report_s']:.2f} s | "
+            f"{r['report_s_max']:.2f} s | {r['cpu_s']:.2f} s | "
             f"{r['load']:.1f} | {r['size_mb']:.1f} MB | "
             + (f"{r['browser_s']:.1f} s |" if "browser_s" in r else "– |") for r in rows]
 
@@ -115,7 +116,7 @@ def main() -> int:
     rows = []
     try:
         for n in args.turns:
-            r = bench(n, args.repeat, args.browser, work)
+            r = bench(n, args.repeat, args.browser, work) | ({"full_plotly": True} if args.full_plotly else {})
             rows.append(r)
             print(f"{n:>6} turns: generated in {r['gen_s']:.1f} s; "
                   f"report {r['report_s']:.2f}–{r['report_s_max']:.2f} s "
