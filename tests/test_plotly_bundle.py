@@ -35,6 +35,15 @@ def test_trace_types_are_read_from_the_bundles():
         pb.registered_trace_types("/** not plotly */ var x = 1;")
 
 
+def test_basic_bundle_has_every_layout_component_of_the_full_one():
+    """Shapes, annotations, error bars, legend, … (and updatemenus/sliders, declared without moduleType first)."""
+    comp = re.compile(r'moduleType:"component",name:"(\w+)"')
+    basic, full = pb.basic_js(), pb.full_js()
+    assert set(comp.findall(basic)) == set(comp.findall(full)) >= {"shapes", "annotations", "errorbars", "legend"}
+    for name in ("updatemenus", "sliders"):
+        assert f'name:"{name}"' in basic
+
+
 def test_every_trace_type_report_js_builds_is_found_and_in_the_basic_bundle():
     js = (files("harness.report") / "templates" / "report.js").read_text()
     found = pb.page_trace_types(js)

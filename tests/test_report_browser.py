@@ -31,6 +31,7 @@ TRACES = """(function () {
     return {types: gd.data.map(function (t) { return t.type || 'scatter'; }),
             undrawn: gd._fullData.filter(function (t) { return !t._module; }).length}; });
   return {charts: charts, registered: Object.keys(Plotly.PlotSchema.get().traces).sort(),
+          menu_buttons: document.querySelectorAll('#fig-ecdf .updatemenu-container .updatemenu-button').length,
           header: document.scripts[1].text.slice(0, 60)};
 }())"""
 
@@ -167,6 +168,8 @@ def test_basic_plotly_bundle_draws_every_trace(results, name):
     assert len(t["charts"]) >= (5 if name == "single" else 2)
     for chart in t["charts"]:
         assert set(chart["types"]) <= set(t["registered"]) and chart["undrawn"] == 0, chart
+    if name == "single":
+        assert t["menu_buttons"] == 2  # the ECDF's "linear x" / "log x" (layout components drawn too)
 
 
 def test_zero_ok_report_says_so(results):
