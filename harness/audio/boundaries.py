@@ -352,7 +352,7 @@ def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = 
     h = _highpass(sr) if hiss else _lowpass(sr)
     half = len(h) // 2
     lo, hi = max(0, a - half), min(len(x), b + half)
-    y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
+    y = np.convolve(np.subtract(x[lo:hi], dc, dtype=np.float64), h, mode="same")  # = astype(float64) - dc
     return y[a - lo : a - lo + (b - a)]
 
 
@@ -371,7 +371,8 @@ def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
     """RMS of y[j : j + w] for j in [0, len(y) - w]."""
     c = np.empty(len(y) + 1)  # the same numbers as concatenating [0] and the cumsum, without the copies
     c[0] = 0.0
-    np.cumsum(np.square(y, dtype=np.float64), out=c[1:])
+    np.square(y, out=c[1:], dtype=np.float64)
+    np.cumsum(c[1:], out=c[1:])
     d = np.subtract(c[w:], c[:-w])
     np.maximum(d, 0.0, out=d)
     np.divide(d, w, out=d)
@@ -396,6 +397,17 @@ def _percentile(v: np.ndarray, q: float) -> float:
     g = vi - np.floor(vi)
     d = b - a
     return b - d * (1 - g) if g >= 0.5 else a + d * g
+
+
+def _median(v: np.ndarray) -> float:
+    """`np.median(v)` of a 1-D float64 array: the same number (the middle value, or the mean of the two middle
+    values), without its per-call overhead."""
+    n = len(v)
+    h = n // 2
+    part = np.partition(v, [h - 1, h, n - 1] if n % 2 == 0 else [h, n - 1])
+    if np.isnan(part[-1]):
+        return float("nan")
+    return float(part[h]) if n % 2 else (float(part[h - 1]) + float(part[h])) / 2
 
 
 def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
@@ -486,7 +498,7 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
         return edge
     near = r
     lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
-    bed_lvl = max(lvl, float(np.median(near)) * SOFT_MARGIN)
+    bed_lvl = max(lvl, _median(near) * SOFT_MARGIN)
     last = _chain_end(near >= bed_lvl, gap)
     # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
     far = _chain_end(r >= lvl, gap)
@@ -602,7 +614,7 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
 def _outlier_level(quiet: np.ndarray, eps: float) -> float:
     """A sample level that the quiet side's noise (robust σ from the median absolute value) practically never
     reaches: 5.5 σ (Gaussian: 4e-8 per sample), and not under the variance floor's level."""
-    sigma = 1.4826 * float(np.median(np.abs(quiet))) if len(quiet) >= 32 else np.inf
+    sigma = 1.4826 * _median(np.abs(quiet)) if len(quiet) >= 32 else np.inf
     return max(5.5 * sigma, float(np.sqrt(eps)))
 
 
