@@ -167,3 +167,57 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         speech_regions(faded_burst(SR, "harmonic", SR, 150.0), SR, vad_mode=7)
     assert speech_regions(np.zeros(10, np.float32), SR) == []
+
+
+# ---------------------------------------------------------------------------------------------------- fast helpers
+# the edge searches use their own percentile, median and window RMS for speed: they must be the same numbers as
+# numpy's (the boundaries may not move by a sample), including ties, tiny arrays, infinities and NaN
+
+
+def _stat_arrays():
+    rng = np.random.default_rng(7)
+    for t in range(3000):
+        n = int(rng.integers(1, 600))
+        v = rng.standard_normal(n) ** 2 * 10 ** rng.uniform(-8, 0)
+        if t % 4 == 0:
+            v = np.round(v, 1)  # ties
+        if t % 53 == 0:
+            v[rng.integers(n)] = np.inf
+        if t % 59 == 0:
+            v[rng.integers(n)] = np.nan
+        yield v
+
+
+def _same(a, b):
+    return a == b or (np.isnan(a) and np.isnan(b))
+
+
+def test_percentile_is_numpys():
+    from harness.audio.boundaries import _percentile
+    bad = [(len(v), q) for v in _stat_arrays() for q in (10, 50, 90)
+           if not _same(float(np.percentile(v, q)), _percentile(v, q))]
+    assert bad == []
+
+
+def test_median_is_numpys():
+    from harness.audio.boundaries import _median
+    bad = [len(v) for v in _stat_arrays() if not _same(float(np.median(v)), _median(v))]
+    assert bad == []
+
+
+def test_win_rms_and_band_are_the_plain_computation():
+    from harness.audio.boundaries import _band, _highpass, _lowpass, _win_rms
+    rng = np.random.default_rng(3)
+    for t in range(200):
+        y = rng.standard_normal(int(rng.integers(300, 4000))).astype(np.float32 if t % 2 else np.float64)
+        w = int(rng.integers(8, 300))
+        c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
+        assert np.array_equal(_win_rms(y, w), np.sqrt(np.maximum(c[w:] - c[:-w], 0.0) / w))
+    x = rng.standard_normal(20000).astype(np.float32)
+    for t in range(200):
+        a = int(rng.integers(0, 19000))
+        b = int(rng.integers(a + 1, 20001))
+        h = _highpass(SR) if t % 2 else _lowpass(SR)
+        lo, hi = max(0, a - len(h) // 2), min(len(x), b + len(h) // 2)
+        plain = np.convolve(x[lo:hi].astype(np.float64) - 0.01, h, mode="same")[a - lo : a - lo + (b - a)]
+        assert np.array_equal(_band(x, SR, a, b, 0.01, hiss=bool(t % 2)), plain)

@@ -352,7 +352,7 @@ def _band(x: np.ndarray, sr: int, a: int, b: int, dc: float = 0.0, hiss: bool = 
     h = _highpass(sr) if hiss else _lowpass(sr)
     half = len(h) // 2
     lo, hi = max(0, a - half), min(len(x), b + half)
-    y = np.convolve(x[lo:hi].astype(np.float64) - dc, h, mode="same")
+    y = np.convolve(np.subtract(x[lo:hi], dc, dtype=np.float64), h, mode="same")  # = astype(float64) - dc
     return y[a - lo : a - lo + (b - a)]
 
 
@@ -369,8 +369,45 @@ def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict |
 
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
     """RMS of y[j : j + w] for j in [0, len(y) - w]."""
-    c = np.concatenate([[0.0], np.cumsum(np.square(y, dtype=np.float64))])
-    return np.sqrt(np.maximum(c[w:] - c[:-w], 0.0) / w)
+    c = np.empty(len(y) + 1)  # the same numbers as concatenating [0] and the cumsum, without the copies
+    c[0] = 0.0
+    np.square(y, out=c[1:], dtype=np.float64)
+    np.cumsum(c[1:], out=c[1:])
+    d = np.subtract(c[w:], c[:-w])
+    np.maximum(d, 0.0, out=d)
+    np.divide(d, w, out=d)
+    return np.sqrt(d, out=d)
+
+
+def _percentile(v: np.ndarray, q: float) -> float:
+    """`np.percentile(v, q)` (linear interpolation) of a 1-D float64 array: the same number, computed the same way
+    (its index, partition and interpolation), without its per-call overhead (the edge searches call it thousands
+    of times on a few hundred values)."""
+    n = len(v)
+    vi = (n - 1) * (q / 100)
+    i = int(np.floor(vi))
+    if vi >= n - 1:
+        i = j = n - 1
+    else:
+        j = i + 1
+    part = np.partition(v, sorted({0, n - 1, i, j}))
+    if np.isnan(part[-1]):
+        return float("nan")
+    a, b = float(part[i]), float(part[j])
+    g = vi - np.floor(vi)
+    d = b - a
+    return b - d * (1 - g) if g >= 0.5 else a + d * g
+
+
+def _median(v: np.ndarray) -> float:
+    """`np.median(v)` of a 1-D float64 array: the same number (the middle value, or the mean of the two middle
+    values), without its per-call overhead."""
+    n = len(v)
+    h = n // 2
+    part = np.partition(v, [h - 1, h, n - 1] if n % 2 == 0 else [h, n - 1])
+    if np.isnan(part[-1]):
+        return float("nan")
+    return float(part[h]) if n % 2 else (float(part[h - 1]) + float(part[h])) / 2
 
 
 def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
@@ -461,7 +498,7 @@ def _soft_edge(x, sr, edge: int, pk: float, base: float, eps: float, lo: int, hi
         return edge
     near = r
     lvl = max(base, pk * 10 ** (SOFT_LEVEL_DB / 20))
-    bed_lvl = max(lvl, float(np.median(near)) * SOFT_MARGIN)
+    bed_lvl = max(lvl, _median(near) * SOFT_MARGIN)
     last = _chain_end(near >= bed_lvl, gap)
     # a longer soft stretch is followed only where it is voiced (a murmur, a vowel's decay: not comfort noise)
     far = _chain_end(r >= lvl, gap)
@@ -502,12 +539,12 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
     thrs = []
     for hiss in (False, True):
         r = _band_rms(x, sr, a, f1, dc, hiss, w, memo)
-        thr_b = max(max(float(np.percentile(r[:: max(1, w // 4)], 90)), ABS_FLOOR) * RELEASE_MARGIN,
+        thr_b = max(max(_percentile(r[:: max(1, w // 4)], 90), ABS_FLOOR) * RELEASE_MARGIN,
                     pk * 10 ** (SOFT_LEVEL_DB / 20))
         thrs.append(thr_b)
         bed = r[:: max(1, w // 4)]
         bed = bed[bed < thr_b]
-        if len(bed) and np.percentile(bed, 90) > RELEASE_BED_SPREAD * max(float(np.percentile(bed, 50)), ABS_FLOOR):
+        if len(bed) and _percentile(bed, 90) > RELEASE_BED_SPREAD * max(_percentile(bed, 50), ABS_FLOOR):
             return edge  # a fluctuating bed (babble): a burst in it may be anyone's
         over |= r[: len(over)] >= thr_b
     idx = np.flatnonzero(over)
@@ -538,14 +575,16 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
     if b - a < 4 * w:
         return edge
     r = _band_rms(x, sr, a, b, dc, True, w, memo)  # r[j]: samples a + j … a + j + w
-    floor = max(float(np.percentile(r[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    floor = max(_percentile(r[:: max(1, w // 4)], 10), ABS_FLOOR)
     thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    if np.count_nonzero(r >= thr) < 2:
+        return edge  # no two windows of hiss at that level: nothing to follow (the test below needs two)
     # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
     # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
     # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
     # the voiced edge and the hiss); it ends at the chain's outermost hissy window
     r_low = _band_rms(x, sr, a, b, dc, False, w, memo)
-    floor_low = max(float(np.percentile(r_low[:: max(1, w // 4)], 10)), ABS_FLOOR)
+    floor_low = max(_percentile(r_low[:: max(1, w // 4)], 10), ABS_FLOOR)
     thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
     over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
     if start:
@@ -575,7 +614,7 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
 def _outlier_level(quiet: np.ndarray, eps: float) -> float:
     """A sample level that the quiet side's noise (robust σ from the median absolute value) practically never
     reaches: 5.5 σ (Gaussian: 4e-8 per sample), and not under the variance floor's level."""
-    sigma = 1.4826 * float(np.median(np.abs(quiet))) if len(quiet) >= 32 else np.inf
+    sigma = 1.4826 * _median(np.abs(quiet)) if len(quiet) >= 32 else np.inf
     return max(5.5 * sigma, float(np.sqrt(eps)))
 
 
