@@ -81,3 +81,20 @@ def test_an_arrival_stamped_just_after_a_stall_may_be_late_by_all_of_it():
     assert _stall_at(stalls, 10.050) == 0.0  # well after: the loop was running
     assert _stall_at(stalls, 9.99) == 0.0
     assert _stall_at(None, 10.0) == 0.0
+
+
+def test_the_mic_frame_holding_a_sample_after_a_stall_burst():
+    """A stall: frames 5…9 (nominally 100…200 ms) leave together at 194 ms, so their places overlap and are not in
+    order of n; frame 10 is on time again (200 ms). A sample is held by the last frame written over it — a
+    searchsorted over the unordered starts picked an on-time frame and hid the 94 ms lateness."""
+    from harness.measure.measure_call import _mic_frame_of
+
+    sr = 48000
+    late = [0.0] * 5 + [0.094, 0.074, 0.054, 0.034, 0.014] + [0.0] * 5
+    at = lambda ms: int(round(ms * sr / 1000))  # noqa: E731
+    assert _mic_frame_of(at(196), late, sr) == 9  # the burst: frames 5…9 all cover 194…214 ms
+    assert late[_mic_frame_of(at(196), late, sr)] == 0.014
+    assert _mic_frame_of(at(205), late, sr) == 10  # frame 10 (200…220 ms) was written after the burst
+    assert _mic_frame_of(at(50), late, sr) == 2
+    assert _mic_frame_of(at(150), late, sr) is None  # the hole the stall left: no frame was written there
+    assert _mic_frame_of(at(305), late, sr) is None  # after the last frame

@@ -77,12 +77,16 @@ def first_packet(playout, t_onset: float, codec_s: float):
 
 
 def _mic_frame_of(sample: int, mic_lateness: list[float] | None, sr: int) -> int | None:
-    """The mic frame (960 samples, written at n·960 + its lateness) that holds capture sample `sample`."""
+    """The mic frame (960 samples, written at n·960 + its lateness) that holds capture sample `sample`.
+
+    After a stall the mic track sends its backlog in a burst: those frames all left at about the same instant, so
+    their places overlap (they are not in order of n) and each one written over the one before — the frame that
+    holds the sample is the last one (highest n) whose place covers it."""
     if not mic_lateness or sample < 0:
         return None
     starts = np.arange(len(mic_lateness)) * 960 + np.round(np.asarray(mic_lateness) * sr).astype(np.int64)
-    n = int(np.searchsorted(starts, sample, side="right")) - 1
-    return n if 0 <= n < len(mic_lateness) and sample < starts[n] + 960 else None
+    covering = np.flatnonzero((starts <= sample) & (sample < starts + 960))
+    return int(covering[-1]) if len(covering) else None
 
 
 def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLog | None = None, playout=None,
