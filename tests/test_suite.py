@@ -59,7 +59,9 @@ class SynthRunner:
             raise KeyboardInterrupt
         if name in self.crash:
             raise ConnectionRefusedError(f"agent refused the connection for {name}")
-        seed = zlib.crc32(f"{name}|{req.night}|{req.suite_id}".encode())
+        # the night and the scenario fix the data (the suite id ends in a random tag: seeding on it made about 3 %
+        # of runs draw a tail turn and broke an SLO a test expects to hold)
+        seed = zlib.crc32(f"{name}|{req.night}".encode())
         n = len(req.scenario.turns) * req.scenario.repetitions
         out = make_run(req.out_dir, turns=n, calls=1, seed=seed, shift_ms=self.shift_ms, recordings="none",
                        error_every=self.error_every, no_response_every=self.no_response_every)
