@@ -1,8 +1,9 @@
 """One phone call as the provider places it: vlh opens the bot's media-stream WebSocket, says `connected`/`start`,
 streams the utterances as 20 ms 8 kHz chunks paced by the host clock, and emulates what the caller hears.
 
-- Mic: chunk n leaves at `t_start + n·20 ms` (host clock); its 48 kHz original is written to ch0 at that place and
-  its lateness kept (as the WebRTC mic does), so measure_call sees the same mic contract.
+- Mic: chunk n is due at `t_start + n·20 ms` (host clock); its 48 kHz original is written to ch0 where it really
+  left (that place + its lateness, the instant it was handed to the socket) and the lateness kept, as the WebRTC mic
+  does, so measure_call sees the same mic contract and one time base.
 - Ear: every message is stamped on arrival (the event loop's `time.monotonic()` when aiohttp hands it over: no kernel
   stamp through a TCP stream reader). The **playout queue** plays audio in real time from its arrival: a chunk
   starts at max(arrival, end of the audio queued before it). A `mark` is echoed when the audio queued before it has
@@ -254,11 +255,15 @@ class TelephonyCall:
                 self._mark_disconnected(f"sending media failed: {exc}")
                 return
             self.wire.append(("out", t_send, "media", pcm8))
-            self.lateness.append(time.monotonic() - target)
+            # the chunk left when it was handed to the socket: the capture holds it there (its nominal place + its
+            # lateness), one time base with the turn's instants, as the WebRTC mic does
+            late = t_send - target
+            self.lateness.append(late)
+            shift = int(round(late * SAMPLE_RATE))
             if buf.any():
-                self.timeline.write_at(MIC, a, buf)
+                self.timeline.write_at(MIC, a + shift, buf)
             else:
-                self.timeline.extend(MIC, b)
+                self.timeline.extend(MIC, b + shift)
             n += 1
 
     # ---- ear
