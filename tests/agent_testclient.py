@@ -262,7 +262,7 @@ class FileTruth:
 
         from harness.agent.truth import read_jsonl
 
-        return read_jsonl(path) if path and os.path.exists(path) else []
+        return read_jsonl(path, live=True) if path and os.path.exists(path) else []
 
     @property
     def turns(self) -> list[dict]:

@@ -32,12 +32,16 @@ class _Sink:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = open(self.path, "a", buffering=1, encoding="utf-8")
+            # unbuffered, appended: each record reaches the file in one write, so a reader never sees half of it
+            # unless it reads during that write (see `read_jsonl(live=True)`)
+            self.f = open(self.path, "ab", buffering=0)
         except OSError as exc:
             raise VlhError(f"{what} {self.path}: cannot open it for writing ({exc.strerror})") from None
 
     def write(self, rec: dict) -> None:
-        self.f.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        data = (json.dumps(rec, separators=(",", ":")) + "\n").encode("utf-8")
+        while data:
+            data = data[self.f.write(data):]
 
     def close(self) -> None:
         self.f.close()
@@ -87,9 +91,14 @@ class TruthLog:
                 s.close()
 
 
-def read_jsonl(path) -> list[dict]:
+def read_jsonl(path, *, live: bool = False) -> list[dict]:
+    """The records of a JSONL file. `live`: the file is still being written (another process's log); a last line
+    without its newline is a record not yet finished and is left for the next read."""
+    text = Path(path).read_text(encoding="utf-8")
+    if live and not text.endswith("\n"):
+        text = text[:text.rfind("\n") + 1]
     out = []
-    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if line.strip():
             try:
                 out.append(json.loads(line))
