@@ -24,8 +24,6 @@ Pairing of stages (pipecat key → vlh stage), from pipecat 1.14's observers/use
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from bot_process import start_bot
 
 BOT = Path(__file__).with_name("pipecat_bot.py")
 TOL_MS = 10.0
@@ -53,32 +52,10 @@ def pipecat_split(b: dict, contrib: dict, stop_secs: float) -> dict[str, float]:
             "turn_detection": turn_end, "llm_dispatch": contrib["turn_detection"] - turn_end}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_bot(tmp_path: Path, cfg: dict):
-    port = _free_port()
-    breakdown = tmp_path / "pipecat-breakdown.jsonl"
-    log = open(tmp_path / "bot.log", "w")
-    proc = subprocess.Popen([sys.executable, str(BOT), "--port", str(port), "--breakdown", str(breakdown),
-                             "--config", json.dumps(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"pipecat bot exited: {(tmp_path / 'bot.log').read_text()[-2000:]}")
-        if "pipecat bot ready" in (tmp_path / "bot.log").read_text():
-            return proc, port, breakdown
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("pipecat bot did not start within 60 s")
-
-
 def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
-    proc, port, breakdown = _start_bot(tmp_path, cfg)
+    breakdown = tmp_path / "pipecat-breakdown.jsonl"
+    proc, port = start_bot(BOT, tmp_path, "--breakdown", str(breakdown), "--config", json.dumps(cfg),
+                           ready_line="pipecat bot ready")
     try:
         out = tmp_path / "run"
         r = subprocess.run([sys.executable, "-m", "harness", "run", "--agent", f"http://127.0.0.1:{port}/api/offer",

@@ -15,48 +15,18 @@ final transcript), `llm_ttft` = the LLM's TTFB, `tts_ttfb` = the TTS's TTFB, eac
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
-import pytest
+from bot_process import free_port, start_bot
 
 BOT = Path(__file__).with_name("pipecat_bot.py")
 TOL_MS = 5.0
 TTFB_OF = {"stt": "ScriptedSTTService", "llm_ttft": "ScriptedLLMService", "tts_ttfb": "ToneTTSService"}
 CFG = {"stop_secs": 0.2, "user_speech_timeout": 0.3}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_bot(tmp_path: Path, otlp_port: int):
-    port = _free_port()
-    breakdown = tmp_path / "pipecat-breakdown.jsonl"
-    log_path = tmp_path / "bot.log"
-    log = open(log_path, "w")
-    # the SDK's BatchSpanProcessor sends every OTEL_BSP_SCHEDULE_DELAY ms (5000 by default): 200 keeps the test short
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    proc = subprocess.Popen([sys.executable, str(BOT), "--port", str(port), "--breakdown", str(breakdown),
-                             "--config", json.dumps(CFG), "--otlp-endpoint",
-                             f"http://127.0.0.1:{otlp_port}/v1/traces"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"pipecat bot exited: {log_path.read_text()[-2000:]}")
-        if "pipecat bot ready" in log_path.read_text():
-            return proc, port, breakdown
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("pipecat bot did not start within 60 s")
 
 
 def _ttfb_ms(record: dict, processor: str) -> float:
@@ -67,8 +37,12 @@ def _ttfb_ms(record: dict, processor: str) -> float:
 
 
 def test_pipecat_spans_give_every_stage_and_pipecats_own_latency(tmp_path):
-    otlp_port = _free_port()
-    proc, port, breakdown = _start_bot(tmp_path, otlp_port)
+    otlp_port = free_port()
+    breakdown = tmp_path / "pipecat-breakdown.jsonl"
+    # the SDK's BatchSpanProcessor sends every OTEL_BSP_SCHEDULE_DELAY ms (5000 by default): 200 keeps the test short
+    proc, port = start_bot(BOT, tmp_path, "--breakdown", str(breakdown), "--config", json.dumps(CFG),
+                           "--otlp-endpoint", f"http://127.0.0.1:{otlp_port}/v1/traces",
+                           ready_line="pipecat bot ready", env={"OTEL_BSP_SCHEDULE_DELAY": "200"})
     out = tmp_path / "run"
     try:
         t0 = time.monotonic()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from aiohttp import web
+from bot_process import free_port
 
 from harness.cli import main as vlh
 
@@ -54,16 +54,6 @@ class FakeServer:
         self.thread.join(5)
 
 
-def _free_port() -> int:
-    import socket
-
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _one_line_error(capsys, code, expected=2):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == expected
@@ -73,20 +63,20 @@ def _one_line_error(capsys, code, expected=2):
 
 
 def test_unreachable_agent(tmp_path, capsys):
-    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1",
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{free_port()}/api/offer", "--turns", "1",
                 "--out", str(tmp_path / "r"), "--no-report"])
     assert "unreachable" in _one_line_error(capsys, code, 3)  # exit 3: the agent could not be reached at all
     meta = json.loads((tmp_path / "r" / "run.json").read_text())
     assert meta["state"] == "failed" and "unreachable" in meta["error"]
     # the failed run's folder takes the next run without --force
-    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1",
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{free_port()}/api/offer", "--turns", "1",
                 "--out", str(tmp_path / "r"), "--no-report"])
     assert "unreachable" in _one_line_error(capsys, code, 3)
 
 
 def test_unreachable_agent_with_calls_in_worker_processes(tmp_path, capsys):
     """More than 16 calls run in worker processes; their 'unreachable' is still exit 3 (it was 2)."""
-    code = vlh(["run", "--agent", f"http://127.0.0.1:{_free_port()}/api/offer", "--turns", "1", "--calls", "17",
+    code = vlh(["run", "--agent", f"http://127.0.0.1:{free_port()}/api/offer", "--turns", "1", "--calls", "17",
                 "--out", str(tmp_path / "r"), "--no-report"])
     assert "unreachable" in _one_line_error(capsys, code, 3)
     meta = json.loads((tmp_path / "r" / "run.json").read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from bot_process import free_port
 
 from harness.measure.runner import RunConfig, run_measurement
 from harness.measure.verify import errors
@@ -33,12 +33,6 @@ from harness.telemetry.otlp_receiver import OtlpReceiver
 TEXTS = ["What time is it now?", "Book a table for two.", "How far is the airport?"]
 SHORT = {"response": ["Sure thing.", "It is done.", "Twelve miles."], "telemetry": "none"}
 TOL = 5.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _post(port: int, body: bytes, ctype="application/x-protobuf") -> int | None:
@@ -122,7 +116,7 @@ class PipecatShapedExporter(threading.Thread):
 
 @pytest.mark.slow
 def test_run_with_otlp_only_telemetry(tmp_path):
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "run"
     exporter = PipecatShapedExporter(out / "agent-truth.jsonl", port)
     exporter.start()

@@ -10,11 +10,7 @@ agree within ±5 ms. A barge-in makes pipecat send `clear` (pipecat 1.14 sends n
 """
 
 import json
-import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +18,7 @@ import pandas as pd
 
 from harness.measure.runner import RunConfig, run_measurement
 from harness.suite.scenario import load_scenario
+from bot_process import start_bot
 from hostload import remeasured
 
 BOT = Path(__file__).with_name("pipecat_twilio_bot.py")
@@ -38,31 +35,6 @@ turns:
     barge_in_after_ms: 250
     pause_after_ms: 300
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_bot(tmp_path: Path):
-    port = _free_port()
-    log_path = tmp_path / "bot.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, str(BOT), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"pipecat bot exited: {log_path.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, port
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("pipecat bot did not start within 60 s")
 
 
 def _samples(row) -> np.ndarray:
@@ -91,7 +63,7 @@ def test_pipecat_twilio_bot(tmp_path):
     f = tmp_path / "sc.yaml"
     f.write_text(SCENARIO)
     sc = load_scenario(f)
-    proc, port = _start_bot(tmp_path)
+    proc, port = start_bot(BOT, tmp_path)
     try:
         def run(name):
             return run_measurement(RunConfig(transport="ws-telephony", agent_url=f"ws://127.0.0.1:{port}/ws",

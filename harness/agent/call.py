@@ -400,6 +400,34 @@ class Pipeline:
     def _transport_record(self, turn: Turn, rec: dict) -> None:
         """Add the transport's own fields to a turn's truth record."""
 
+    async def close(self, reason: str = "closed") -> None:
+        """End the call once: the transport stops its media (`_stop_media`), every unfinished turn is recorded as
+        call_closed, the transport releases its peer (`_release_transport`, which returns its end-of-call counters)
+        and the call's `end` record is written."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        await self._stop_media()
+        self._close_turns()
+        counters = await self._release_transport()
+        self.truth.record({"kind": "call", "event": "end", "call": self.pc_id, "call_index": self.index,
+                           "t": time.monotonic(), "reason": reason, "turns": self.turn_no, **counters,
+                           "telemetry": self.tel.counts()})
+        self._closed()
+
+    async def _stop_media(self) -> None:
+        """Before the turns are closed: stop what still produces or sends audio."""
+
+    async def _release_transport(self) -> dict:
+        """After the turns are closed: release the transport; its counters for the call's end record."""
+        return {}
+
+    def _closed(self) -> None:
+        """After the end record: tell the owner (`on_closed`)."""
+        if self.on_closed:
+            self.on_closed(self)
+
     def _close_turns(self) -> None:
         """The call ends: stop endpointing, cancel every unfinished turn (recorded as call_closed)."""
         self.endpointer.close()
@@ -653,11 +681,7 @@ class Call(Pipeline):
         except asyncio.CancelledError:
             pass
 
-    async def close(self, reason: str = "closed") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
+    async def _stop_media(self) -> None:
         self.endpointer.close()
         for later in self._later:
             later.cancel()
@@ -667,7 +691,8 @@ class Call(Pipeline):
         self._unsent.clear()
         if self._watchdog is not None and self._watchdog is not asyncio.current_task():
             self._watchdog.cancel()
-        self._close_turns()
+
+    async def _release_transport(self) -> dict:
         self._first_seq.clear()
         for turn in self._held:  # their first packet never left: no wire instant
             super()._record_turn(turn)
@@ -676,15 +701,10 @@ class Call(Pipeline):
             await self.pc.close()
         except Exception as exc:  # pragma: no cover - closing a broken connection
             log.debug("call %s: close: %s", self.pc_id, exc)
-        self.truth.record({"kind": "call", "event": "end", "call": self.pc_id, "call_index": self.index,
-                           "t": time.monotonic(), "reason": reason, "turns": self.turn_no,
-                           "rx_packets": self.rx_packets, "rx_late": self.rx_late, "rx_dropped": self.rx_dropped,
-                           "tx_packets": self.tx_packets, "tx_dropped": self.tx_dropped,
-                           "ledger_mismatches": self.track.ledger.mismatches,
-                           "max_frame_lateness_ms": self.track.max_lateness * 1000.0,
-                           "telemetry": self.tel.counts()})
-        if self.on_closed:
-            self.on_closed(self)
+        return {"rx_packets": self.rx_packets, "rx_late": self.rx_late, "rx_dropped": self.rx_dropped,
+                "tx_packets": self.tx_packets, "tx_dropped": self.tx_dropped,
+                "ledger_mismatches": self.track.ledger.mismatches,
+                "max_frame_lateness_ms": self.track.max_lateness * 1000.0}
 
 
 def cfg_hang(cfg: AgentConfig) -> float:

@@ -110,21 +110,15 @@ class DeviceCall(Pipeline):
                            "audio_out": self.audio_out, "telemetry_clock": self.clock.describe(),
                            "config": self.cfg.model_dump()})
 
-    async def close(self, reason: str = "closed") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
-        self._close_turns()
+    async def _release_transport(self) -> dict:
         for s in (self.inp, self.outp):
             await asyncio.to_thread(s.close)
-        out, inp = self.outp.stats(), self.inp.stats()
-        self.truth.record({"kind": "call", "event": "end", "call": self.pc_id, "call_index": self.index,
-                           "t": time.monotonic(), "reason": reason, "turns": self.turn_no,
-                           "audio_in_stats": _brief(inp), "audio_out_stats": _brief(out),
-                           "telemetry": self.tel.counts()})
+        return {"audio_in_stats": _brief(self.inp.stats()), "audio_out_stats": _brief(self.outp.stats())}
+
+    def _closed(self) -> None:
         if self.tel_file:
             self.tel_file.close()
+        super()._closed()
 
     # ---- incoming audio (callback thread → loop)
     def _chunk_cb(self, chunk: np.ndarray, start: int, stamp: float) -> None:

@@ -220,17 +220,10 @@ class PhoneCall(Pipeline):
                     "reply_end_seq": r.get("last_seq"),
                     "user_speech_end_heard": rec.get("last_audible_mic_arrival")})
 
-    async def close(self, reason: str = "closed") -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.close_reason = reason
-        self._close_turns()
+    async def _release_transport(self) -> dict:
         for t in self._tasks:
             t.cancel()
-        self.truth.record({"kind": "call", "event": "end", "call": self.pc_id, "call_index": self.index,
-                           "t": time.monotonic(), "reason": reason, "turns": self.turn_no, "media_in": self.rx,
-                           "media_out": self.tx, "telemetry": self.tel.counts()})
+        return {"media_in": self.rx, "media_out": self.tx}
 
 
 async def serve_phone(cfg: AgentConfig, *, host: str, port: int, truth_log=None, packet_log=None,
