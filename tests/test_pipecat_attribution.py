@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from bot_process import start_bot
+from hostload import disturbed, remeasured
 
 BOT = Path(__file__).with_name("pipecat_bot.py")
 TOL_MS = 10.0
@@ -121,5 +122,12 @@ def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
     ({"stop_secs": 0.3, "user_speech_timeout": 0.4, "vad_user_speaking_enabled": False}, 2),
 ], ids=["stop0.2-timeout0.6", "stop0.4-timeout0.3", "vad-messages-off"])
 def test_vlh_stages_match_pipecats_own_breakdown(tmp_path, cfg, turns):
-    rows, pc = _measure(tmp_path, cfg, turns)
-    print("\n".join(_check(rows, pc, cfg)))
+    def run(name):
+        d = tmp_path / name
+        d.mkdir()
+        return (d / "run", *_measure(d, cfg, turns))
+
+    # RTVI instants are stamped on arrival: a bot process starved by other jobs on the host sends them late
+    # (seen: aggregation +16…22 ms on the first turn at load 3–4); a disturbed run is measured once more
+    remeasured(run, lambda res: print("\n".join(_check(res[1], res[2], cfg))), "pipecat",
+               why=lambda res: disturbed(res[0]))
