@@ -54,3 +54,19 @@ def test_a_missing_file_names_it_and_the_fix(tmp_path):
     with pytest.raises(VlhError, match=r"telemetry file .*nope.jsonl does not exist; the agent must write it "
                                        r"\(`vlh agent … --telemetry-file FILE`\)"):
         FileTelemetry().load(tmp_path / "nope.jsonl")
+
+
+def test_concurrent_calls_in_one_file_are_read_apart_by_their_call_tag(tmp_path):
+    f = tmp_path / "tel.jsonl"
+    lines = [dict(HEADER, call="MZa"), dict(HEADER, call="MZb", clock="injected-skew")]
+    for k, call in enumerate(["MZa", "MZb", "MZa", "MZb"]):  # interleaved, as concurrent calls write them
+        lines.append({"type": "vlh.event", "name": "stt_final", "t": 100.0 + k, "turn": 1 + k // 2,
+                      "_t_host": 100.0 + k, "_call": call})
+    _write(f, lines)
+    a = FileTelemetry().load(f, call="MZa")
+    a.reconcile()
+    assert [e.t_host for e in a.events if e.origin == "vlh"] == [100.0, 102.0] and a.header["call"] == "MZa"
+    b = FileTelemetry().load(f, call="MZb")
+    b.reconcile()
+    assert [e.t_host for e in b.events if e.origin == "vlh"] == [101.0, 103.0] and b.header["clock"] == "injected-skew"
+    assert len([e for e in FileTelemetry().load(f).events if e.origin == "vlh"]) == 4  # no call given: every line

@@ -243,3 +243,28 @@ def test_report_labels_the_phone_transport():
     assert _transport_label({"transport": "webrtc"}) == "webrtc"
     lab = _transport_label({"transport": "ws-telephony", "provider": "twilio", "ear_sample_rate": 8000, "pstn_ms": 40})
     assert lab.startswith("ws-telephony (twilio; ear heard at 8000 Hz") and "+40 ms PSTN each way, estimated" in lab
+
+
+def test_concurrent_calls_get_only_their_own_telemetry(tmp_path):
+    """Three phone calls at once against one reference agent: the agent's side-channel telemetry file holds every
+    call's events interleaved; each call's stages must come from its own (checked against the agent's truth)."""
+    from harness.measure.verify import errors
+
+    def run(name):
+        return run_measurement(RunConfig(transport="ws-telephony", turns=2, calls=3, agent_profile="typical",
+                                         out_dir=tmp_path / name, report=False, progress=False))
+
+    def check(out: Path):
+        df = pd.read_parquet(out / "turns.parquet")
+        assert len(df) == 6 and (df["status"] == "ok").all(), df[["call", "turn", "status", "error"]]
+        # the agent's own events of a call: one per event and turn (3 calls' interleaved would be 3)
+        ev = pd.read_parquet(out / "events.parquet")
+        own = ev[ev["source"] == "reconciled"].groupby(["call", "turn", "name"]).size()
+        assert (own == 1).all(), own[own != 1].head(10)
+        e = errors(out)
+        assert len(e) == 6
+        for stage in ("stt", "llm_ttft", "tts_ttfb"):
+            worst = e[f"{stage}_ms"].abs().max()
+            assert worst <= 2.0, (stage, e[["call", "turn", f"{stage}_ms"]].to_dict("records"))
+
+    remeasured(run, check, "phone-calls")

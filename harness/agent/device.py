@@ -41,9 +41,11 @@ CALL_ID = "device-1"
 
 
 class TelemetryFile:
-    """A `send` for CallTelemetry: one JSON line per message, `_t_host` added."""
+    """A `send` for CallTelemetry: one JSON line per message, `_t_host` and `_call` added (one file may hold several
+    calls' lines interleaved: the phone agent's concurrent calls, each `_call` its media stream's id)."""
 
     def __init__(self, path, clock, call: str = CALL_ID):
+        self._call = json.dumps(str(call))
         try:
             self.f = open(path, "a", buffering=1, encoding="utf-8")
         except OSError as exc:
@@ -55,7 +57,7 @@ class TelemetryFile:
                                  "telemetry_clock": d, "t_host": time.monotonic()}) + "\n")
 
     def __call__(self, text: str) -> None:
-        self.f.write(f'{text[:-1]},"_t_host":{time.monotonic():.6f}}}\n')
+        self.f.write(f'{text[:-1]},"_t_host":{time.monotonic():.6f},"_call":{self._call}}}\n')
 
     def close(self) -> None:
         self.f.close()

@@ -260,8 +260,10 @@ async def serve_phone(cfg: AgentConfig, *, host: str, port: int, truth_log=None,
                 ev = m.get("event")
                 if ev == "start" and call is None:
                     calls["n"] += 1
-                    tel = TelemetryFile(telemetry_file, clock, call=f"phone-{calls['n']}") if telemetry_file else None
+                    tel = None
                     try:
+                        if telemetry_file:  # each line tagged with the stream id the provider (vlh) chose
+                            tel = TelemetryFile(telemetry_file, clock, call=str(detect(m)[1])[:64])
                         call = PhoneCall(cfg=cfg, index=calls["n"], ws=ws, start=m, tts=tts, truth=truth,
                                          clock=clock, telemetry=tel)
                     except ValueError as exc:

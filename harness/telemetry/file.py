@@ -29,8 +29,11 @@ class FileTelemetry(TelemetryLog):
         super().__init__(processor_map)
         self.header: dict | None = None
 
-    def load(self, path: str | Path, t_from: float | None = None, t_to: float | None = None) -> "FileTelemetry":
-        """Read every message written between host instants t_from and t_to (all when None)."""
+    def load(self, path: str | Path, t_from: float | None = None, t_to: float | None = None,
+             call: str | None = None) -> "FileTelemetry":
+        """Read every message written between host instants t_from and t_to (all when None). `call`: only the lines
+        of that call (a line's `_call`; a file shared by concurrent calls tags each line with its call's id —
+        lines without one belong to every call)."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -53,7 +56,11 @@ class FileTelemetry(TelemetryLog):
                 self.counts["unparsed"] += 1
                 continue
             if msg.get("type") == "vlh.telemetry_file":
-                self.header = msg
+                if call is None or msg.get("call") in (None, call):
+                    self.header = msg
+                continue
+            line_call = msg.pop("_call", None)
+            if call is not None and line_call is not None and line_call != call:
                 continue
             t = msg.pop("_t_host", None)
             if not isinstance(t, (int, float)):

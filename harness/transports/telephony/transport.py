@@ -117,7 +117,8 @@ class TelephonyTransport(Transport):
         call.write_wire_log(recordings / f"call-{call_no}.messages.parquet")
 
     def measure_inputs(self, cfg, call, capture):
-        return _file_telemetry(cfg, capture), {"playout": _PlayoutView(call), "mic_lateness": call.lateness}
+        return _file_telemetry(cfg, capture, call.stream_id), {"playout": _PlayoutView(call),
+                                                               "mic_lateness": call.lateness}
 
     def annotate(self, call, plans, rows: list[dict]) -> None:
         pstn = float(getattr(call, "pstn_ms", 0.0) or 0.0)
@@ -132,15 +133,16 @@ class TelephonyTransport(Transport):
                 r["ttfa_with_pstn_ms"] = r["ttfa_ms"] + 2 * pstn if r.get("ttfa_ms") is not None else None
 
 
-def _file_telemetry(cfg, capture):
-    """The agent's side-channel telemetry (JSONL on the host clock) written during this call; None without one."""
+def _file_telemetry(cfg, capture, stream_id: str):
+    """The agent's side-channel telemetry (JSONL on the host clock) written during this call — its lines, when the
+    agent tags them with the call's stream id (`_call`); None without a file."""
     if cfg.telemetry_file is None:
         return None
     from harness.telemetry.file import FileTelemetry
 
     tel = FileTelemetry(cfg.processor_map)
     try:
-        tel.load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0)
+        tel.load(cfg.telemetry_file, t_from=capture.t0_mono - 1.0, call=stream_id)
     except VlhError as exc:
         log.warning("ws-telephony: %s", exc)
         tel.anomalies.append(str(exc))
