@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from harness.commands.load import parse_duration
 from harness.errors import VlhError
 from harness.load.gather import concurrent_at, renumber
 from harness.measure.verify import errors
-from hostload import remeasured
+from hostload import disturbed, remeasured
 
 EAR_TOL, STAGE_TOL = 2.0, 5.0
 EAR = ["user_speech_end_ms", "first_audio_arrival_ms", "first_voiced_offset_ms"]
@@ -80,6 +81,56 @@ def test_load_two_workers_against_the_reference_agent(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert (out / "report.html").stat().st_size > 10000
+
+
+def test_load_over_the_phone_transport(tmp_path):
+    """`vlh load --transport ws-telephony`: Locust users are phone calls (vlh plays Twilio on the reference agent's
+    media-stream socket); every turn within the same tolerances of the agent's truth, and each call's stages from
+    its own telemetry (the agent writes every call's lines into one side-channel file)."""
+    def run(name):
+        out = tmp_path / name
+        cmd = [sys.executable, "-m", "harness", "load", "--transport", "ws-telephony", "--workers", "1", "--users",
+               "3", "--spawn-rate", "3", "--run-time", "12s", "--turns", "2", "--agent-set", "response=Sure thing.",
+               "--no-report", "--out", str(out)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
+        (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
+        return out, p
+
+    def check(result):
+        out, p = result
+        text = p.stdout + p.stderr
+        assert p.returncode == 0, text[-3000:]
+        assert re.search(r"ws-telephony\s+builtin turn 1\s+\d+", text), text[-3000:]  # Locust's type: the transport
+        df = pd.read_parquet(out / "turns.parquet")
+        assert df["call"].nunique() >= 3 and (df["status"] == "ok").all(), df[["call", "turn", "status", "error"]]
+        assert df["concurrent_calls"].max() >= 2
+        meta = json.loads((out / "run.json").read_text())
+        assert meta["transport"] == "ws-telephony" and meta["codec_delay_ms"] == 0.0 and meta["provider"] == "twilio"
+        ev = pd.read_parquet(out / "events.parquet")
+        own = ev[ev["source"] == "reconciled"].groupby(["call", "turn", "name"]).size()
+        assert (own == 1).all(), own[own != 1].head(10)
+        err = errors(out)
+        assert len(err) == len(df)
+        for col in ["user_speech_end_ms", "first_audio_arrival_ms"]:
+            worst = err[col].abs().max()
+            assert worst <= EAR_TOL, f"{col}: worst error {worst:.2f} ms\n{err[col].round(2).tolist()}"
+        for col in ["stt_ms", "llm_ttft_ms", "tts_ttfb_ms"]:
+            worst = err[col].abs().max()
+            assert worst <= STAGE_TOL, f"{col}: worst error {worst:.2f} ms"
+
+    remeasured(run, check, "phone-load", why=lambda result: disturbed(result[0]))
+
+
+def test_loopback_cannot_be_loaded(tmp_path, capsys):
+    from harness.cli import main as vlh
+
+    with pytest.raises(SystemExit):  # not a --transport choice of `vlh load`
+        vlh(["load", "--transport", "loopback"])
+    assert "invalid choice: 'loopback'" in capsys.readouterr().err
+    f = tmp_path / "desk.yaml"  # nor through a scenario's transport:
+    f.write_text("name: desk\ntransport: loopback\nturns:\n  - say: Hello.\n")
+    assert vlh(["load", "--scenario", str(f)]) == 2
+    assert "sound devices carry one call at a time" in capsys.readouterr().err
 
 
 def _part(d, call, start, end, rows, rec=True):

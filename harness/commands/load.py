@@ -34,7 +34,12 @@ def register(sub) -> None:
     p.add_argument("--master-port", type=int, default=5557, metavar="P", help="--master/--worker: port [5557]")
     p.add_argument("--web", action="store_true",
                    help="Locust's web UI (http://127.0.0.1:8089) instead of headless, open while the run lasts")
-    p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL [the reference agent]")
+    p.add_argument("--transport", choices=("webrtc", "ws-telephony"), default=None,
+                   help="how each call reaches the agent: webrtc (SmallWebRTC offer URL) or ws-telephony (vlh plays "
+                        "the phone provider on the agent's media-stream WebSocket) [the scenario's transport:, else "
+                        "webrtc]")
+    p.add_argument("--agent", metavar="URL", help="the agent: its WebRTC offer URL, or with --transport ws-telephony "
+                                                  "its ws://HOST:PORT/PATH [the reference agent]")
     p.add_argument("--profile", default="typical", help="reference-agent profile [typical]")
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a reference-agent setting (repeatable)")
@@ -44,6 +49,13 @@ def register(sub) -> None:
     p.add_argument("--jitter-buffer", default="adaptive", metavar="MODE", help="playout emulator [adaptive]")
     p.add_argument("--stop-timeout", type=float, metavar="S",
                    help="at the end, seconds a call under way may take to finish [the longest call can take]")
+    ph = p.add_argument_group("the phone media stream (--transport ws-telephony)")
+    ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default=None,
+                    help="whose media-stream protocol vlh speaks [the scenario's provider:, else twilio]")
+    ph.add_argument("--stream-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a custom parameter of the `start` message (repeatable)")
+    ph.add_argument("--pstn-ms", type=float, default=0.0, metavar="N",
+                    help="a caller-side PSTN leg (ms, each way), reported apart as estimated [0]")
     cap = p.add_argument_group("capacity search (--find-capacity)")
     cap.add_argument("--find-capacity", action="store_true",
                      help="step the concurrent calls up (--steps), each held --step-time, stop at the first step "
@@ -98,21 +110,39 @@ def build_config(args):
         profile = args.profile if args.profile != "typical" else scenario.agent.profile
         overrides = {**scenario.agent.overrides(), **overrides}
     role = "master" if args.master else "worker" if args.worker else "local"
+    transport = args.transport or (scenario.transport if scenario else None) or "webrtc"
+    if transport == "loopback":
+        raise VlhError("vlh load: the scenario's transport is loopback — sound devices carry one call at a time; "
+                       "give --transport webrtc or ws-telephony")
+    phone = transport == "ws-telephony"
+    if not phone and (args.stream_param or args.pstn_ms or args.provider):
+        raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
+    if args.pstn_ms < 0:
+        raise VlhError("--pstn-ms: give a number of ms ≥ 0")
+    agent_url = None
+    if args.agent:
+        agent_url = args.agent if phone else offer_url(args.agent)
     return LoadConfig(scenario=scenario, scenario_path=str(Path(args.scenario).resolve()) if args.scenario else None,
                       turns=args.turns, users=args.users, spawn_rate=args.spawn_rate,
                       run_time_s=parse_duration(args.run_time),
                       workers=args.expect_workers if args.master else args.workers, role=role,
                       master_host=args.master_host, master_port=args.master_port, web=args.web,
-                      agent_url=offer_url(args.agent) if args.agent else None, agent_profile=profile,
+                      agent_url=agent_url, agent_profile=profile,
                       agent_overrides=overrides, header_specs=list(args.header), timeout_s=args.timeout,
                       jitter_buffer=args.jitter_buffer, out_dir=Path(args.out) if args.out else None,
-                      force=args.force, report=not args.no_report, stop_timeout_s=args.stop_timeout)
+                      force=args.force, report=not args.no_report, stop_timeout_s=args.stop_timeout,
+                      transport=transport,
+                      provider=args.provider or (scenario.provider if scenario else None) or "twilio",
+                      stream_params=_kv(args.stream_param, "--stream-param"), pstn_ms=args.pstn_ms)
 
 
 def main(args) -> int:
     from harness.load.session import exit_code, run_load, run_worker
 
+    from harness.load.session import check_transport
+
     cfg = build_config(args)
+    check_transport(cfg)
     if cfg.role == "worker":
         return run_worker(cfg)
     if args.find_capacity:

@@ -52,7 +52,7 @@ def find_capacity(cfg: LoadConfig, thresholds: dict[str, float], steps=DEFAULT_S
     agent = None
     verdicts: list[dict] = []
     try:
-        url, agent = start_agent(cfg, store, out)
+        cfg, url, agent = start_agent(cfg, store, out)
         for level in steps:
             step = dataclasses.replace(cfg, users=level, spawn_rate=max(cfg.spawn_rate, float(level)),
                                        run_time_s=step_time_s, quiet=True)

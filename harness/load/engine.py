@@ -11,6 +11,7 @@ then exit. Anything else on stdout is not a protocol line (the reader ignores it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -31,10 +32,16 @@ def config_from_json(cfg: dict):
         from harness.suite.scenario import load_scenario
 
         scenario = load_scenario(cfg["scenario"])
-    return RunConfig(agent_url=cfg["agent_url"], scenario=scenario, turns=cfg.get("turns"),
-                     timeout_s=cfg.get("timeout_s"), headers=parse_headers(cfg.get("headers") or []),
-                     jitter_buffer=cfg.get("jitter_buffer", "adaptive"), processor_map=cfg.get("processor_map") or {},
-                     out_dir=Path(cfg["out_dir"]), report=False, progress=False)
+    run = RunConfig(agent_url=cfg["agent_url"], scenario=scenario, turns=cfg.get("turns"),
+                    timeout_s=cfg.get("timeout_s"), headers=parse_headers(cfg.get("headers") or []),
+                    jitter_buffer=cfg.get("jitter_buffer", "adaptive"), processor_map=cfg.get("processor_map") or {},
+                    out_dir=Path(cfg["out_dir"]), report=False, progress=False,
+                    transport=cfg.get("transport", "webrtc"), provider=cfg.get("provider", "twilio"),
+                    stream_params=cfg.get("stream_params") or {}, pstn_ms=float(cfg.get("pstn_ms") or 0.0),
+                    telemetry_file=Path(cfg["telemetry_file"]) if cfg.get("telemetry_file") else None)
+    if cfg.get("codec_delay_s") is not None:  # as the transport's set-up left it (μ-law: 0)
+        run = dataclasses.replace(run, measure=dataclasses.replace(run.measure, codec_delay_s=cfg["codec_delay_s"]))
+    return run
 
 
 def summary_line(call: int, rows: list[dict], t_start_wall: float, t_end_wall: float, timeouts_s=()) -> str:

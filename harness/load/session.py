@@ -44,6 +44,13 @@ class LoadConfig:
     report: bool = True
     stop_timeout_s: float | None = None  # default: one whole call (see call_length_s)
     quiet: bool = False  # Locust's console output to <run>/locust-master.log instead of the terminal
+    transport: str = "webrtc"  # any transport that carries concurrent calls (not loopback: one sound card)
+    provider: str = "twilio"  # ws-telephony only, as `vlh run`
+    stream_params: dict = field(default_factory=dict)
+    pstn_ms: float = 0.0
+    # set by start_agent from the transport's set-up, passed to every worker's engine
+    telemetry_file: str | None = None
+    codec_delay_s: float | None = None
 
 
 def free_port() -> int:
@@ -95,7 +102,7 @@ def run_load(cfg: LoadConfig) -> Path:
     store = RunStore(out, load_meta(cfg, scenario_name, len(utterances)), force=cfg.force)
     agent = None
     try:
-        url, agent = start_agent(cfg, store, out)
+        cfg, url, agent = start_agent(cfg, store, out)
         run_locust(cfg, url, scenario_name, out, call_length_s(utterances))
     finally:
         if agent is not None:
@@ -105,15 +112,40 @@ def run_load(cfg: LoadConfig) -> Path:
     return out
 
 
+def run_config(cfg: LoadConfig):
+    """The `vlh run` settings of one call under load (what each worker's engine runs, and the transport's set-up)."""
+    from harness.measure.runner import RunConfig
+
+    return RunConfig(transport=cfg.transport, agent_url=cfg.agent_url, agent_profile=cfg.agent_profile,
+                     agent_overrides=cfg.agent_overrides, scenario=cfg.scenario, turns=cfg.turns,
+                     timeout_s=cfg.timeout_s, jitter_buffer=cfg.jitter_buffer, processor_map=cfg.processor_map,
+                     provider=cfg.provider, stream_params=cfg.stream_params, pstn_ms=cfg.pstn_ms)
+
+
+def check_transport(cfg: LoadConfig) -> None:
+    """One line when the transport cannot carry a load test (or its settings do not fit)."""
+    from harness.transports.registry import transport_for
+
+    if cfg.transport == "loopback":
+        raise VlhError("vlh load --transport loopback: sound devices carry one call at a time; load an agent over "
+                       "webrtc or ws-telephony")
+    transport_for(cfg.transport).check(run_config(cfg))
+
+
 def load_meta(cfg: LoadConfig, scenario_name: str, turns: int) -> dict:
-    return {"transport": "webrtc", "scenario": scenario_name,
+    from harness.measure.measure_call import MeasureOptions
+    from harness.transports.registry import transport_for
+
+    meta = {"transport": cfg.transport, "scenario": scenario_name,
             "scenario_file": cfg.scenario_path,
             "config": {"turns": turns, "jitter_buffer": cfg.jitter_buffer, "timeout_s": cfg.timeout_s,
                        "processor_map": cfg.processor_map,
                        "header_names": sorted(h.split(":", 1)[0].strip() for h in cfg.header_specs)},
-            "codec_delay_ms": 312 / 48.0,
+            "codec_delay_ms": MeasureOptions().codec_delay_s * 1e3,
             "load": {"engine": "locust", "users": cfg.users, "spawn_rate": cfg.spawn_rate,
                      "run_time_s": cfg.run_time_s, "workers": cfg.workers, "role": cfg.role}}
+    transport_for(cfg.transport).describe(meta)
+    return meta
 
 
 def run_locust(cfg: LoadConfig, url: str, scenario_name: str, out: Path, call_s: float, tag: str = "") -> None:
@@ -121,7 +153,9 @@ def run_locust(cfg: LoadConfig, url: str, scenario_name: str, out: Path, call_s:
     config_json = json.dumps({"agent_url": url, "scenario": cfg.scenario_path, "scenario_name": scenario_name,
                               "turns": cfg.turns, "timeout_s": cfg.timeout_s, "headers": cfg.header_specs,
                               "jitter_buffer": cfg.jitter_buffer, "processor_map": cfg.processor_map,
-                              "out_dir": str(out.resolve()), "transport": "webrtc"})
+                              "out_dir": str(out.resolve()), "transport": cfg.transport,
+                              "provider": cfg.provider, "stream_params": cfg.stream_params, "pstn_ms": cfg.pstn_ms,
+                              "telemetry_file": cfg.telemetry_file, "codec_delay_s": cfg.codec_delay_s})
     local = cfg.role == "local"
     port = free_port() if local else cfg.master_port
     stop_timeout = cfg.stop_timeout_s if cfg.stop_timeout_s is not None else call_s
@@ -199,17 +233,16 @@ def exit_code(meta: dict) -> int:
     return 1 if failed or broke or not counts else 0
 
 
-def start_agent(cfg, store, out: Path):
-    """The agent under load: `--agent` as given (its URL redacted in run.json), or the reference agent started on
-    a free local port with its truth log in the run folder. Returns (url, the started agent or None)."""
-    from harness.results.redact import redact_url
-    from harness.transports.reference_agent import ReferenceAgent
+def start_agent(cfg: LoadConfig, store, out: Path):
+    """The agent under load, set up by the transport as `vlh run` does: `--agent` as given (its URL redacted in
+    run.json), or the reference agent started on a free local port with its truth log (and, on ws-telephony, its
+    telemetry file) in the run folder. Returns (cfg with what the workers need from the set-up, url, the started
+    agent or None)."""
+    import dataclasses
 
-    if cfg.agent_url is not None:
-        store.meta.update(agent_url=redact_url(cfg.agent_url), agent="external", profile=None)
-        return cfg.agent_url, None
-    agent = ReferenceAgent(cfg.agent_profile, cfg.agent_overrides, [], out / "agent-truth.jsonl")
-    url = agent.start()
-    store.meta.update(agent_url=url, agent="reference", profile=cfg.agent_profile,
-                      agent_overrides=cfg.agent_overrides)
-    return url, agent
+    from harness.transports.registry import transport_for
+
+    run_cfg, url, agent = transport_for(cfg.transport).setup(run_config(cfg), store, out)
+    tel = run_cfg.telemetry_file
+    return dataclasses.replace(cfg, telemetry_file=str(Path(tel).resolve()) if tel else None,
+                               codec_delay_s=run_cfg.measure.codec_delay_s), url, agent
