@@ -174,15 +174,21 @@
       hi = Math.max(hi, wave.start_ms + wave.bin_ms * wave.mic[1].length);
     }
     var spans = spansOf(i);
-    spans.forEach(function (s) {
+    var stages = {type: "bar", orientation: "h", y: [], x: [], base: [], width: 0.7, text: [], hovertext: [],
+                  marker: {color: [], line: {color: "#ffffff", width: 1}}, textposition: "inside",
+                  insidetextanchor: "middle", textangle: 0, hovertemplate: "%{hovertext}<extra></extra>"};
+    spans.forEach(function (s) {  // one bar trace for all stages (a trace per stage cost ⅓ of the chart's draw)
       var key = s[0], src = s[3], kind = s[4];
       var label = (C.labels && C.labels[key]) || key;
       if (s[2] < 0) { return; }  // a negative span is never a bar: turnInfo lists it with its value
-      data.push({type: "bar", orientation: "h", y: ["stages"], x: [s[2]], base: [s[1]], width: 0.7,
-                 marker: {color: spanColor(key, kind), line: {color: "#ffffff", width: 1}},
-                 text: [esc(label)], textposition: "inside", insidetextanchor: "middle", textangle: 0,
-                 hovertemplate: esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")<extra></extra>"});
+      stages.y.push("stages");
+      stages.x.push(s[2]);
+      stages.base.push(s[1]);
+      stages.text.push(esc(label));
+      stages.hovertext.push(esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")");
+      stages.marker.color.push(spanColor(key, kind));
     });
+    if (stages.x.length) { data.push(stages); }
     var ovl = T.ovl_stage[i], ovlMs = T.ovl_ms[i];
     if (ovl && ovlMs !== null && ovlMs > 0) {  // the parallel stage placed second: what ran beside the first
       var other = ovl === "stt" ? "turn_detection" : "stt", start = null;
