@@ -77,7 +77,7 @@ def results(tmp_path_factory):
                 # bars drawn in the turn's figure: none negative
                 r[f"{key}_bars"] = await page.evaluate(
                     "document.querySelector('#turn-detail .turn-fig').data.filter(function (t) {"
-                    " return t.type === 'bar'; }).map(function (t) { return t.x[0]; })")
+                    " return t.type === 'bar'; }).reduce(function (a, t) { return a.concat(t.x); }, [])")
             r["audio_duration"] = await page.evaluate(AUDIO, await_promise=True)
             r["worst_clip_s"] = data["turns"]["waves"][str(data["turns"]["featured"][0][1])]["duration_s"]
             r["turn_figs"] = await page.evaluate("document.querySelectorAll('.turn-card .main-svg').length")
@@ -154,7 +154,7 @@ def test_turn_detail_and_audio(results):
 def test_turn_detail_lists_a_negative_residual_and_draws_the_overlap(results):
     r = results["single"]
     assert "residual -12.0 ms (a negative duration: not drawn as a bar)" in r["negative_text"]
-    assert all(x >= 0 for x in r["negative_bars"]) and all(x >= 0 for x in r["overlap_bars"])
+    assert r["negative_bars"] and all(x >= 0 for x in r["negative_bars"]) and all(x >= 0 for x in r["overlap_bars"])
     assert "turn detection ran" in r["overlap_text"] and "beside STT (overlapped, not summed)" in r["overlap_text"]
 
 
@@ -196,3 +196,73 @@ def test_the_checks_can_fail(results):
     assert any("boom" in e for e in r["errors"])
     assert r["foreign_requests"] == ["http://example.com/a.png"]
     assert blank["screenshot"]["distinct"] == 1 and blank["screenshot"]["dominant_share"] == 1
+
+
+CHARTS = """JSON.stringify(Array.prototype.map.call(
+  document.querySelectorAll('[data-figure], .turn-card:not(#turn-detail) .turn-fig'), function (e) {
+    var r = e.getBoundingClientRect();
+    return {name: e.getAttribute('data-figure') || e.closest('.turn-card').getAttribute('data-row'),
+            top: r.top, bottom: r.bottom, drawn: !!e.querySelector('.main-svg')}; }))"""
+# what a drawn chart holds: its traces as plotly kept them (the figure handed in), and whether each was drawn
+HOLDS = """(function (e) { return JSON.stringify({data: e.data,
+  undrawn: e._fullData.filter(function (t) { return !t._module; }).length}); })(%s)"""
+
+
+def test_lazy_charts_draw_when_scrolled_to_and_before_print(tmp_path):
+    """With idle-time drawing off (the hook __vlhLazyOnly), only the first screen is drawn; each chart below it is
+    drawn when scrolled to, with the figure of the data (a featured turn's chart equals the one the turn detail
+    draws for the same row); printing draws every chart left."""
+    d = make_run(tmp_path / "r", turns=40, calls=4, seed=5, unattributed_every=4, overlap_every=3)
+    report = write_report([d], d / "report.html")
+    lazy = "window.__vlhLazyOnly = true;"
+
+    async def run():
+        out = {}
+        async with Chromium() as browser:
+            page = await browser.open(report, ready="window.__vlhFirstScreen === true", init_script=lazy)
+            await asyncio.sleep(1.0)  # idle time in which nothing more may be drawn
+            out["vh"] = await page.evaluate("window.innerHeight")
+            out["before"] = json.loads(await page.evaluate(CHARTS))
+            out["ready_before"] = await page.evaluate("window.__vlhReady === true")
+            data = json.loads(await page.evaluate("document.getElementById('vlh-data').textContent"))
+            out["figures"], out["held"] = data["figures"], {}
+            for c in out["before"]:
+                sel = (f"document.querySelector('[data-figure=\"{c['name']}\"]')" if not c["name"].isdigit() else
+                       f"document.querySelector('.turn-card[data-row=\"{c['name']}\"] .turn-fig')")
+                await page.evaluate(sel + ".scrollIntoView({block: 'center'})")
+                await page.wait_for(sel + ".querySelector('.main-svg') !== null", timeout=20)
+                out["held"][c["name"]] = json.loads(await page.evaluate(HOLDS % sel))
+                if c["name"].isdigit():  # the same turn drawn by the detail view (not lazy)
+                    await page.evaluate(f"window.vlhShowTurn({c['name']})")
+                    await page.wait_for("document.getElementById('turn-detail').getAttribute('data-row') === '%s'"
+                                        " && document.querySelector('#turn-detail .turn-fig .main-svg') !== null"
+                                        % c["name"], timeout=20)
+                    out["held"]["detail " + c["name"]] = json.loads(
+                        await page.evaluate(HOLDS % "document.querySelector('#turn-detail .turn-fig')"))
+            await page.wait_for("window.__vlhReady === true", timeout=20)
+            out["errors"] = page.console_errors()
+            await page.close()
+            page = await browser.open(report, ready="window.__vlhFirstScreen === true", init_script=lazy)
+            out["print_before"] = json.loads(await page.evaluate(CHARTS))
+            pdf = await page.send("Page.printToPDF", {})
+            out["pdf_bytes"] = len(pdf.get("data", ""))
+            out["print_after"] = json.loads(await page.evaluate(CHARTS))
+            out["print_errors"] = page.console_errors()
+        return out
+
+    r = asyncio.run(run())
+    vh, before = r["vh"], r["before"]
+    assert [c["drawn"] for c in before] == [c["top"] < vh and c["bottom"] > 0 for c in before], before
+    assert any(c["drawn"] for c in before) and sum(not c["drawn"] for c in before) >= 3  # ECDF + turn cards wait
+    assert r["ready_before"] is False
+    for c in before:
+        held = r["held"][c["name"]]
+        assert held["undrawn"] == 0 and held["data"], c
+        if c["name"].isdigit():
+            assert held == r["held"]["detail " + c["name"]]
+        else:
+            assert held["data"] == r["figures"][c["name"]]["data"]
+    assert r["errors"] == []
+    assert sum(not c["drawn"] for c in r["print_before"]) >= 3
+    assert all(c["drawn"] for c in r["print_after"]) and r["pdf_bytes"] > 1000
+    assert r["print_errors"] == []

@@ -252,7 +252,7 @@ class Chromium:
         elif method == "Page.loadEventFired":
             page.loaded.set()
 
-    async def new_page(self) -> Page:
+    async def new_page(self, init_script: str | None = None) -> Page:
         target = (await self.send("Target.createTarget", {"url": "about:blank"}))["targetId"]
         session = (await self.send("Target.attachToTarget", {"targetId": target, "flatten": True}))["sessionId"]
         page = Page(self, session, target)
@@ -261,15 +261,18 @@ class Chromium:
             await page.send(m)
         await page.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
         await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": TRAP})
+        if init_script:  # runs before any page script (a test hook, a timing probe)
+            await page.send("Page.addScriptToEvaluateOnNewDocument", {"source": init_script})
         await page.send("Emulation.setDeviceMetricsOverride", {"width": self.width, "height": self.height,
                                                                 "deviceScaleFactor": 1, "mobile": False})
         return page
 
     async def open(self, path: str | Path, ready: str | None = "window.__vlhReady === true",
-                   timeout: float = 90.0) -> Page:
-        """Open a local file; wait for the load event and, if given, for the `ready` expression."""
+                   timeout: float = 90.0, init_script: str | None = None) -> Page:
+        """Open a local file; wait for the load event and, if given, for the `ready` expression. `init_script`
+        runs in the page before any of its own scripts."""
         url = Path(path).resolve().as_uri() if not str(path).startswith(("file:", "data:", "about:")) else str(path)
-        page = await self.new_page()
+        page = await self.new_page(init_script)
         r = await page.send("Page.navigate", {"url": url})
         if r.get("errorText"):
             raise VlhError(f"chromium could not open {url}: {r['errorText']}")

@@ -2,9 +2,12 @@
    Agent-provided text only ever reaches the page through textContent, or escaped before plotly sees it. */
 (function () {
   "use strict";
+  var PERF = window.performance;
+  function mark(name) { if (PERF && PERF.mark) { PERF.mark(name); } }
+  mark("vlh:script");
   var D = JSON.parse(document.getElementById("vlh-data").textContent);
+  mark("vlh:data");
   var CONFIG = {displaylogo: false, responsive: true};
-  var pending = [];
 
   function esc(s) {
     return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -17,18 +20,99 @@
   }
   function fmt(v, nd) { return (v === null || v === undefined) ? "\u2014" : Number(v).toFixed(nd || 0); }
 
+  /* Charts are drawn lazily, one per task so the page stays responsive: the ones on the first screen right after
+     the first layout, the others when they scroll into view (IntersectionObserver), or else one by one in idle
+     time; printing draws every chart that is left first (window.vlhDrawAll does the same on demand).
+     Performance marks: "vlh:first-screen" (every chart in the first viewport drawn), "vlh:all-drawn", and a
+     measure "vlh:draw <chart>" per chart. */
+  var jobs = [];
+  function addJob(box, name, draw) {
+    var job = {box: box, name: name, draw: draw, promise: null};
+    job.done = new Promise(function (ok, fail) { job.ok = ok; job.fail = fail; });
+    jobs.push(job);
+  }
+  function runJob(job) {
+    if (!job.promise) {
+      mark("vlh:start " + job.name);
+      try {
+        job.promise = Promise.resolve(job.draw());
+      } catch (err) {
+        job.promise = Promise.reject(err);
+      }
+      if (PERF && PERF.measure) { PERF.measure("vlh:draw " + job.name, "vlh:start " + job.name); }
+      job.promise.then(job.ok, job.fail);
+    }
+    return job.promise;
+  }
+  function drawAll() { return Promise.all(jobs.map(runJob)); }
+  window.vlhDrawAll = drawAll;
+  window.addEventListener("beforeprint", drawAll);  // plotly draws synchronously: printed with every chart
+
+  var queue = [], busy = false, observer = null, background = false;
+  var idle = window.requestIdleCallback ? function (f) { window.requestIdleCallback(f, {timeout: 500}); }
+                                        : function (f) { setTimeout(f, 1); };
+  function pump() {  // one chart per task: the ones scrolled into view first, then (after the first screen) the rest
+    if (busy) { return; }
+    var next = null;
+    while (queue.length && !next) { next = queue.shift(); if (next.promise) { next = null; } }
+    if (next) {
+      busy = true;
+      setTimeout(function () { busy = false; runJob(next); pump(); }, 0);
+      return;
+    }
+    var rest = background ? jobs.filter(function (j) { return !j.promise; })[0] : null;
+    if (!rest) { return; }
+    busy = true;
+    idle(function () {
+      busy = false;
+      if (!queue.length && !rest.promise) { runJob(rest); }
+      pump();
+    });
+  }
+  function startDrawing() {
+    if (!jobs.length) { return; }
+    if (!window.IntersectionObserver) { drawAll(); return; }
+    var first = true;
+    observer = new IntersectionObserver(function (entries) {
+      var seen = entries.filter(function (e) { return e.isIntersecting; }).map(function (e) {
+        return jobs.filter(function (j) { return j.box === e.target; })[0];
+      });
+      if (first) {  // the first screen: drawn now, in this task (after the first layout)
+        first = false;
+        var vh = window.innerHeight;
+        var now = seen.filter(function (j) {
+          var r = j.box.getBoundingClientRect();
+          return r.top < vh && r.bottom > 0;
+        });
+        Promise.all(now.map(runJob)).then(function () {
+          mark("vlh:first-screen");
+          window.__vlhFirstScreen = true;
+          background = window.__vlhLazyOnly !== true;  // tests set __vlhLazyOnly: only scrolling draws
+          pump();
+        });
+        seen = seen.filter(function (j) { return now.indexOf(j) < 0; });
+      }
+      seen.forEach(function (j) { if (!j.promise) { queue.push(j); } });
+      pump();
+    }, {rootMargin: "200px 0px"});
+    jobs.forEach(function (j) { observer.observe(j.box); });
+  }
+
   document.querySelectorAll("[data-figure]").forEach(function (div) {
     var f = D.figures[div.getAttribute("data-figure")];
     if (!f) { div.textContent = "no data for this chart"; return; }
-    pending.push(Plotly.newPlot(div, f.data, f.layout, CONFIG).then(function (gd) {
-      if (div.id === "fig-waterfall") {
-        gd.on("plotly_click", function (ev) {
-          var g = D.groups[Math.round(ev.points[0].x) - 1];  // bars at x = 1…n (outlines: within ±½)
-          if (g) { showTurn(g[Math.floor(g.length / 2)]); }
-        });
-      }
-      return gd;
-    }));
+    if (f.layout && f.layout.height) { div.style.minHeight = f.layout.height + "px"; }  // no shift when drawn
+    addJob(div, div.id || div.getAttribute("data-figure"), function () {
+      return Plotly.newPlot(div, f.data, f.layout, CONFIG).then(function (gd) {
+        if (div.id === "fig-waterfall") {
+          gd.on("plotly_click", function (ev) {
+            var g = D.groups[Math.round(ev.points[0].x) - 1];  // bars at x = 1…n (outlines: within ±½)
+            if (g) { showTurn(g[Math.floor(g.length / 2)]); }
+          });
+        }
+        return gd;
+      });
+    });
   });
 
   var T = D.turns ? D.turns.cols : null;
@@ -90,15 +174,21 @@
       hi = Math.max(hi, wave.start_ms + wave.bin_ms * wave.mic[1].length);
     }
     var spans = spansOf(i);
-    spans.forEach(function (s) {
+    var stages = {type: "bar", orientation: "h", y: [], x: [], base: [], width: 0.7, text: [], hovertext: [],
+                  marker: {color: [], line: {color: "#ffffff", width: 1}}, textposition: "inside",
+                  insidetextanchor: "middle", textangle: 0, hovertemplate: "%{hovertext}<extra></extra>"};
+    spans.forEach(function (s) {  // one bar trace for all stages (a trace per stage cost ⅓ of the chart's draw)
       var key = s[0], src = s[3], kind = s[4];
       var label = (C.labels && C.labels[key]) || key;
       if (s[2] < 0) { return; }  // a negative span is never a bar: turnInfo lists it with its value
-      data.push({type: "bar", orientation: "h", y: ["stages"], x: [s[2]], base: [s[1]], width: 0.7,
-                 marker: {color: spanColor(key, kind), line: {color: "#ffffff", width: 1}},
-                 text: [esc(label)], textposition: "inside", insidetextanchor: "middle", textangle: 0,
-                 hovertemplate: esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")<extra></extra>"});
+      stages.y.push("stages");
+      stages.x.push(s[2]);
+      stages.base.push(s[1]);
+      stages.text.push(esc(label));
+      stages.hovertext.push(esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")");
+      stages.marker.color.push(spanColor(key, kind));
     });
+    if (stages.x.length) { data.push(stages); }
     var ovl = T.ovl_stage[i], ovlMs = T.ovl_ms[i];
     if (ovl && ovlMs !== null && ovlMs > 0) {  // the parallel stage placed second: what ran beside the first
       var other = ovl === "stt" ? "turn_detection" : "stt", start = null;
@@ -197,7 +287,7 @@
     return a;
   }
 
-  function drawTurn(container, i) {
+  function turnBody(container, i) {  // the card's text, player and event table; returns the empty chart box
     container.replaceChildren();
     var wave = D.turns.waves[String(i)];
     container.appendChild(turnInfo(i));
@@ -222,9 +312,16 @@
     }
     container.appendChild(media);
     container.appendChild(eventTable(i));
-    var f = turnFigure(i, wave);
+    fig.style.minHeight = (wave && !wave.error ? 440 : 230) + "px";  // turnFigure's height: no shift when drawn
+    return fig;
+  }
+
+  function drawTurnFigure(fig, i) {
+    var f = turnFigure(i, D.turns.waves[String(i)]);
     return Plotly.newPlot(fig, f.data, f.layout, CONFIG);
   }
+
+  function drawTurn(container, i) { return drawTurnFigure(turnBody(container, i), i); }
 
   function showTurn(i) {
     var box = document.getElementById("turn-detail");
@@ -300,7 +397,10 @@
   if (T) {
     (D.turns.featured || []).forEach(function (f) {
       var card = document.querySelector('.turn-card[data-row="' + f[1] + '"] .turn-body');
-      if (card) { pending.push(drawTurn(card, f[1])); }
+      if (card) {
+        var fig = turnBody(card, f[1]);
+        addJob(fig, "turn " + f[1], drawTurnFigure.bind(null, fig, f[1]));
+      }
     });
     var filter = document.getElementById("turn-filter");
     if (filter) {
@@ -317,7 +417,11 @@
     renderTable();
   }
 
-  Promise.all(pending).then(function () {
+  startDrawing();
+  Promise.all(jobs.map(function (j) { return j.done; })).then(function () {
+    mark("vlh:all-drawn");
+    if (observer) { observer.disconnect(); }
+    window.__vlhFirstScreen = true;
     window.__vlhReady = true;
     document.body.setAttribute("data-ready", "1");
   }, function (err) {
