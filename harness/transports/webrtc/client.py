@@ -153,10 +153,12 @@ class MicTrack:
 
 class LevelLog:
     """(instant, level) pairs in two typed arrays (16 bytes a frame instead of a tuple of floats, ≈ 100 bytes):
-    `append`, `len`, indexing and slicing give tuples, as the list it replaces did."""
+    `append`, `len`, indexing and slicing give tuples, as the list it replaces did. Given arrays it is a view on
+    them (the call's ear levels are the playout log's `t` and `level` columns: kept once, not twice)."""
 
-    def __init__(self):
-        self.t, self.level = array("d"), array("d")
+    def __init__(self, t: array | None = None, level: array | None = None):
+        self.t = array("d") if t is None else t
+        self.level = array("d") if level is None else level
 
     def append(self, item: tuple[float, float]) -> None:
         self.t.append(item[0])
@@ -255,7 +257,8 @@ class WebRTCCall:
         self.telemetry = TelemetryLog(processor_map)
         self.playout = PlayoutEmulator(jitter_buffer)
         self.playout.on_frame = self._on_ear_frame
-        self.ear_levels = LevelLog()  # (playout instant, frame RMS) per ear frame, live
+        # (playout instant, frame RMS) per ear frame, live: a view on the playout log, which records every ear frame
+        self.ear_levels = LevelLog(self.playout.ticks.t, self.playout.ticks.level)
         self.mic = None
         self.pc = None
         self.channel = None
@@ -396,7 +399,7 @@ class WebRTCCall:
             self.timeline.place(EAR, t, pcm)
         else:
             self.timeline.extend(EAR, int(round((t - self.timeline.t0_mono) * SAMPLE_RATE)) + len(pcm))
-        self.ear_levels.append((t, level))
+        # (t, level) is already in the playout log, which `ear_levels` reads
 
     def _on_open(self) -> None:
         self._send({"label": "rtvi-ai", "type": "client-ready", "id": uuid.uuid4().hex[:8],
