@@ -66,3 +66,19 @@ def test_few_samples_fall_back_to_offset_only_and_none_gives_none():
     fit = fit_clock([s])
     assert fit.drift == 0.0
     assert abs(fit.offset_s - 1.0) < 0.002
+
+
+def test_a_ping_log_fits_as_the_list_of_samples_it_replaces():
+    """Issue 19.3: a call keeps its exchanges as typed columns (PingLog, 32 bytes each); the fit from them is the
+    fit from the PingSample objects, bit for bit, including out-of-order and impossible (negative-RTT) exchanges."""
+    from harness.telemetry.clock import PingLog
+
+    samples, t_start = _samples(1.5, 100e-6, n=300)
+    samples = samples[150:] + samples[:150] + [PingSample(1010.0, 1011.0, 1011.0, 1009.0)]  # rtt < 0: dropped
+    log = PingLog(samples)
+    assert len(log) == len(samples) and log[7] == samples[7] and list(log) == samples
+    assert log.t0.itemsize * 4 == 32
+    a, b = fit_clock(samples), fit_clock(log)
+    assert a == b and b.n_samples == 300
+    assert b.offset_at(t_start) == pytest.approx(1.5, abs=b.uncertainty_s) and b.drift == pytest.approx(100e-6, abs=5e-6)
+    assert fit_clock(PingLog()) is None

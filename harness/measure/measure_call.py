@@ -305,7 +305,7 @@ def _add_events(event_rows: list, events, plan: TurnPlan, call: int, k: int, pla
         if lo <= ev.t_host < hi:
             event_rows.append({"call": call, "turn": plan.turn, "name": ev.name, "t_mono": ev.t_host,
                                "uncertainty_ms": ev.uncertainty_s * 1e3, "source": ev.source,
-                               "origin": ev.origin, "raw": json.dumps(ev.raw)[:500]})
+                               "origin": ev.origin, "raw": json.dumps(dict(ev.raw))[:500]})
             if ev.name in EVENT_NAMES:
                 # one instant per name: a stamped (reconciled) event beats an arrival-only (estimated) one, then
                 # the earliest — an agent speaking both dialects reports most instants twice

@@ -21,6 +21,7 @@ from harness.measure import otlp_run
 from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.audio.noise import NoiseBed, noise_rms
 from harness.audio.synth import load_utterance, sharpen, synthesize
+from harness.devices.heap import fix_mmap_threshold
 from harness.errors import AgentUnreachable, VlhError
 from harness.results.redact import redact_url
 from harness.results.store import PartStore, RunStore, default_out_dir
@@ -157,6 +158,7 @@ def attach_noise(call, utterances: list[Utterance]):
 # ---- one call ---------------------------------------------------------------------------------------------------
 async def run_call(cfg: RunConfig, url: str, call_no: int, utterances: list[Utterance], store: RunStore,
                    on_turn=None) -> list[dict]:
+    fix_mmap_threshold()  # a long call's growing buffers stay out of the heap (harness/devices/heap.py)
     transport = transport_for(cfg)
     call = transport.new_call(cfg, url)
     plans: list[TurnPlan] = []

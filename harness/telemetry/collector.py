@@ -6,8 +6,9 @@ import json
 from collections import Counter
 
 from harness.telemetry import rtvi, vlh
-from harness.telemetry.clock import ClockFit, PingSample, fit_clock
+from harness.telemetry.clock import ClockFit, PingLog, PingSample, fit_clock
 from harness.telemetry.events import Duration, Event
+from harness.telemetry.spill import RawSpill
 
 # How late an arrival stamp can be without a trace: the harness's loop monitor (transports/webrtc/client.py
 # LoopMonitor) records every event-loop lag above this, so a message callback delayed by less goes unrecorded.
@@ -19,12 +20,13 @@ class TelemetryLog:
         self.processor_map = processor_map or {}
         self.events: list[Event] = []
         self.durations: list[Duration] = []
-        self.pings: list[PingSample] = []
+        self.pings = PingLog()  # compact columns: the clock fit uses every exchange of the call
         self.pending: dict[int, float] = {}
         self.counts: Counter = Counter()
         self._next_id = 0
         self.fit: ClockFit | None = None
         self.anomalies: list[str] = []
+        self.raw_spill = RawSpill()  # each event's message text, on disk (read back by `ev.raw`)
 
     def make_ping(self, t0: float) -> str:
         self._next_id += 1
@@ -60,8 +62,12 @@ class TelemetryLog:
             items, ok = [], False
         if not ok:
             self.counts["unparsed"] += 1
+        spilled = None
         for it in items:
             if isinstance(it, Event):
+                if it.raw is msg:  # keep the message on disk, not its parsed dict in RAM
+                    spilled = spilled or self.raw_spill.put(message)
+                    it.raw = spilled
                 self.events.append(it)
             elif isinstance(it, Duration):
                 self.durations.append(it)

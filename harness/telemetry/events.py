@@ -11,7 +11,7 @@ from harness.results.schema import EVENT_NAMES  # noqa: E402,F401
 DURATION_STAGES = ("stt", "llm_ttft", "reasoning", "tts_ttfb")
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     name: str
     arrival: float  # host monotonic instant the message arrived
@@ -22,10 +22,10 @@ class Event:
     t_host: float | None = None
     uncertainty_s: float = 0.0
     source: str = "missing"  # reconciled | estimated
-    raw: dict = field(default_factory=dict)
+    raw: dict = field(default_factory=dict)  # the message it came from (a SpilledRaw mapping, read from disk)
 
 
-@dataclass
+@dataclass(slots=True)
 class Duration:
     stage: str  # one of DURATION_STAGES
     value_s: float

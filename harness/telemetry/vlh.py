@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from harness.telemetry.clock import PingSample
 from harness.telemetry.events import Event
 
@@ -18,7 +20,7 @@ def parse(msg: dict, arrival: float, pending: dict[int, float]) -> tuple[list, b
         if not isinstance(name, str) or not isinstance(t, (int, float)):
             return [], False
         turn = msg.get("turn")
-        ev = Event(name, arrival, agent_t=float(t), turn_hint=turn if isinstance(turn, int) else None,
+        ev = Event(sys.intern(name), arrival, agent_t=float(t), turn_hint=turn if isinstance(turn, int) else None,
                    origin="vlh", raw=msg)
         return [ev], True  # well-formed; names outside EVENT_NAMES are kept but not attributed
     if kind == "vlh.pong":

@@ -153,10 +153,12 @@ class MicTrack:
 
 class LevelLog:
     """(instant, level) pairs in two typed arrays (16 bytes a frame instead of a tuple of floats, ≈ 100 bytes):
-    `append`, `len`, indexing and slicing give tuples, as the list it replaces did."""
+    `append`, `len`, indexing and slicing give tuples, as the list it replaces did. Given arrays it is a view on
+    them (the call's ear levels are the playout log's `t` and `level` columns: kept once, not twice)."""
 
-    def __init__(self):
-        self.t, self.level = array("d"), array("d")
+    def __init__(self, t: array | None = None, level: array | None = None):
+        self.t = array("d") if t is None else t
+        self.level = array("d") if level is None else level
 
     def append(self, item: tuple[float, float]) -> None:
         self.t.append(item[0])
@@ -174,6 +176,27 @@ class LevelLog:
         return zip(self.t, self.level)
 
 
+class StallLog:
+    """(start, duration) of the loop's stalls in two typed arrays (16 bytes a stall; a deque of tuples took ≈ 110),
+    keeping at least the last `maxlen` (the oldest half is dropped when twice that is reached). Iterates as tuples."""
+
+    def __init__(self, maxlen: int = 10000):
+        self.maxlen = maxlen
+        self.t, self.d = array("d"), array("d")
+
+    def append(self, item: tuple[float, float]) -> None:
+        self.t.append(item[0])
+        self.d.append(item[1])
+        if len(self.t) >= 2 * self.maxlen:
+            del self.t[:-self.maxlen], self.d[:-self.maxlen]
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def __iter__(self):
+        return zip(self.t, self.d)
+
+
 class LoopMonitor:
     """One per event loop, shared by all its calls: records stalls of the loop (it wakes every 10 ms)."""
 
@@ -181,7 +204,7 @@ class LoopMonitor:
 
     def __init__(self, interval: float = 0.01, threshold: float = ARRIVAL_STAMP_S):
         self.interval, self.threshold = interval, threshold
-        self.stalls: deque = deque(maxlen=10000)
+        self.stalls = StallLog(10000)
         self.users = 0
         self.task = asyncio.ensure_future(self._run())
 
@@ -255,7 +278,8 @@ class WebRTCCall:
         self.telemetry = TelemetryLog(processor_map)
         self.playout = PlayoutEmulator(jitter_buffer)
         self.playout.on_frame = self._on_ear_frame
-        self.ear_levels = LevelLog()  # (playout instant, frame RMS) per ear frame, live
+        # (playout instant, frame RMS) per ear frame, live: a view on the playout log, which records every ear frame
+        self.ear_levels = LevelLog(self.playout.ticks.t, self.playout.ticks.level)
         self.mic = None
         self.pc = None
         self.channel = None
@@ -396,7 +420,7 @@ class WebRTCCall:
             self.timeline.place(EAR, t, pcm)
         else:
             self.timeline.extend(EAR, int(round((t - self.timeline.t0_mono) * SAMPLE_RATE)) + len(pcm))
-        self.ear_levels.append((t, level))
+        # (t, level) is already in the playout log, which `ear_levels` reads
 
     def _on_open(self) -> None:
         self._send({"label": "rtvi-ai", "type": "client-ready", "id": uuid.uuid4().hex[:8],

@@ -58,22 +58,24 @@ class Tick:
 
 KINDS = ("play", "conceal", "expand", "stretch")
 _NONE = -(2**63)  # no packet (seq / rtp_ts) in the compact log
+_NONE32 = -(2**31)  # the same in the int32 `seq` column (an unwrapped seq reaches 2**31 after 1.3 years at 50/s)
 
 
 class TickLog:
-    """The ear's output frames, compact: one column per Tick field in a typed array (≈ 41 bytes a frame, ≈ 7 MB
-    per call-hour, where a list of Tick objects took ≈ 100 MB). Reads like the list it replaces: len, index,
+    """The ear's output frames, compact: one column per Tick field in a typed array (33 bytes a frame, ≈ 6 MB
+    per call-hour, where a list of Tick objects took ≈ 100 MB): instants float64 (exact), seq int32, RTP timestamp
+    int64 (unwrapped from a random 32-bit start), level float32 (the RMS of float32 samples). Reads like the list it replaces: len, index,
     iteration and truth give `Tick`s; `columns()` gives numpy views for vectorised queries."""
 
     def __init__(self):
         self.t, self.kind = array("d"), array("b")
-        self.seq, self.rtp_ts = array("q"), array("q")
-        self.arrival, self.level = array("d"), array("d")
+        self.seq, self.rtp_ts = array("i"), array("q")
+        self.arrival, self.level = array("d"), array("f")
 
     def append(self, tick: "Tick") -> None:
         self.t.append(tick.t)
         self.kind.append(KINDS.index(tick.kind))
-        self.seq.append(_NONE if tick.seq is None else tick.seq)
+        self.seq.append(_NONE32 if tick.seq is None else tick.seq)
         self.rtp_ts.append(_NONE if tick.rtp_ts is None else tick.rtp_ts)
         self.arrival.append(math.nan if tick.arrival is None else tick.arrival)
         self.level.append(tick.level)
@@ -83,7 +85,7 @@ class TickLog:
 
     def __getitem__(self, i: int) -> "Tick":
         seq, ts, arr = self.seq[i], self.rtp_ts[i], self.arrival[i]
-        return Tick(self.t[i], KINDS[self.kind[i]], None if seq == _NONE else seq, None if ts == _NONE else ts,
+        return Tick(self.t[i], KINDS[self.kind[i]], None if seq == _NONE32 else seq, None if ts == _NONE else ts,
                     None if math.isnan(arr) else arr, self.level[i])
 
     def __iter__(self):
@@ -95,8 +97,10 @@ class TickLog:
 
     def columns(self) -> dict[str, np.ndarray]:
         """Copies of the columns as numpy arrays (copies: the log may grow while they are used)."""
+        seq = np.array(self.seq, np.int64)
+        seq[seq == _NONE32] = _NONE
         return {"t": np.array(self.t, float), "kind": np.array(self.kind, np.int8),
-                "seq": np.array(self.seq, np.int64), "rtp_ts": np.array(self.rtp_ts, np.int64),
+                "seq": seq, "rtp_ts": np.array(self.rtp_ts, np.int64),
                 "arrival": np.array(self.arrival, float), "level": np.array(self.level, float)}
 
 
