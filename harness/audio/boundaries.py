@@ -61,6 +61,14 @@ RELEASE_REACH_S = 0.25  # a stop's release this far after the end (its closure u
 RELEASE_MAX_S = 0.05  # ... when it is this short and nothing follows it within the reach
 RELEASE_MARGIN = 10 ** (10 / 20)  # ... standing this far over the bed's upper level (its 90th percentile)
 RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90th percentile within this of the median
+ISOLATED_REACH_S = 0.35  # an isolated sound this far beyond an edge (a closure under the noise between) is attached
+ISOLATED_REF_S = 0.4  # ... when it stands out of the distribution of the noise alone over this span beyond the reach
+ISOLATED_REF_MIN_S = 0.2  # ... (at least this much of it before the next region, or nothing is attached)
+ISOLATED_MIN_S = 0.010  # ... sustained this long (every 5 ms window in it over the threshold)
+ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
+ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: its 99.9th percentile)
+ISOLATED_MARGIN_DB = 3.0  # ... plus this
+ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink 0.8–2.6)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
@@ -321,6 +329,7 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
             b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc, memo=memo)
         if sr >= 16000:
             b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
+            b = _isolated_edge(x, sr, b, pk, eps, a, nxt, start=False, dc=dc)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -556,6 +565,66 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
         eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
         if eb is not None:
             e = eb if e is None else max(e, eb)
+    return max(edge, e) if e is not None else edge
+
+
+def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, start: bool,
+                   dc: float = 0.0) -> int:
+    """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
+    under the noise (or an onset's before it), decided by the noise's own distribution, not its mean. The noise
+    alone is taken from the `ISOLATED_REF_S` beyond the reach (`ISOLATED_REACH_S`), in each refiner band (4 kHz
+    low-pass, 4–11 kHz): the level its 5 ms windows hold for `ISOLATED_MIN_S` (the minimum over that span), in dB,
+    its median and 90th percentile. A sound within the reach that holds median + `ISOLATED_Z` × (p90 − median)
+    + `ISOLATED_MARGIN_DB` (and within 40 dB of the run's peak) for as long, with noise alone for
+    `ISOLATED_GUARD_S` after it inside the reach, is part of the utterance; the edge is refined on the samples of
+    its band. In steady noise (white) the threshold is a few dB over the noise; in fluctuating noise (pink in the
+    4 kHz band, babble) the spread lifts it, so the noise's own peaks are not attached."""
+    w = max(8, int(round(sr * 0.005)))
+    st = max(1, w // 4)
+    reach = int(round(sr * ISOLATED_REACH_S))
+    if start:
+        a, b = max(lo, edge - reach - int(round(sr * ISOLATED_REF_S))), edge
+    else:
+        a, b = edge, min(hi, edge + reach + int(round(sr * ISOLATED_REF_S)))
+    if b - a < reach + int(round(sr * ISOLATED_REF_MIN_S)):
+        return edge
+    k = max(1, (int(round(sr * ISOLATED_MIN_S)) - w) // st + 1)  # windows (step st) a sustained sound spans
+    n_search = (reach - w) // st - k + 2  # sustained runs wholly inside the reach
+    guard = int(round(sr * ISOLATED_GUARD_S)) // st
+    floor_pk = pk * 10 ** (SOFT_LEVEL_DB / 20)
+    best = None  # (outward index of the run's last window, band, threshold)
+    for hiss in (False, True):
+        yb = _band(x, sr, a, b, dc, hiss)
+        if start:
+            yb = yb[::-1]  # outward from the edge
+        r = _win_rms(yb, w)[::st]  # r[i]: the window i·st samples out
+        if len(r) < k + n_search:
+            return edge
+        s = np.lib.stride_tricks.sliding_window_view(r, k).min(axis=1)  # level held for ISOLATED_MIN_S
+        ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
+        if len(ref) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:
+            return edge
+        med, p90 = _median(ref), _percentile(ref, 90)
+        if p90 - med > ISOLATED_SPREAD_DB:
+            continue  # a fluctuating bed in this band (babble): a sound in it may be anyone's
+        thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
+        on = np.flatnonzero(s[:n_search] >= thr)
+        if len(on) == 0:
+            continue
+        i = int(on[-1])
+        if i + k - 1 + guard > n_search + k - 1:
+            return edge  # the sound goes on to the reach's end: not isolated (or the reach is too short)
+        if best is None or i + k - 1 > best[0]:
+            best = (i + k - 1, hiss, thr)
+    if best is None:
+        return edge
+    q = best[0] * st  # outward offset of the sound's outermost window [q, q + w)
+    if start:
+        z = edge - q - w  # that window in samples
+        e = _refine_edge(x, sr, z - w, z + 2 * w, best[2], eps, lo, edge, start=True, dc=dc, hiss=best[1])
+        return min(edge, e) if e is not None else edge
+    z = edge + q
+    e = _refine_edge(x, sr, z - w, z + 2 * w, best[2], eps, edge, hi, start=False, dc=dc, hiss=best[1])
     return max(edge, e) if e is not None else edge
 
 
