@@ -330,6 +330,7 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         if sr >= 16000:
             b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
             b = _isolated_edge(x, sr, b, pk, eps, a, nxt, start=False, dc=dc)
+            a = _isolated_edge(x, sr, a, pk, eps, prev_end, b, start=True, dc=dc)
         found.append((a, b))
         prev_end = b
     if not found:
