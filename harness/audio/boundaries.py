@@ -68,6 +68,7 @@ ISOLATED_MIN_S = 0.010  # ... sustained this long (every 5 ms window in it over 
 ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
 ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: its 99.9th percentile)
 ISOLATED_MARGIN_DB = 3.0  # ... plus this
+ISOLATED_LEVEL_DB = -35.0  # ... and within this of the run's peak (comfort noise before a reply: 38+ dB under it)
 ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink 0.8–2.6)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
@@ -592,7 +593,7 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     k = max(1, (int(round(sr * ISOLATED_MIN_S)) - w) // st + 1)  # windows (step st) a sustained sound spans
     n_search = (reach - w) // st - k + 2  # sustained runs wholly inside the reach
     guard = int(round(sr * ISOLATED_GUARD_S)) // st
-    floor_pk = pk * 10 ** (SOFT_LEVEL_DB / 20)
+    floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
     best = None  # (outward index of the run's last window, band, threshold)
     for hiss in (False, True):
         yb = _band(x, sr, a, b, dc, hiss)
@@ -609,8 +610,9 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
         if p90 - med > ISOLATED_SPREAD_DB:
             continue  # a fluctuating bed in this band (babble): a sound in it may be anyone's
         thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
-        on = np.flatnonzero(s[:n_search] >= thr)
-        if len(on) == 0:
+        over = s[:n_search] >= thr
+        on = np.flatnonzero(over)
+        if len(on) == 0 or over.all():
             continue
         i = int(on[-1])
         if i + k - 1 + guard > n_search + k - 1:
