@@ -64,12 +64,15 @@ RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90
 ISOLATED_REACH_S = 0.35  # an isolated sound this far beyond an edge (a closure under the noise between) is attached
 ISOLATED_REF_S = 0.4  # ... when it stands out of the distribution of the noise alone over this span beyond the reach
 ISOLATED_REF_MIN_S = 0.2  # ... (at least this much of it before the next region, or nothing is attached)
-ISOLATED_MIN_S = 0.010  # ... sustained this long (every 5 ms window in it over the threshold)
+ISOLATED_HOLDS_S = (0.010, 0.025, 0.050)  # ... held this long (every 5 ms window in it over the threshold for
+#   that hold: the longer the hold, the lower the noise's own held level, and the threshold with it)
 ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
 ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: its 99.9th percentile)
 ISOLATED_MARGIN_DB = 3.0  # ... plus this
 ISOLATED_LEVEL_DB = -35.0  # ... and within this of the run's peak (comfort noise before a reply: 38+ dB under it)
 ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink 0.8–2.6)
+ISOLATED_STEADY_DB = 2.5  # ... the holds after the first only where it is at most this (white 1, pink 0.8–2.6;
+ISOLATED_DRIFT_DB = 1.5  # babble 2.9 and more) and the two halves' medians are this close (white, pink ≤ 1.5 dB)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
@@ -590,35 +593,41 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
         a, b = edge, min(hi, edge + reach + int(round(sr * ISOLATED_REF_S)))
     if b - a < reach + int(round(sr * ISOLATED_REF_MIN_S)):
         return edge
-    k = max(1, (int(round(sr * ISOLATED_MIN_S)) - w) // st + 1)  # windows (step st) a sustained sound spans
-    n_search = (reach - w) // st - k + 2  # sustained runs wholly inside the reach
+    n_win = (reach - w) // st + 1  # windows wholly inside the reach
     guard = int(round(sr * ISOLATED_GUARD_S)) // st
     floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
-    best = None  # (outward index of the run's last window, band, threshold)
+    best = None  # (outward index of the sound's outermost window, band, threshold)
     for hiss in (False, True):
         yb = _band(x, sr, a, b, dc, hiss)
         if start:
             yb = yb[::-1]  # outward from the edge
         r = _win_rms(yb, w)[::st]  # r[i]: the window i·st samples out
-        if len(r) < k + n_search:
-            return edge
-        s = np.lib.stride_tricks.sliding_window_view(r, k).min(axis=1)  # level held for ISOLATED_MIN_S
-        ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
-        if len(ref) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:
-            return edge
-        med, p90 = _median(ref), _percentile(ref, 90)
-        if p90 - med > ISOLATED_SPREAD_DB:
-            continue  # a fluctuating bed in this band (babble): a sound in it may be anyone's
-        thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
-        over = s[:n_search] >= thr
-        on = np.flatnonzero(over)
-        if len(on) == 0 or over.all():
-            continue
-        i = int(on[-1])
-        if i + k - 1 + guard > n_search + k - 1:
-            return edge  # the sound goes on to the reach's end: not isolated (or the reach is too short)
-        if best is None or i + k - 1 > best[0]:
-            best = (i + k - 1, hiss, thr)
+        for hold in ISOLATED_HOLDS_S:
+            k = max(1, (int(round(sr * hold)) - w) // st + 1)  # windows (step st) a sound held this long spans
+            if len(r) < n_win + k:
+                return edge
+            s = np.lib.stride_tricks.sliding_window_view(r, k).min(axis=1)  # the level held for `hold`
+            ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
+            if len(ref) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:
+                return edge
+            med, p90 = _median(ref), _percentile(ref, 90)
+            if hold == ISOLATED_HOLDS_S[0]:
+                if p90 - med > ISOLATED_SPREAD_DB:
+                    break  # a fluctuating bed in this band (babble): a sound in it may be anyone's
+                h = len(ref) // 2  # and its level does not drift over the reference (babble's syllables do)
+                steady = p90 - med <= ISOLATED_STEADY_DB and abs(_median(ref[:h]) - _median(ref[h:])) <= ISOLATED_DRIFT_DB
+            elif not steady:
+                break  # longer holds (lower thresholds) only where the noise is as steady as white noise
+            thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
+            over = s[: n_win - k + 1] >= thr
+            on = np.flatnonzero(over)
+            if len(on) == 0 or over.all():
+                continue
+            last = int(on[-1]) + k - 1
+            if last > n_win - 1 - guard:
+                return edge  # the sound goes on to the reach's end: not isolated (or the reach is too short)
+            if best is None or last > best[0]:
+                best = (last, hiss, thr)
     if best is None:
         return edge
     q = best[0] * st  # outward offset of the sound's outermost window [q, q + w)
