@@ -20,7 +20,9 @@ Method (docs/analyze.md, "How boundaries are found"):
    stands out of the quiet side's noise (> 5.5 σ, σ from its median absolute value): a lone first or last
    glottal pulse is speech even when the likelihood split leaves it out. A soft onset or tail under the edge level
    (a murmur, an aspirated or breathy ending: 30–40 dB under the peak) is then followed out of the quiet bed
-   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`).
+   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`). An isolated
+   sound beyond a dip under the noise (a final release or hiss after a closure, an onset before one) is attached
+   when it holds, for 10–50 ms, a level the noise alone beyond it practically never holds (`_isolated_edge`).
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -578,12 +580,16 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
     under the noise (or an onset's before it), decided by the noise's own distribution, not its mean. The noise
     alone is taken from the `ISOLATED_REF_S` beyond the reach (`ISOLATED_REACH_S`), in each refiner band (4 kHz
-    low-pass, 4–11 kHz): the level its 5 ms windows hold for `ISOLATED_MIN_S` (the minimum over that span), in dB,
+    low-pass, 4–11 kHz): the level its 5 ms windows hold for a while (the minimum over that span), in dB,
     its median and 90th percentile. A sound within the reach that holds median + `ISOLATED_Z` × (p90 − median)
-    + `ISOLATED_MARGIN_DB` (and within 40 dB of the run's peak) for as long, with noise alone for
+    + `ISOLATED_MARGIN_DB` (and within `ISOLATED_LEVEL_DB` of the run's peak) for as long, with noise alone for
     `ISOLATED_GUARD_S` after it inside the reach, is part of the utterance; the edge is refined on the samples of
-    its band. In steady noise (white) the threshold is a few dB over the noise; in fluctuating noise (pink in the
-    4 kHz band, babble) the spread lifts it, so the noise's own peaks are not attached."""
+    its band. Holds of 10, 25 and 50 ms (`ISOLATED_HOLDS_S`) each have their threshold from the noise's own
+    held level: the longer the hold, the lower. In steady noise (white) the threshold is a few dB over the noise;
+    in fluctuating noise (pink in the 4 kHz band) the spread lifts it; where the noise fluctuates more
+    (`ISOLATED_SPREAD_DB`) nothing is attached, and the longer holds need a noise as steady as white or pink
+    (`ISOLATED_STEADY_DB`) whose level does not drift over the reference (`ISOLATED_DRIFT_DB`: babble's does), so
+    the noise's own peaks are not attached."""
     w = max(8, int(round(sr * 0.005)))
     st = max(1, w // 4)
     reach = int(round(sr * ISOLATED_REACH_S))
