@@ -331,13 +331,14 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         a = _soft_edge(x, sr, a, pk, fl_floor * SOFT_MARGIN, eps, prev_end, b, start=True, dc=dc)
         b = _soft_edge(x, sr, b, pk, fl_floor * SOFT_MARGIN, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
-            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
+            memo_start: dict = {}
+            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc, memo=memo_start)
             memo: dict = {}
             b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc, memo=memo)
         if sr >= 16000:
             b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
-            b = _isolated_edge(x, sr, b, pk, eps, a, nxt, start=False, dc=dc)
-            a = _isolated_edge(x, sr, a, pk, eps, prev_end, b, start=True, dc=dc)
+            b = _isolated_edge(x, sr, b, pk, eps, a, nxt, start=False, dc=dc, memo=memo)
+            a = _isolated_edge(x, sr, a, pk, eps, prev_end, b, start=True, dc=dc, memo=memo_start)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -382,6 +383,22 @@ def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict |
     if memo is not None:
         memo[key] = r
     return r
+
+
+def _band_rms_near(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict | None, *,
+                   start: bool) -> np.ndarray:
+    """`_band_rms` of x[a:b] (the same numbers), taking the part next to the edge (b when `start`, else a) from
+    what `_hiss_edge` / `_release_edge` kept in `memo` for their `HISS_FLOOR_S` beside it, when they did."""
+    span = int(round(sr * HISS_FLOOR_S))
+    a_m, b_m = (max(a, b - span), b) if start else (a, min(b, a + span))
+    if b - a <= span or memo is None:
+        return _band_rms(x, sr, a, b, dc, hiss, w, memo)
+    near = memo.get((a_m, b_m, hiss, w))
+    if near is None:
+        return _band_rms(x, sr, a, b, dc, hiss, w)
+    if start:  # the windows starting at a … a_m − 1
+        return np.concatenate([_band_rms(x, sr, a, a_m + w - 1, dc, hiss, w), near])
+    return np.concatenate([near, _band_rms(x, sr, b_m - w + 1, b, dc, hiss, w)])  # … starting at b_m − w + 1 …
 
 
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
@@ -589,7 +606,7 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
 
 
 def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, start: bool,
-                   dc: float = 0.0) -> int:
+                   dc: float = 0.0, memo: dict | None = None) -> int:
     """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
     under the noise (or an onset's before it), decided by the noise's own distribution, not its mean. The noise
     alone is taken from the `ISOLATED_REF_S` beyond the reach (`ISOLATED_REACH_S`), in each refiner band (4 kHz
@@ -617,10 +634,8 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
     best = None  # (outward index of the sound's outermost window, band, threshold)
     for hiss in (False, True):
-        yb = _band(x, sr, a, b, dc, hiss)
-        if start:
-            yb = yb[::-1]  # outward from the edge
-        r = _win_rms_step(yb, w, st)  # r[i]: the window i·st samples out
+        r = _band_rms_near(x, sr, a, b, dc, hiss, w, memo, start=start)  # r[j]: samples a + j … a + j + w
+        r = (r[::-1] if start else r)[::st]  # r[i]: the window i·st samples out from the edge
         for hold in ISOLATED_HOLDS_S:
             k = max(1, (int(round(sr * hold)) - w) // st + 1)  # windows (step st) a sound held this long spans
             if len(r) < n_win + k:
