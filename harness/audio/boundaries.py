@@ -385,20 +385,21 @@ def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict |
     return r
 
 
-def _band_rms_near(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict | None, *,
-                   start: bool) -> np.ndarray:
-    """`_band_rms` of x[a:b] (the same numbers), taking the part next to the edge (b when `start`, else a) from
-    what `_hiss_edge` / `_release_edge` kept in `memo` for their `HISS_FLOOR_S` beside it, when they did."""
+def _band_rms_out(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, st: int, memo: dict | None, *,
+                  start: bool) -> np.ndarray:
+    """RMS of the 5 ms windows of x[a:b] in a band, every `st` samples outward from the edge (b when `start`,
+    else a): r[i] is the window i·st samples out. The part next to the edge is taken from what `_hiss_edge` /
+    `_release_edge` kept in `memo` for their `HISS_FLOOR_S` beside it, when they did (the same numbers)."""
     span = int(round(sr * HISS_FLOOR_S))
     a_m, b_m = (max(a, b - span), b) if start else (a, min(b, a + span))
-    if b - a <= span or memo is None:
-        return _band_rms(x, sr, a, b, dc, hiss, w, memo)
-    near = memo.get((a_m, b_m, hiss, w))
+    near = memo.get((a_m, b_m, hiss, w)) if memo is not None and b - a > span else None
     if near is None:
-        return _band_rms(x, sr, a, b, dc, hiss, w)
-    if start:  # the windows starting at a … a_m − 1
-        return np.concatenate([_band_rms(x, sr, a, a_m + w - 1, dc, hiss, w), near])
-    return np.concatenate([near, _band_rms(x, sr, b_m - w + 1, b, dc, hiss, w)])  # … starting at b_m − w + 1 …
+        yb = _band(x, sr, a, b, dc, hiss)
+        return _win_rms_step(yb[::-1] if start else yb, w, st)
+    if start:  # with the windows starting at a … a_m − 1
+        r = np.concatenate([_band_rms(x, sr, a, a_m + w - 1, dc, hiss, w), near])
+        return r[::-1][::st]
+    return np.concatenate([near, _band_rms(x, sr, b_m - w + 1, b, dc, hiss, w)])[::st]  # … at b_m − w + 1 …
 
 
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
@@ -634,8 +635,7 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
     best = None  # (outward index of the sound's outermost window, band, threshold)
     for hiss in (False, True):
-        r = _band_rms_near(x, sr, a, b, dc, hiss, w, memo, start=start)  # r[j]: samples a + j … a + j + w
-        r = (r[::-1] if start else r)[::st]  # r[i]: the window i·st samples out from the edge
+        r = _band_rms_out(x, sr, a, b, dc, hiss, w, st, memo, start=start)  # r[i]: the window i·st samples out
         for hold in ISOLATED_HOLDS_S:
             k = max(1, (int(round(sr * hold)) - w) // st + 1)  # windows (step st) a sound held this long spans
             if len(r) < n_win + k:
