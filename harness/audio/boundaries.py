@@ -70,10 +70,10 @@ ISOLATED_REF_MIN_S = 0.2  # ... (at least this much of it before the next region
 ISOLATED_HOLDS_S = (0.010, 0.025, 0.050)  # ... held this long (every 5 ms window in it over the threshold for
 #   that hold: the longer the hold, the lower the noise's own held level, and the threshold with it)
 ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
-ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: its 99.9th percentile)
+ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: 5.1 σ, 1.5e-7)
 ISOLATED_MARGIN_DB = 3.0  # ... plus this
 ISOLATED_LEVEL_DB = -35.0  # ... and within this of the run's peak (comfort noise before a reply: 38+ dB under it)
-ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink 0.8–2.6)
+ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink ≤ 2.6)
 ISOLATED_STEADY_DB = 2.5  # ... the holds after the first only where it is at most this (white 1, pink 0.8–2.6;
 ISOLATED_DRIFT_DB = 1.5  # babble 2.9 and more) and the two halves' medians are this close (white, pink ≤ 1.5 dB)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
@@ -649,7 +649,8 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
                 if p90 - med > ISOLATED_SPREAD_DB:
                     break  # a fluctuating bed in this band (babble): a sound in it may be anyone's
                 h = len(ref) // 2  # and its level does not drift over the reference (babble's syllables do)
-                steady = p90 - med <= ISOLATED_STEADY_DB and abs(_median(ref[:h]) - _median(ref[h:])) <= ISOLATED_DRIFT_DB
+                drift = abs(_median(ref[:h]) - _median(ref[h:]))
+                steady = p90 - med <= ISOLATED_STEADY_DB and drift <= ISOLATED_DRIFT_DB
             elif not steady:
                 break  # longer holds (lower thresholds) only where the noise is as steady as white noise
             thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
