@@ -136,3 +136,30 @@ def test_a_pink_noise_swing_is_not_a_release():
     was taken for a stop's release at 6 dB over the bed's 90th percentile (end 44 ms late); at 10 dB it is not."""
     s, e = _edge_ms(vc.conversation("espeak", 2, noise_kind="pink", snr_db=35.0), 0, 4)
     assert abs(s) <= 5 and abs(e) <= 5, (s, e)
+
+
+@pytest.mark.parametrize("family, kind, seed, ch, j, before", [
+    ("festival", "white", 2, 0, 4, "start 205 ms late"),
+    ("festival", "pink", 3, 0, 2, "end 306 ms early"),
+    ("human", "white", 8, 0, 3, "end 214 ms early"),
+    ("flite", "pink", 4, 0, 2, "end 284 ms early"),
+])
+def test_isolated_sound_beyond_a_dip_under_the_noise(family, kind, seed, ch, j, before):
+    """25 dB SNR: a final burst or hiss after a closure under the noise (or an onset before a dip) was left out
+    (`before`). It stands above the level the noise alone holds for 10–50 ms (its median + 4 × (p90 − median),
+    + 3 dB, measured beyond the reach), so `_isolated_edge` attaches it."""
+    s, e = _edge_ms(vc.conversation(family, seed, noise_kind=kind, snr_db=25.0), ch, j)
+    assert abs(s) <= 5 and abs(e) <= 5, (before, s, e)
+
+
+@pytest.mark.parametrize("family, kind, snr, seed, ch, j", [
+    ("espeak", "babble", 25.0, 2, 1, 4),  # a babble syllable 200 ms after the reply: 226 ms late without the drift test
+    ("flite", "babble", 25.0, 3, 1, 0),  # before the reply: 268 ms early without it
+    ("human", "pink", 35.0, 14, 0, 0),  # a pink swing 7.3 dB over its median (the low band): 207 ms late at Z = 2.4
+])
+def test_noise_peaks_are_not_isolated_sounds(family, kind, snr, seed, ch, j):
+    """The noise's own peaks near an edge are not attached: babble drifts (its halves' medians differ), so only the
+    10 ms hold is tried there; pink noise's low band swings, so the threshold stands 4 × (p90 − median) + 3 dB over
+    its median."""
+    s, e = _edge_ms(vc.conversation(family, seed, noise_kind=kind, snr_db=snr), ch, j)
+    assert abs(s) <= 5 and abs(e) <= 5, (s, e)

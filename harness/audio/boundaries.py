@@ -20,7 +20,9 @@ Method (docs/analyze.md, "How boundaries are found"):
    stands out of the quiet side's noise (> 5.5 σ, σ from its median absolute value): a lone first or last
    glottal pulse is speech even when the likelihood split leaves it out. A soft onset or tail under the edge level
    (a murmur, an aspirated or breathy ending: 30–40 dB under the peak) is then followed out of the quiet bed
-   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`).
+   beyond it (`_soft_edge`), and a fricative's hiss above 4 kHz in its own band (`_hiss_edge`). An isolated
+   sound beyond a dip under the noise (a final release or hiss after a closure, an onset before one) is attached
+   when it holds, for 10–50 ms, a level the noise alone beyond it practically never holds (`_isolated_edge`).
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -34,6 +36,7 @@ import numpy as np
 import _webrtcvad
 import webrtcvad
 from scipy import signal
+from scipy.ndimage import minimum_filter1d
 
 from harness.audio import SAMPLE_RATE
 from harness.audio.resample import resample
@@ -61,6 +64,18 @@ RELEASE_REACH_S = 0.25  # a stop's release this far after the end (its closure u
 RELEASE_MAX_S = 0.05  # ... when it is this short and nothing follows it within the reach
 RELEASE_MARGIN = 10 ** (10 / 20)  # ... standing this far over the bed's upper level (its 90th percentile)
 RELEASE_BED_SPREAD = 10 ** (4 / 20)  # ... in a steady bed: its 5 ms windows' 90th percentile within this of the median
+ISOLATED_REACH_S = 0.35  # an isolated sound this far beyond an edge (a closure under the noise between) is attached
+ISOLATED_REF_S = 0.4  # ... when it stands out of the distribution of the noise alone over this span beyond the reach
+ISOLATED_REF_MIN_S = 0.2  # ... (at least this much of it before the next region, or nothing is attached)
+ISOLATED_HOLDS_S = (0.010, 0.025, 0.050)  # ... held this long (every 5 ms window in it over the threshold for
+#   that hold: the longer the hold, the lower the noise's own held level, and the threshold with it)
+ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
+ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: 5.1 σ, 1.5e-7)
+ISOLATED_MARGIN_DB = 3.0  # ... plus this
+ISOLATED_LEVEL_DB = -35.0  # ... and within this of the run's peak (comfort noise before a reply: 38+ dB under it)
+ISOLATED_SPREAD_DB = 3.0  # ... in a band where the noise is steady: p90 − median at most this (white 1, pink ≤ 2.6)
+ISOLATED_STEADY_DB = 2.5  # ... the holds after the first only where it is at most this (white 1, pink 0.8–2.6;
+ISOLATED_DRIFT_DB = 1.5  # babble 2.9 and more) and the two halves' medians are this close (white, pink ≤ 1.5 dB)
 SOFT_GAP_S = 0.010  # ... across dips this short (between two glottal pulses)
 SOFT_VOICED_SPAN_S = 0.5  # further out (up to this), a soft stretch is followed where it is voiced
 
@@ -316,11 +331,14 @@ def speech_regions(x: np.ndarray, sr: int, *, vad_mode: int = 2, min_pause_ms: f
         a = _soft_edge(x, sr, a, pk, fl_floor * SOFT_MARGIN, eps, prev_end, b, start=True, dc=dc)
         b = _soft_edge(x, sr, b, pk, fl_floor * SOFT_MARGIN, eps, a, nxt, start=False, dc=dc)
         if sr >= 16000:  # a fricative or plosive release outside the voiced edges (its hiss is above 4 kHz)
-            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc)
+            memo_start: dict = {}
+            a = _hiss_edge(x, sr, a, pk, prev_end, b, start=True, dc=dc, memo=memo_start)
             memo: dict = {}
             b = _hiss_edge(x, sr, b, pk, a, nxt, start=False, dc=dc, memo=memo)
         if sr >= 16000:
             b = _release_edge(x, sr, b, pk, eps, a, nxt, dc=dc, memo=memo)
+            b = _isolated_edge(x, sr, b, pk, eps, a, nxt, start=False, dc=dc, memo=memo)
+            a = _isolated_edge(x, sr, a, pk, eps, prev_end, b, start=True, dc=dc, memo=memo_start)
         found.append((a, b))
         prev_end = b
     if not found:
@@ -367,6 +385,23 @@ def _band_rms(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, memo: dict |
     return r
 
 
+def _band_rms_out(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, st: int, memo: dict | None, *,
+                  start: bool) -> np.ndarray:
+    """RMS of the 5 ms windows of x[a:b] in a band, every `st` samples outward from the edge (b when `start`,
+    else a): r[i] is the window i·st samples out. The part next to the edge is taken from what `_hiss_edge` /
+    `_release_edge` kept in `memo` for their `HISS_FLOOR_S` beside it, when they did (the same numbers)."""
+    span = int(round(sr * HISS_FLOOR_S))
+    a_m, b_m = (max(a, b - span), b) if start else (a, min(b, a + span))
+    near = memo.get((a_m, b_m, hiss, w)) if memo is not None and b - a > span else None
+    if near is None:
+        yb = _band(x, sr, a, b, dc, hiss)
+        return _win_rms_step(yb[::-1] if start else yb, w, st)
+    if start:  # with the windows starting at a … a_m − 1
+        r = np.concatenate([_band_rms(x, sr, a, a_m + w - 1, dc, hiss, w), near])
+        return r[::-1][::st]
+    return np.concatenate([near, _band_rms(x, sr, b_m - w + 1, b, dc, hiss, w)])[::st]  # … at b_m − w + 1 …
+
+
 def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
     """RMS of y[j : j + w] for j in [0, len(y) - w]."""
     c = np.empty(len(y) + 1)  # the same numbers as concatenating [0] and the cumsum, without the copies
@@ -374,6 +409,18 @@ def _win_rms(y: np.ndarray, w: int) -> np.ndarray:
     np.square(y, out=c[1:], dtype=np.float64)
     np.cumsum(c[1:], out=c[1:])
     d = np.subtract(c[w:], c[:-w])
+    np.maximum(d, 0.0, out=d)
+    np.divide(d, w, out=d)
+    return np.sqrt(d, out=d)
+
+
+def _win_rms_step(y: np.ndarray, w: int, st: int) -> np.ndarray:
+    """`_win_rms(y, w)[::st]` (the same numbers), without the windows in between."""
+    c = np.empty(len(y) + 1)
+    c[0] = 0.0
+    np.square(y, out=c[1:], dtype=np.float64)
+    np.cumsum(c[1:], out=c[1:])
+    d = np.subtract(c[w::st], c[: len(c) - w : st])
     np.maximum(d, 0.0, out=d)
     np.divide(d, w, out=d)
     return np.sqrt(d, out=d)
@@ -556,6 +603,75 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
         eb = _refine_edge(x, sr, last - w, last + 2 * w, thr_b, eps, edge, hi, start=False, dc=dc, hiss=hiss)
         if eb is not None:
             e = eb if e is None else max(e, eb)
+    return max(edge, e) if e is not None else edge
+
+
+def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, start: bool,
+                   dc: float = 0.0, memo: dict | None = None) -> int:
+    """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
+    under the noise (or an onset's before it), decided by the noise's own distribution, not its mean. The noise
+    alone is taken from the `ISOLATED_REF_S` beyond the reach (`ISOLATED_REACH_S`), in each refiner band (4 kHz
+    low-pass, 4–11 kHz): the level its 5 ms windows hold for a while (the minimum over that span), in dB,
+    its median and 90th percentile. A sound within the reach that holds median + `ISOLATED_Z` × (p90 − median)
+    + `ISOLATED_MARGIN_DB` (and within `ISOLATED_LEVEL_DB` of the run's peak) for as long, with noise alone for
+    `ISOLATED_GUARD_S` after it inside the reach, is part of the utterance; the edge is refined on the samples of
+    its band. Holds of 10, 25 and 50 ms (`ISOLATED_HOLDS_S`) each have their threshold from the noise's own
+    held level: the longer the hold, the lower. In steady noise (white) the threshold is a few dB over the noise;
+    in fluctuating noise (pink in the 4 kHz band) the spread lifts it; where the noise fluctuates more
+    (`ISOLATED_SPREAD_DB`) nothing is attached, and the longer holds need a noise as steady as white or pink
+    (`ISOLATED_STEADY_DB`) whose level does not drift over the reference (`ISOLATED_DRIFT_DB`: babble's does), so
+    the noise's own peaks are not attached."""
+    w = max(8, int(round(sr * 0.005)))
+    st = max(1, w // 4)
+    reach = int(round(sr * ISOLATED_REACH_S))
+    if start:
+        a, b = max(lo, edge - reach - int(round(sr * ISOLATED_REF_S))), edge
+    else:
+        a, b = edge, min(hi, edge + reach + int(round(sr * ISOLATED_REF_S)))
+    if b - a < reach + int(round(sr * ISOLATED_REF_MIN_S)):
+        return edge
+    n_win = (reach - w) // st + 1  # windows wholly inside the reach
+    guard = int(round(sr * ISOLATED_GUARD_S)) // st
+    floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
+    best = None  # (outward index of the sound's outermost window, band, threshold)
+    for hiss in (False, True):
+        r = _band_rms_out(x, sr, a, b, dc, hiss, w, st, memo, start=start)  # r[i]: the window i·st samples out
+        for hold in ISOLATED_HOLDS_S:
+            k = max(1, (int(round(sr * hold)) - w) // st + 1)  # windows (step st) a sound held this long spans
+            if len(r) < n_win + k:
+                return edge
+            s = minimum_filter1d(r, k, origin=-(k // 2))[: len(r) - k + 1]  # s[i] = min(r[i : i + k]): held for `hold`
+            ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
+            if len(ref) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:
+                return edge
+            med, p90 = _median(ref), _percentile(ref, 90)
+            if hold == ISOLATED_HOLDS_S[0]:
+                if p90 - med > ISOLATED_SPREAD_DB:
+                    break  # a fluctuating bed in this band (babble): a sound in it may be anyone's
+                h = len(ref) // 2  # and its level does not drift over the reference (babble's syllables do)
+                drift = abs(_median(ref[:h]) - _median(ref[h:]))
+                steady = p90 - med <= ISOLATED_STEADY_DB and drift <= ISOLATED_DRIFT_DB
+            elif not steady:
+                break  # longer holds (lower thresholds) only where the noise is as steady as white noise
+            thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
+            over = s[: n_win - k + 1] >= thr
+            on = np.flatnonzero(over)
+            if len(on) == 0 or over.all():
+                continue
+            last = int(on[-1]) + k - 1
+            if last > n_win - 1 - guard:
+                return edge  # the sound goes on to the reach's end: not isolated (or the reach is too short)
+            if best is None or last > best[0]:
+                best = (last, hiss, thr)
+    if best is None:
+        return edge
+    q = best[0] * st  # outward offset of the sound's outermost window [q, q + w)
+    if start:
+        z = edge - q - w  # that window in samples
+        e = _refine_edge(x, sr, z - w, z + 2 * w, best[2], eps, lo, edge, start=True, dc=dc, hiss=best[1])
+        return min(edge, e) if e is not None else edge
+    z = edge + q
+    e = _refine_edge(x, sr, z - w, z + 2 * w, best[2], eps, edge, hi, start=False, dc=dc, hiss=best[1])
     return max(edge, e) if e is not None else edge
 
 
