@@ -44,3 +44,18 @@ def update_section(marker: str, text: str) -> None:
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
     README.write_text(body)
+
+
+def insert_rows(marker: str, rows: list[str], replaced=None, machine_of: str | None = None) -> None:
+    """Put table `rows` before the `marker` line of bench/README.md; drop older rows for which `replaced(line)` says
+    so (the same measurement re-run); refresh the "Machine (<machine_of>): …" line."""
+    text = README.read_text()
+    if marker not in text:
+        raise SystemExit(f"{README}: no '{marker}' line to put the rows before")
+    lines = [ln for ln in text.splitlines() if not (replaced and ln.startswith("| 20") and replaced(ln))]
+    i = lines.index(marker)
+    lines[i:i] = rows
+    text = "\n".join(lines) + "\n"
+    if machine_of:
+        text = re.sub(rf"(?m)^Machine \({re.escape(machine_of)}\): .*$", f"Machine ({machine_of}): {machine()}", text)
+    README.write_text(text)

@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import re
 import struct
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import machine  # noqa: E402
+from _common import insert_rows, machine  # noqa: E402
 from analyze_speed import recording  # noqa: E402
 
 SR = 48000
@@ -103,17 +102,8 @@ def main() -> int:
         print(rows[-1], flush=True)
     print(f"machine: {machine()}")
     if args.update_readme:
-        readme = Path(__file__).with_name("README.md")
-        text = readme.read_text()
-        if MARKER not in text:
-            raise SystemExit(f"{readme}: no '{MARKER}' line to put the rows before")
         keys = ["|".join(r.split("|")[2:4]) for r in rows]
-        lines = [ln for ln in text.splitlines() if not (ln.startswith("| 20") and any(k in ln for k in keys))]
-        i = lines.index(MARKER)
-        lines[i:i] = rows
-        text = "\n".join(lines) + "\n"
-        text = re.sub(r"(?m)^Machine \(analyze_memory\): .*$", f"Machine (analyze_memory): {machine()}", text)
-        readme.write_text(text)
+        insert_rows(MARKER, rows, replaced=lambda ln: any(k in ln for k in keys), machine_of="analyze_memory")
     return 0
 
 

@@ -15,7 +15,6 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one
 
 import argparse  # noqa: E402
 import datetime  # noqa: E402
-import re  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -29,7 +28,7 @@ from harness.audio.synth import build_conversation  # noqa: E402
 from harness.audio.turns import find_turns  # noqa: E402
 from harness.audio.wavio import read_wav, write_wav  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine  # noqa: E402
+from _common import insert_rows, machine  # noqa: E402
 
 PHRASES = [
     ("I would like to book a table for two", "Sure, for what day"),
@@ -92,17 +91,8 @@ def main() -> int:
           "× real time, CPU time | × real time, read + analyse (wall) | load avg |" % args.repeat)
     print(row)
     if args.update_readme:
-        readme = Path(__file__).with_name("README.md")
-        text = readme.read_text()
-        marker = "<!-- analyze_speed rows -->"
-        if marker not in text:
-            raise SystemExit(f"{readme}: no '{marker}' line to put the row before")
         key = f"| {dur / 60:.0f} min stereo 48 kHz |"
-        lines = [ln for ln in text.splitlines() if not (ln.startswith("| 20") and key in ln)]
-        lines.insert(lines.index(marker), row)
-        text = "\n".join(lines) + "\n"
-        text = re.sub(r"(?m)^Machine \(analyze_speed\): .*$", f"Machine (analyze_speed): {machine()}", text)
-        readme.write_text(text)
+        insert_rows("<!-- analyze_speed rows -->", [row], replaced=lambda ln: key in ln, machine_of="analyze_speed")
     return 0
 
 
