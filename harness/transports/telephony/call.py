@@ -32,6 +32,7 @@ from harness.audio.resample import resample
 from harness.errors import VlhError
 from harness.results.redact import redact_url
 from harness.transports.telephony.providers import CHUNK_SAMPLES, SAMPLE_RATE as PHONE_RATE, provider
+from harness.transports.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -384,13 +385,7 @@ class TelephonyCall:
                 await self._send(self.provider.stop(self.stream_id, self.call_id, self._next_seq()))
             except Exception:
                 pass
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         if self._ws is not None:
             await self._ws.close()
         if self._session is not None:

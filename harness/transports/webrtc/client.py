@@ -28,6 +28,7 @@ from harness import __version__
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
 from harness.errors import AgentUnreachable, VlhError
 from harness.telemetry.collector import ARRIVAL_STAMP_S, TelemetryLog
+from harness.transports.tasks import cancel_and_wait
 from harness.devices import kstamp
 from harness.transports.webrtc.playout import FRAME, PlayoutEmulator
 from harness.results.redact import redact_url
@@ -491,13 +492,7 @@ class WebRTCCall:
 
     async def close(self) -> None:
         self._closing = True
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         if self.playout.t_start is not None and self.last_packet is not None:
             self.playout.advance(min(time.monotonic(), self.last_packet + self.playout.target_delay + 0.2))
