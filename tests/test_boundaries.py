@@ -216,6 +216,34 @@ def test_median_is_numpys():
     assert bad == []
 
 
+def test_median_p90_is_numpys():
+    from harness.audio.boundaries import _median_p90
+    bad = [len(v) for v in _stat_arrays() if not all(
+        _same(a, b) for a, b in zip(_median_p90(v), (float(np.median(v)), float(np.percentile(v, 90)))))]
+    assert bad == []
+
+
+def test_held_min_is_the_minimum_filter():
+    """`_HeldMin(r).min(k)` gives min(r[i : i + k]) exactly as scipy's minimum filter (ties, NaN, every k)."""
+    from scipy.ndimage import minimum_filter1d
+
+    from harness.audio.boundaries import _HeldMin
+    rng = np.random.default_rng(5)
+    bad = []
+    for t in range(400):
+        n = int(rng.integers(1, 300))
+        r = np.round(rng.random(n) ** 3, 2 if t % 3 == 0 else 12)  # rounded: many ties
+        if t % 37 == 0:
+            r[rng.integers(n)] = np.nan
+        held = _HeldMin(r)
+        for k in rng.permutation(np.arange(1, min(n, 64) + 1)):  # any order of k
+            want = minimum_filter1d(r, int(k), origin=-(int(k) // 2))[: n - k + 1]
+            got = held.min(int(k))
+            if not np.array_equal(got, want, equal_nan=True):
+                bad.append((n, int(k)))
+    assert bad == []
+
+
 def test_win_rms_and_band_are_the_plain_computation():
     from harness.audio.boundaries import _band, _highpass, _lowpass, _win_rms
     rng = np.random.default_rng(3)

@@ -457,6 +457,27 @@ def _median(v: np.ndarray) -> float:
     return float(part[h]) if n % 2 else (float(part[h - 1]) + float(part[h])) / 2
 
 
+def _median_p90(v: np.ndarray) -> tuple[float, float]:
+    """(`_median(v)`, `_percentile(v, 90)`) of a 1-D float64 array with n ≥ 1: the same two numbers, from one
+    partition (the values at the partition's indices are the sorted values, whatever other indices it is given)."""
+    n = len(v)
+    h = n // 2
+    vi = (n - 1) * (90 / 100)
+    i = int(np.floor(vi))
+    if vi >= n - 1:
+        i = j = n - 1
+    else:
+        j = i + 1
+    part = np.partition(v, sorted({0, n - 1, i, j, h} | ({h - 1} if n % 2 == 0 else set())))
+    if np.isnan(part[-1]):
+        return float("nan"), float("nan")
+    med = float(part[h]) if n % 2 else (float(part[h - 1]) + float(part[h])) / 2
+    a, b = float(part[i]), float(part[j])
+    g = vi - np.floor(vi)
+    d = b - a
+    return med, (b - d * (1 - g) if g >= 0.5 else a + d * g)
+
+
 def _change_point(y: np.ndarray, eps: float, min_seg: int) -> int:
     """Index k splitting y into y[:k] (quiet) and y[k:] (loud) with maximum Gaussian likelihood."""
     n = len(y)
@@ -606,6 +627,30 @@ def _release_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, 
     return max(edge, e) if e is not None else edge
 
 
+class _HeldMin:
+    """min(r[i : i + k]) for every i ≤ len(r) − k, for several k of one r: the same numbers as
+    `minimum_filter1d(r, k, origin=-(k // 2))[: len(r) - k + 1]` (a minimum is exact), from a table of minima over
+    power-of-two spans (min over [i, i + k) = min of the two spans of 2^p ≤ k at i and at i + k − 2^p), built once
+    for all holds, without the filter's per-call overhead. An r holding NaN goes through the filter itself (its
+    NaN handling differs from np.minimum's)."""
+
+    def __init__(self, r: np.ndarray):
+        self.r = r
+        self.nan = bool(np.isnan(r).any())
+        self.tbl = [r]  # tbl[p][i] = min(r[i : i + 2**p])
+
+    def min(self, k: int) -> np.ndarray:
+        r, n = self.r, len(self.r)
+        if self.nan:
+            return minimum_filter1d(r, k, origin=-(k // 2))[: n - k + 1]
+        p = k.bit_length() - 1
+        while len(self.tbl) <= p:
+            t, d = self.tbl[-1], 1 << (len(self.tbl) - 1)
+            self.tbl.append(np.minimum(t[:-d], t[d:]))
+        t, d = self.tbl[p], 1 << p
+        return np.minimum(t[: n - k + 1], t[k - d : n - d + 1])
+
+
 def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, start: bool,
                    dc: float = 0.0, memo: dict | None = None) -> int:
     """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
@@ -636,23 +681,24 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     best = None  # (outward index of the sound's outermost window, band, threshold)
     for hiss in (False, True):
         r = _band_rms_out(x, sr, a, b, dc, hiss, w, st, memo, start=start)  # r[i]: the window i·st samples out
+        held = _HeldMin(r)
         for hold in ISOLATED_HOLDS_S:
             k = max(1, (int(round(sr * hold)) - w) // st + 1)  # windows (step st) a sound held this long spans
             if len(r) < n_win + k:
                 return edge
-            s = minimum_filter1d(r, k, origin=-(k // 2))[: len(r) - k + 1]  # s[i] = min(r[i : i + k]): held for `hold`
-            ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
-            if len(ref) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:
+            if max(0, len(r) - k + 1 - reach // st) < int(round(sr * ISOLATED_REF_MIN_S)) // st - k:  # len(ref)
                 return edge
-            med, p90 = _median(ref), _percentile(ref, 90)
+            if hold != ISOLATED_HOLDS_S[0] and not steady:
+                break  # longer holds (lower thresholds) only where the noise is as steady as white noise
+            s = held.min(k)  # s[i] = min(r[i : i + k]): held for `hold`
+            ref = 20 * np.log10(np.maximum(s[(reach // st):], ABS_FLOOR))
+            med, p90 = _median_p90(ref)
             if hold == ISOLATED_HOLDS_S[0]:
                 if p90 - med > ISOLATED_SPREAD_DB:
                     break  # a fluctuating bed in this band (babble): a sound in it may be anyone's
                 h = len(ref) // 2  # and its level does not drift over the reference (babble's syllables do)
                 drift = abs(_median(ref[:h]) - _median(ref[h:]))
                 steady = p90 - med <= ISOLATED_STEADY_DB and drift <= ISOLATED_DRIFT_DB
-            elif not steady:
-                break  # longer holds (lower thresholds) only where the noise is as steady as white noise
             thr = max(10 ** ((med + ISOLATED_Z * (p90 - med) + ISOLATED_MARGIN_DB) / 20), floor_pk)
             over = s[: n_win - k + 1] >= thr
             on = np.flatnonzero(over)
