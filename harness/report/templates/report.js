@@ -174,21 +174,24 @@
       hi = Math.max(hi, wave.start_ms + wave.bin_ms * wave.mic[1].length);
     }
     var spans = spansOf(i);
-    var stages = {type: "bar", orientation: "h", y: [], x: [], base: [], width: 0.7, text: [], hovertext: [],
-                  marker: {color: [], line: {color: "#ffffff", width: 1}}, textposition: "inside",
-                  insidetextanchor: "middle", textangle: 0, hovertemplate: "%{hovertext}<extra></extra>"};
+    var st = {y: [], x: [], base: [], text: [], hovertext: [], color: []};
     spans.forEach(function (s) {  // one bar trace for all stages (a trace per stage cost ⅓ of the chart's draw)
       var key = s[0], src = s[3], kind = s[4];
       var label = (C.labels && C.labels[key]) || key;
       if (s[2] < 0) { return; }  // a negative span is never a bar: turnInfo lists it with its value
-      stages.y.push("stages");
-      stages.x.push(s[2]);
-      stages.base.push(s[1]);
-      stages.text.push(esc(label));
-      stages.hovertext.push(esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")");
-      stages.marker.color.push(spanColor(key, kind));
+      st.y.push("stages");
+      st.x.push(s[2]);
+      st.base.push(s[1]);
+      st.text.push(esc(label));
+      st.hovertext.push(esc(label) + ": " + fmt(s[2], 1) + " ms (" + esc(src) + ")");
+      st.color.push(spanColor(key, kind));
     });
-    if (stages.x.length) { data.push(stages); }
+    if (st.x.length) {
+      data.push({type: "bar", orientation: "h", y: st.y, x: st.x, base: st.base, width: 0.7, text: st.text,
+                 hovertext: st.hovertext, marker: {color: st.color, line: {color: "#ffffff", width: 1}},
+                 textposition: "inside", insidetextanchor: "middle", textangle: 0,
+                 hovertemplate: "%{hovertext}<extra></extra>"});
+    }
     var ovl = T.ovl_stage[i], ovlMs = T.ovl_ms[i];
     if (ovl && ovlMs !== null && ovlMs > 0) {  // the parallel stage placed second: what ran beside the first
       var other = ovl === "stt" ? "turn_detection" : "stt", start = null;
