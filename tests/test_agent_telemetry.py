@@ -126,10 +126,13 @@ async def test_clock_offset_drift_events_and_rtvi_over_webrtc():
     ttfb = {m["data"]["ttfb"][0]["processor"]: m["data"]["ttfb"][0]["value"] for m in c.rtvi("metrics")}
     assert set(ttfb) == {STT_PROCESSOR, LLM_PROCESSOR, TTS_PROCESSOR}
     llm = ttfb[LLM_PROCESSOR]
-    assert llm == pytest.approx(0.230, abs=0.005), t["lateness_ms"]
+    # the configured delays, plus how late the agent's own loop fired each instant (recorded in its truth: a
+    # starved agent reports the TTFB that really happened; seen: the first token 141 ms late on a loaded host)
+    late = {k: (v or 0.0) / 1e3 for k, v in t["lateness_ms"].items()}
+    assert llm == pytest.approx(0.230 + late.get("llm_first_token", 0.0), abs=0.005), t["lateness_ms"]
     assert llm == pytest.approx(t["llm_first_token"] - t["llm_request"], abs=1e-9)
-    assert ttfb[STT_PROCESSOR] == pytest.approx(0.040, abs=0.005), t["lateness_ms"]
-    assert ttfb[TTS_PROCESSOR] == pytest.approx(0.030, abs=0.005), t["lateness_ms"]
+    assert ttfb[STT_PROCESSOR] == pytest.approx(0.040 + late.get("stt_final", 0.0), abs=0.005), t["lateness_ms"]
+    assert ttfb[TTS_PROCESSOR] == pytest.approx(0.030 + late.get("tts_first_audio", 0.0), abs=0.005), t["lateness_ms"]
     types = [m["type"] for m in c.rtvi()]
     for needed in ("user-started-speaking", "user-stopped-speaking", "bot-llm-started", "bot-tts-started",
                    "bot-started-speaking", "bot-stopped-speaking", "user-transcription", "bot-ready"):

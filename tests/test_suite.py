@@ -409,13 +409,22 @@ def test_real_noisy_mic_scenario_boundaries_within_5_ms(tmp_path):
     scen = tmp_path / "scen"
     scen.mkdir()
     (scen / "noisy-mic.yaml").write_text(src.replace("repetitions: 6", "repetitions: 3"))
-    r = run_suite(scen, history=tmp_path / "hist", out_dir=tmp_path / "out", night=night(1), run_reports=False)
-    v = r.verdicts[0]
-    assert v.status != "error", v.headline
-    err = errors(v.run_dir)
-    assert len(err) >= 2, err
-    worst = err["user_speech_end_ms"].abs().max()
-    assert worst <= 5.0, err["user_speech_end_ms"].round(2).tolist()
+    from hostload import disturbed, remeasured
+
+    def run(name):
+        return run_suite(scen, history=tmp_path / name / "hist", out_dir=tmp_path / name / "out", night=night(1),
+                         run_reports=False).verdicts[0]
+
+    def check(v):
+        assert v.status != "error", v.headline
+        err = errors(v.run_dir)
+        assert len(err) >= 2, err
+        worst = err["user_speech_end_ms"].abs().max()
+        assert worst <= 5.0, err["user_speech_end_ms"].round(2).tolist()
+
+    # a run the host visibly disturbed (late mic frames move the speech against the live noise) is measured once
+    # more, same ±5 ms; an undisturbed failure fails at once
+    remeasured(run, check, "noisy-mic", why=lambda v: disturbed(v.run_dir))
 
 
 def test_suite_result_paths(suite_dir, tmp_path):
