@@ -49,13 +49,9 @@ def register(sub) -> None:
     p.add_argument("--jitter-buffer", default="adaptive", metavar="MODE", help="playout emulator [adaptive]")
     p.add_argument("--stop-timeout", type=float, metavar="S",
                    help="at the end, seconds a call under way may take to finish [the longest call can take]")
-    ph = p.add_argument_group("the phone media stream (--transport ws-telephony)")
-    ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default=None,
-                    help="whose media-stream protocol vlh speaks [the scenario's provider:, else twilio]")
-    ph.add_argument("--stream-param", action="append", default=[], metavar="KEY=VALUE",
-                    help="a custom parameter of the `start` message (repeatable)")
-    ph.add_argument("--pstn-ms", type=float, default=0.0, metavar="N",
-                    help="a caller-side PSTN leg (ms, each way), reported apart as estimated [0]")
+    from harness.commands.run import add_phone_args
+
+    add_phone_args(p)
     cap = p.add_argument_group("capacity search (--find-capacity)")
     cap.add_argument("--find-capacity", action="store_true",
                      help="step the concurrent calls up (--steps), each held --step-time, stop at the first step "
@@ -87,7 +83,7 @@ def parse_duration(text: str) -> float:
 
 
 def build_config(args):
-    from harness.commands.run import _kv
+    from harness.commands.run import _kv, check_phone_args
     from harness.load.session import LoadConfig
     from harness.transports.webrtc.client import offer_url, parse_headers
     from harness.transports.webrtc.playout import parse_jitter_mode
@@ -115,10 +111,7 @@ def build_config(args):
         raise VlhError("vlh load: the scenario's transport is loopback — sound devices carry one call at a time; "
                        "give --transport webrtc or ws-telephony")
     phone = transport == "ws-telephony"
-    if not phone and (args.stream_param or args.pstn_ms or args.provider):
-        raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
-    if args.pstn_ms < 0:
-        raise VlhError("--pstn-ms: give a number of ms ≥ 0")
+    check_phone_args(phone, args.provider, args.stream_param, args.pstn_ms)
     agent_url = None
     if args.agent:
         agent_url = args.agent if phone else offer_url(args.agent)

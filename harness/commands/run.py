@@ -73,6 +73,14 @@ def register(sub) -> None:
                     "to this OTLP/HTTP URL (as `vlh export otlp`)")
     ot.add_argument("--otlp-header", action="append", default=[], metavar="K=V",
                     help="a header for --otlp-endpoint (repeatable; V '$VAR' reads the environment; never written)")
+    add_phone_args(p)
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
+    p.set_defaults(func=main)
+
+
+def add_phone_args(p) -> None:
+    """The ws-telephony flags (`vlh run`, `vlh load`)."""
     ph = p.add_argument_group("the phone media stream (--transport ws-telephony)")
     ph.add_argument("--provider", choices=("twilio", "telnyx", "plivo", "exotel"), default=None,
                     help="whose media-stream protocol vlh speaks [the scenario's provider:, else twilio]")
@@ -81,9 +89,13 @@ def register(sub) -> None:
     ph.add_argument("--pstn-ms", type=float, default=0.0, metavar="N",
                     help="a caller-side PSTN leg (ms, each way), reported apart as estimated "
                          "(ttfa_with_pstn_ms), never mixed into measured stages [0]")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html")
-    p.add_argument("--json", action="store_true", help="print the run summary as JSON instead of a table")
-    p.set_defaults(func=main)
+
+
+def check_phone_args(phone: bool, provider, stream_params, pstn_ms: float) -> None:
+    if not phone and (stream_params or pstn_ms or provider):
+        raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
+    if pstn_ms < 0:
+        raise VlhError("--pstn-ms: give a number of ms ≥ 0")
 
 
 def _kv(pairs: list[str], flag: str) -> dict:
@@ -148,10 +160,7 @@ def main(args) -> int:
         overrides = {**scenario.agent.overrides(), **overrides}
     checks.out_dir(args.out)
     phone = args.transport == "ws-telephony"
-    if not phone and (args.stream_param or args.pstn_ms or provider_flag):
-        raise VlhError("--provider/--stream-param/--pstn-ms go with --transport ws-telephony")
-    if args.pstn_ms < 0:
-        raise VlhError("--pstn-ms: give a number of ms ≥ 0")
+    check_phone_args(phone, provider_flag, args.stream_param, args.pstn_ms)
     agent_url = (args.agent if phone else offer_url(args.agent)) if args.agent else None
     cfg = RunConfig(agent_url=agent_url, agent_profile=profile,
                     agent_overrides=overrides, scenario=scenario, turns=args.turns, calls=args.calls,
