@@ -47,6 +47,20 @@ def true_arrival(t: dict) -> float:
     return t.get("audio_first_wire") or (t["audio_first_sent"] + t["audio_first_injected_delay_ms"] / 1e3)
 
 
+def true_arrival_span(t: dict) -> tuple[float, float]:
+    """The instants between which the first voiced reply packet left the agent: the agent stamps the send's start
+    (`audio_first_wire_start`) and its return (`audio_first_wire`); the datagram left in between. Usually some tens
+    of µs apart; milliseconds when the agent was preempted inside the send. A point when only one is known."""
+    hi = true_arrival(t)
+    lo = t.get("audio_first_wire_start")
+    return (lo, hi) if lo is not None and lo <= hi else (hi, hi)
+
+
+def _off_span(x: float, lo: float, hi: float) -> float:
+    """Signed distance of `x` from [lo, hi]: 0 inside, negative before it, positive after it."""
+    return x - lo if x < lo else (x - hi if x > hi else 0.0)
+
+
 def _truth_for(row: dict, rows: list[dict], truth: dict) -> dict | None:
     """The agent's turn for a harness turn: the first whose endpoint falls between this utterance's start and the
     next one's (the agent's own turn numbers drift when its endpointing splits an utterance)."""
@@ -91,9 +105,13 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
             e["ttfa_ms"] = r["ttfa_ms"] - (t["audio_first_sent"] - sent_end) * 1e3
             e["transport_ms"] = r["transport_ms"]
         elif not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
-            e["first_audio_arrival_ms"] = (r["first_audio_arrival_mono"] - true_arrival(t)) * 1e3
+            # the truth is the span the send took (see true_arrival_span): an arrival inside it is exact
+            lo, hi = true_arrival_span(t)
+            e["first_audio_arrival_ms"] = _off_span(r["first_audio_arrival_mono"], lo, hi) * 1e3
+            e["first_audio_truth_span_ms"] = (hi - lo) * 1e3
             e["first_voiced_offset_ms"] = r["playout_ms"] - t["first_voiced_offset_samples"] / 48.0
-            e["transport_ms"] = r["transport_ms"] - (true_arrival(t) - t["audio_first_sent"]) * 1e3
+            sent = t["audio_first_sent"]
+            e["transport_ms"] = _off_span(r["transport_ms"] / 1e3, lo - sent, hi - sent) * 1e3
         e["endpointing_ms"] = r["endpointing_ms"] - (t["user_speech_end_detected"] - sent_end) * 1e3 \
             if r.get("endpointing_ms") is not None else None
         for stage, (a, b) in TRUTH_STAGES.items():
