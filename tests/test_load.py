@@ -25,11 +25,14 @@ EAR = ["user_speech_end_ms", "first_audio_arrival_ms", "first_voiced_offset_ms"]
 STAGES = ["endpointing_ms", "stt_ms", "llm_ttft_ms", "tts_ttfb_ms", "agent_output_ms", "transport_ms"]
 
 
-def _load(tmp_path, name, *extra):
+TWO_WORKERS = ("--workers", "2", "--users", "4", "--spawn-rate", "4", "--run-time", "20s")
+
+
+def _load(tmp_path, name, *extra, shape=TWO_WORKERS):
+    """`vlh load` in a subprocess: `shape` = who calls and for how long, `extra` = anything else."""
     out = tmp_path / name
-    cmd = [sys.executable, "-m", "harness", "load", "--workers", "2", "--users", "4", "--spawn-rate", "4",
-           "--run-time", "20s", "--turns", "2", "--agent-set", "response=Sure thing.", "--no-report",
-           "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "harness", "load", *shape, "--turns", "2", "--agent-set", "response=Sure thing.",
+           "--no-report", "--out", str(out), *extra]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
     return out, p
@@ -88,13 +91,8 @@ def test_load_over_the_phone_transport(tmp_path):
     media-stream socket); every turn within the same tolerances of the agent's truth, and each call's stages from
     its own telemetry (the agent writes every call's lines into one side-channel file)."""
     def run(name):
-        out = tmp_path / name
-        cmd = [sys.executable, "-m", "harness", "load", "--transport", "ws-telephony", "--workers", "1", "--users",
-               "3", "--spawn-rate", "3", "--run-time", "12s", "--turns", "2", "--agent-set", "response=Sure thing.",
-               "--no-report", "--out", str(out)]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
-        (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
-        return out, p
+        return _load(tmp_path, name, "--transport", "ws-telephony",
+                     shape=("--workers", "1", "--users", "3", "--spawn-rate", "3", "--run-time", "12s"))
 
     def check(result):
         out, p = result
