@@ -10,7 +10,7 @@ demo: setup
 	$(VLH) demo
 
 test: setup
-	$(VENV)/bin/python -m pytest -q -ra $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -q -ra --durations=20 $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python bench/analyze_speed.py
