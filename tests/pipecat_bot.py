@@ -29,6 +29,7 @@ from pipecat.frames.frames import (
     Frame, LLMContextFrame, LLMFullResponseEndFrame, LLMFullResponseStartFrame, LLMTextFrame,
     TranscriptionFrame, TTSAudioRawFrame, VADUserStartedSpeakingFrame, VADUserStoppedSpeakingFrame,
 )
+from pipecat.observers.base_observer import BaseObserver, FramePushed
 from pipecat.observers.user_bot_latency_observer import UserBotLatencyObserver
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.runner import PipelineRunner
@@ -271,6 +272,24 @@ def latency_observer(path: str | None) -> UserBotLatencyObserver:
     return obs
 
 
+class VADStopRecorder(BaseObserver):
+    """The instant pipecat's VAD decided the user stopped speaking, on this host's monotonic clock (the harness's
+    clock too: one machine), one JSON line per decision: the truth for vlh's endpointing stage, which vlh itself
+    only sees as an RTVI message's arrival. The frame carries its decision's wall time; the offset to the
+    monotonic clock is taken when the frame is first pushed, microseconds later."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self._path = path
+
+    async def on_push_frame(self, data: FramePushed):
+        if isinstance(data.frame, VADUserStoppedSpeakingFrame) and data.first_push:
+            mono, wall = time.monotonic(), time.time()
+            with open(self._path, "a") as f:
+                f.write(json.dumps({"vad_stop_mono": mono - (wall - data.frame.timestamp),
+                                    "stop_secs": data.frame.stop_secs}) + "\n")
+
+
 def setup_otlp_tracing(endpoint: str) -> None:
     """pipecat's `setup_tracing` with the OTLP/HTTP exporter (spans batched; OTEL_BSP_SCHEDULE_DELAY sets how
     often they are sent, 5000 ms by default)."""
@@ -321,6 +340,7 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=7861)
     p.add_argument("--breakdown", help="append pipecat's latency breakdown per turn (JSON lines) here")
     p.add_argument("--config", default="{}", help="BotConfig fields as JSON")
+    p.add_argument("--vad-stops", help="append each VAD stop decision (host monotonic clock) here, JSON lines")
     p.add_argument("--nice", type=int, default=-10,
                    help="run at this nice value, as vlh's reference agent does (ignored where not permitted): a bot "
                         "starved behind batch work sends its RTVI messages late against its own observer's stamps")
@@ -331,7 +351,9 @@ def main(argv=None) -> None:
     set_nice(a.nice)
     if a.otlp_endpoint:
         setup_otlp_tracing(a.otlp_endpoint)
-    asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown, enable_tracing=bool(a.otlp_endpoint)))
+    extra = (lambda: [VADStopRecorder(a.vad_stops)]) if a.vad_stops else None
+    asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown, enable_tracing=bool(a.otlp_endpoint),
+                      extra_observers=extra))
 
 
 if __name__ == "__main__":

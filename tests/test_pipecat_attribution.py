@@ -17,13 +17,17 @@ Pairing of stages (pipecat key → vlh stage), from pipecat 1.14's observers/use
   pipecat's turn end − transcript = user_turn_secs − stop_secs − transcription is vlh's turn_detection (the
   transcript comes first here), and the rest is llm_dispatch (turn end → LLM request);
 - endpointing_wait is `stop_secs` by pipecat's definition (VAD stop stamp − stop_secs); vlh measures from the real
-  end of speech at the mic, which adds the uplink and the VAD's own detection delay: vlh's endpointing must be at
-  least pipecat's; the excess is printed (measured 150 ms at stop_secs 0.2), not checked against a pipecat figure.
+  end of speech at the mic, which adds the uplink and the VAD's own detection delay, so pipecat has no figure for
+  vlh's endpointing. Its truth here comes from outside both: the bot records the instant its VAD decided
+  (`VADUserStoppedSpeakingFrame.timestamp`, on the host's monotonic clock, which the harness shares), and the
+  harness knows when the utterance's last sample left it; vlh's endpointing must equal their difference ±10 ms
+  (measured +2.8 … +4.3 ms with the VAD messages, the data channel's transit; +6 … +7 ms without them).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -31,10 +35,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from harness.measure.verify import sent_speech_end
 from bot_process import start_bot
 from hostload import disturbed, remeasured
 
 BOT = Path(__file__).with_name("pipecat_bot.py")
+VAD_STOPS = "pipecat-vad-stops.jsonl"  # the bot's VAD decisions on the host's monotonic clock
 TOL_MS = 10.0
 PAIRS = {  # pipecat key -> vlh stages summed
     "transcription": ("stt",),
@@ -56,7 +62,7 @@ def pipecat_split(b: dict, contrib: dict, stop_secs: float) -> dict[str, float]:
 def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
     breakdown = tmp_path / "pipecat-breakdown.jsonl"
     proc, port = start_bot(BOT, tmp_path, "--breakdown", str(breakdown), "--config", json.dumps(cfg),
-                           ready_line="pipecat bot ready")
+                           "--vad-stops", str(tmp_path / VAD_STOPS), ready_line="pipecat bot ready")
     try:
         out = tmp_path / "run"
         r = subprocess.run([sys.executable, "-m", "harness", "run", "--agent", f"http://127.0.0.1:{port}/api/offer",
@@ -69,15 +75,29 @@ def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
         proc.wait(20)
     rows = pd.read_parquet(out / "turns.parquet").sort_values("turn")
     pc = [json.loads(line) for line in breakdown.read_text().splitlines() if line.strip()]
-    return rows, pc
+    stops_file = tmp_path / VAD_STOPS
+    stops = [json.loads(line)["vad_stop_mono"] for line in stops_file.read_text().splitlines() if line.strip()] \
+        if stops_file.exists() else []
+    return rows, pc, stops
 
 
-def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
+def true_endpointing(row: dict, rows: list[dict], stops: list[float]) -> float | None:
+    """The endpointing the ear would time, from outside vlh's rules: the bot's own VAD decision (its monotonic
+    stamp, the host's clock) − when the utterance's last sample left the harness; the first decision after that
+    end and before the next utterance starts."""
+    end = sent_speech_end(row)
+    nxt = min([r["mic_start_mono"] for r in rows if r["mic_start_mono"] > row["mic_start_mono"]], default=math.inf)
+    after = [t for t in stops if end < t < nxt]
+    return (min(after) - end) * 1e3 if after else None
+
+
+def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict, stops: list[float]) -> list[str]:
     assert (rows["status"] == "ok").all(), rows["status"].tolist()
     assert len(pc) == len(rows), (len(pc), len(rows))
     from harness.results.schema import STAGES
 
     lines = []
+    records = rows.to_dict("records")
     for (_, row), b in zip(rows.iterrows(), pc):
         contrib = {}
         for c in b["contributions"]:
@@ -112,6 +132,11 @@ def _check(rows: pd.DataFrame, pc: list[dict], cfg: dict) -> list[str]:
         lines.append(f"turn {row['turn']}: endpointing: pipecat {contrib['endpointing_wait']:.1f} ms (= stop_secs), "
                      f"vlh {row['endpointing_ms']:.1f} ms (from the end of speech at the mic)")
         assert row["endpointing_ms"] >= stop_ms, lines[-1]
+        want = true_endpointing(row.to_dict(), records, stops)
+        lines.append(f"turn {row['turn']}: endpointing: bot's VAD decision − speech end sent {want:.1f} ms, "
+                     f"vlh {row['endpointing_ms']:.1f} ms ({row['vad_end_basis']})"
+                     if want is not None else f"turn {row['turn']}: no VAD decision recorded")
+        assert want is not None and abs(row["endpointing_ms"] - want) <= TOL_MS, lines[-1]
     return lines
 
 
@@ -129,5 +154,5 @@ def test_vlh_stages_match_pipecats_own_breakdown(tmp_path, cfg, turns):
 
     # RTVI instants are stamped on arrival: a bot process starved by other jobs on the host sends them late
     # (seen: aggregation +16…22 ms on the first turn at load 3–4); a disturbed run is measured once more
-    remeasured(run, lambda res: print("\n".join(_check(res[1], res[2], cfg))), "pipecat",
+    remeasured(run, lambda res: print("\n".join(_check(res[1], res[2], cfg, res[3]))), "pipecat",
                why=lambda res: disturbed(res[0]))

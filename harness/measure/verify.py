@@ -56,9 +56,18 @@ def true_arrival_span(t: dict) -> tuple[float, float]:
     return (lo, hi) if lo is not None and lo <= hi else (hi, hi)
 
 
-def _off_span(x: float, lo: float, hi: float) -> float:
+def off_span(x: float, lo: float, hi: float) -> float:
     """Signed distance of `x` from [lo, hi]: 0 inside, negative before it, positive after it."""
     return x - lo if x < lo else (x - hi if x > hi else 0.0)
+
+
+def sent_speech_end(r: dict) -> float:
+    """When the utterance's last sample really left the harness (host monotonic clock), from a turns row: the crisp
+    speech's end (an utterance with added noise goes on after it) as scheduled + the lateness of its frame, stamped
+    by the mic itself (~0 on a healthy machine). The truth every user-speech-end and endpointing check starts from."""
+    said_end = r.get("speech_sent_end_mono")
+    said_end = r["mic_end_mono"] if said_end is None or said_end != said_end else said_end
+    return said_end + (r.get("mic_end_late_ms") or 0.0) / 1e3
 
 
 def _truth_for(row: dict, rows: list[dict], truth: dict) -> dict | None:
@@ -90,12 +99,7 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         lost = bool(t.get("audio_first_dropped")) or t.get("audio_first_sent") is None or (
             not device and t.get("audio_first_wire") is None and t.get("audio_first_injected_delay_ms") is None)
         e = {"call": r["call"], "turn": r["turn"], "first_packet_lost": lost}
-        # the crisp utterance's last sample left when its frame was handed to aiortc: scheduled + that frame's
-        # lateness (stamped by the mic track itself; ~0 on a healthy machine)
-        # (the speech's own end: an utterance with added noise goes on after it)
-        said_end = r.get("speech_sent_end_mono")
-        said_end = r["mic_end_mono"] if said_end is None or said_end != said_end else said_end
-        sent_end = said_end + (r.get("mic_end_late_ms") or 0.0) / 1e3
+        sent_end = sent_speech_end(r)
         e["user_speech_end_ms"] = (r["user_speech_end_mono"] - sent_end) * 1e3
         if device and not lost:
             # the truth: the agent's first voiced sample handed to the ear device (its output stream's clock); the
@@ -107,11 +111,11 @@ def errors(run_dir: str | Path) -> pd.DataFrame:
         elif not e["first_packet_lost"] and r.get("first_audio_arrival_mono") is not None:
             # the truth is the span the send took (see true_arrival_span): an arrival inside it is exact
             lo, hi = true_arrival_span(t)
-            e["first_audio_arrival_ms"] = _off_span(r["first_audio_arrival_mono"], lo, hi) * 1e3
+            e["first_audio_arrival_ms"] = off_span(r["first_audio_arrival_mono"], lo, hi) * 1e3
             e["first_audio_truth_span_ms"] = (hi - lo) * 1e3
             e["first_voiced_offset_ms"] = r["playout_ms"] - t["first_voiced_offset_samples"] / 48.0
             sent = t["audio_first_sent"]
-            e["transport_ms"] = _off_span(r["transport_ms"] / 1e3, lo - sent, hi - sent) * 1e3
+            e["transport_ms"] = off_span(r["transport_ms"] / 1e3, lo - sent, hi - sent) * 1e3
         e["endpointing_ms"] = r["endpointing_ms"] - (t["user_speech_end_detected"] - sent_end) * 1e3 \
             if r.get("endpointing_ms") is not None else None
         for stage, (a, b) in TRUTH_STAGES.items():
