@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 
 from harness.audio import mulaw
 from harness.measure.runner import RunConfig, run_measurement
-from harness.measure.verify import load_truth, _truth_for
+from harness.measure.verify import off_span, _truth_for, load_truth, sent_speech_end, true_arrival_span
 from harness.suite.scenario import load_scenario
 from hostload import remeasured
 
@@ -40,9 +40,12 @@ turns:
 """
 
 
-def _truth_ttfa(row, t) -> float:
-    sent_end = row["speech_sent_end_mono"] + (row.get("mic_end_late_ms") or 0.0) / 1e3
-    return (t["audio_first_wire"] + t["first_voiced_offset_samples"] / 48000 - sent_end) * 1e3
+def _ttfa_error(row, t) -> float:
+    """vlh's TTFA against the truth: from when the speech's last sample left vlh to the first voiced sample's
+    message leaving the agent (in the span of its send: `true_arrival_span`) + that sample's place in it."""
+    lo, hi = true_arrival_span(t)
+    voiced = t["first_voiced_offset_samples"] / 48000 - sent_speech_end(row)
+    return off_span(row["ttfa_ms"] / 1e3, lo + voiced, hi + voiced) * 1e3
 
 
 def test_reference_agent_ttfa_marks_and_clear(tmp_path):
@@ -69,7 +72,7 @@ def _check(out: Path):
     for r in rows:
         t = _truth_for(r, rows, truth)
         assert t is not None and t["transport"] == "ws-telephony"
-        errs.append(r["ttfa_ms"] - _truth_ttfa(r, t))
+        errs.append(_ttfa_error(r, t))
         if t["status"] == "ok":
             # Twilio's contract: the mark after the reply comes back once the audio sent before it has played.
             # The agent's side: not before its last chunk (20 ms) left it, after the injected delay, and played
@@ -88,6 +91,8 @@ def _check(out: Path):
     assert len(cut) == 1 and cut[0]["barge_in"]["while"] == "playing" and cut[0]["barge_in"].get("clear_sent")
     meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())["meta"]
     assert meta["clears"] == 1 and meta["transport"] == "ws-telephony" and meta["ear_rate"] == 8000
+    # ws://: every message the ear heard is stamped by the kernel, none by the event loop
+    assert meta["arrival_stamps"]["loop"] == 0 and meta["arrival_stamps"]["kernel"] > 100, meta["arrival_stamps"]
     assert rows[4]["interruption_ms"] == rows[4]["interruption_ms"]  # measured (not NaN)
     run = json.loads((out / "run.json").read_text())
     assert run["transport"] == "ws-telephony" and run["provider"] == "twilio" and run["codec_delay_ms"] == 0.0

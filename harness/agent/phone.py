@@ -147,13 +147,14 @@ class PhoneCall(Pipeline):
     async def _send_one(self, info: FrameInfo, pcm) -> None:
         """Hand one 20 ms buffer to the socket after the injected delay. The buffer's `sent` instant (the truth's
         `audio_first_sent`) is when it was produced, before the delay, as for WebRTC (the delay is the network's);
-        `audio_first_wire` is when the message was handed to the socket."""
+        `audio_first_wire_start` / `audio_first_wire` are when the send of the message to the socket began and
+        returned (the message left in between)."""
         delay = self._impair_delay()
         t_due = max(self._last_wire, info.produced + delay)
         d = t_due - time.monotonic()
         if d > 0:
             await asyncio.sleep(d)
-        t_wire = time.monotonic()
+        t_wire = t0 = time.monotonic()
         if pcm is not None:
             pcm8 = np.clip(np.round(resample_poly(pcm.astype(np.float32), 1, 6)), -32768, 32767).astype(np.int16)
             data = mulaw.encode(pcm8) if self.encoding == "mulaw" else pcm8.astype("<i2").tobytes()
@@ -169,7 +170,7 @@ class PhoneCall(Pipeline):
             if self.truth.wants_packets:
                 self.truth.packet({"kind": "media_sent", "dir": "out", "call": self.pc_id, "seq": self.tx,
                                    "t_before": t0, "t": t_wire, "produced": info.produced, "bytes": len(data)})
-        self._pkt = {"seq": self.tx, "wire": t_wire, "delay_ms": (t_wire - info.produced) * 1e3}
+        self._pkt = {"seq": self.tx, "wire": t_wire, "wire_start": t0, "delay_ms": (t_wire - info.produced) * 1e3}
         ends = [p.turn for p in info.parts if p.reply_end]
         self._handed_over(info, info.produced)
         for turn_no in ends:
@@ -201,7 +202,8 @@ class PhoneCall(Pipeline):
     def _mark(self, turn: Turn, what: str, part) -> None:
         p = self._pkt
         if what == "first":
-            turn.reply.update(first_seq=p.get("seq"), first_wire=p.get("wire"), first_delay_ms=p.get("delay_ms"))
+            turn.reply.update(first_seq=p.get("seq"), first_wire=p.get("wire"), first_wire_start=p.get("wire_start"),
+                              first_delay_ms=p.get("delay_ms"))
         elif what == "start":
             turn.reply["start_seq"] = p.get("seq")
         else:
@@ -213,7 +215,7 @@ class PhoneCall(Pipeline):
     def _transport_record(self, turn: Turn, rec: dict) -> None:
         r = turn.reply
         rec.update({"transport": "ws-telephony", "provider": self.provider,
-                    "audio_first_wire": r.get("first_wire"),
+                    "audio_first_wire": r.get("first_wire"), "audio_first_wire_start": r.get("first_wire_start"),
                     "audio_first_sent_seq": r.get("first_seq"),
                     "audio_first_injected_delay_ms": r.get("first_delay_ms"),
                     "audio_first_dropped": False, "reply_start_seq": r.get("start_seq"),

@@ -4,8 +4,10 @@ streams the utterances as 20 ms 8 kHz chunks paced by the host clock, and emulat
 - Mic: chunk n is due at `t_start + n·20 ms` (host clock); its 48 kHz original is written to ch0 where it really
   left (that place + its lateness, the instant it was handed to the socket) and the lateness kept, as the WebRTC mic
   does, so measure_call sees the same mic contract and one time base.
-- Ear: every message is stamped on arrival (the event loop's `time.monotonic()` when aiohttp hands it over: no kernel
-  stamp through a TCP stream reader). The **playout queue** plays audio in real time from its arrival: a chunk
+- Ear: every message is stamped on arrival: over `ws://` by the kernel (the arrival of the segment holding its last
+  byte, `harness.devices.tcpstamp`), so a busy event loop does not make it late; over `wss://` (TLS records, not
+  frames) and for a segment the kernel did not stamp, when aiohttp hands it over (the loop's `time.monotonic()`);
+  `arrival_stamps` in the capture's meta counts both. The **playout queue** plays audio in real time from its arrival: a chunk
   starts at max(arrival, end of the audio queued before it). A `mark` is echoed when the audio queued before it has
   played (Twilio's contract; at once if nothing is queued); `clear` drops what has not played yet (and echoes the
   pending marks). A chunk that arrives 2 ms to 1 s after the queue ran dry counts as an underrun.
@@ -29,6 +31,7 @@ import numpy as np
 from harness.audio import mulaw
 from harness.audio.capture import EAR, MIC, SAMPLE_RATE, Timeline
 from harness.audio.resample import resample
+from harness.devices import tcpstamp
 from harness.errors import VlhError
 from harness.results.redact import redact_url
 from harness.transports.telephony.providers import CHUNK_SAMPLES, SAMPLE_RATE as PHONE_RATE, provider
@@ -173,12 +176,18 @@ class TelephonyCall:
         self._ws = None
         self._tasks: list[asyncio.Task] = []
         self._closing = False
+        self._socks: list = []  # the StampedSocket the WebSocket reads from (ws:// only)
+        self.arrival_stamps = {"kernel": 0, "loop": 0}
+        self._last_arrival = 0.0
 
     # ---- set-up
     async def connect(self) -> None:
         import aiohttp
 
-        self._session = aiohttp.ClientSession()
+        # ws://: reads stop at frame ends and each frame carries its kernel arrival stamp (wss://: TLS, loop stamps)
+        plain = self.url.split(":", 1)[0].lower() in ("ws", "http")
+        connector = aiohttp.TCPConnector(socket_factory=tcpstamp.socket_factory(self._socks)) if plain else None
+        self._session = aiohttp.ClientSession(connector=connector)
         try:
             self._ws = await self._session.ws_connect(self.url, headers=self.headers, max_msg_size=MAX_MESSAGE,
                                                       timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
@@ -274,7 +283,7 @@ class TelephonyCall:
         ws = self._ws
         while True:
             msg = await ws.receive()
-            now = time.monotonic()
+            now = self._arrival(msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING))
             if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 self._mark_disconnected(f"the agent closed the WebSocket (code {ws.close_code})")
                 return
@@ -292,6 +301,21 @@ class TelephonyCall:
                 self._mark_disconnected(f"the agent sent {exc}")
                 await ws.close()
                 return
+
+    def _arrival(self, close: bool) -> float:
+        """The message just handed over arrived when the kernel stamped its last frame's last segment (never after
+        the hand-over, never before the message before it); else now."""
+        now = time.monotonic()
+        k = tcpstamp.arrival_of(self._socks[0].frames, close=close) if self._socks else None
+        if k is None:
+            self.arrival_stamps["loop"] += 1
+            t = now
+        else:
+            self.arrival_stamps["kernel"] += 1
+            t = min(k, now)
+        t = max(t, self._last_arrival)
+        self._last_arrival = t
+        return t
 
     def _on_message(self, data, now: float) -> None:
         m = self.provider.parse(data)
@@ -375,7 +399,8 @@ class TelephonyCall:
         meta = {"transport": "ws-telephony", "provider": self.provider.name, "stream_id": self.stream_id,
                 "pc_id": self.stream_id, "call_sid": self.call_id, "messages": dict(self.messages), "underruns": self.playout.underruns,
                 "clears": self.playout.clears, "marks_echoed": len(self.marks_echoed),
-                "mic_lateness_max_ms": 1e3 * max(self.lateness, default=0.0), "ear_rate": PHONE_RATE}
+                "mic_lateness_max_ms": 1e3 * max(self.lateness, default=0.0), "ear_rate": PHONE_RATE,
+                "arrival_stamps": dict(self.arrival_stamps)}
         return self.timeline.capture(meta)
 
     async def close(self) -> None:
