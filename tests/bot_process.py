@@ -3,6 +3,7 @@ a free port, start-up with its log in the test's folder, and a clear failure wit
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -42,3 +43,11 @@ def start_bot(script: Path, tmp_path: Path, *args: str, ready_line: str | None =
         time.sleep(0.2)
     proc.kill()
     raise AssertionError(f"{script.name} did not start within {startup_s:.0f} s: {log_path.read_text()[-2000:]}")
+
+
+def bot_instants(path: Path) -> list[dict]:
+    """The bot's own instants (`pipecat_bot.py --instants`): `{"kind", "mono"}` per line, on the host's monotonic
+    clock; none if the file was never written."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

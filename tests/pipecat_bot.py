@@ -89,6 +89,7 @@ class ScriptedSTT(FrameProcessor):
         await self.start_ttfb_metrics()
         await asyncio.sleep(self._cfg.stt_secs)
         await self.stop_ttfb_metrics()
+        instant("stt_final")
         await self.push_frame(TranscriptionFrame("hello there", "user", time_now_iso8601(), finalized=True))
 
 
@@ -133,11 +134,14 @@ class ToneTTS(TTSService):
         return True
 
     async def run_tts(self, text: str, context_id: str):
+        instant("tts_request")
         await asyncio.sleep(self._cfg.tts_secs)
         n = int(TTS_RATE * 0.5)
         tone = (0.3 * 32767 * np.sin(2 * math.pi * 440 * np.arange(n) / TTS_RATE)).astype(np.int16)
         chunk = TTS_RATE // 50
         for i in range(0, n, chunk):
+            if not i:
+                instant("tts_first_audio")
             yield TTSAudioRawFrame(tone[i:i + chunk].tobytes(), TTS_RATE, 1, context_id=context_id)
 
 
@@ -168,6 +172,7 @@ class TracedScriptedSTT(STTService):
 
     async def _transcribe(self):
         await asyncio.sleep(self._cfg.stt_secs)
+        instant("stt_final")
         await self.push_frame(TranscriptionFrame("hello there", "user", time_now_iso8601(), finalized=True))
 
 
@@ -196,9 +201,11 @@ class TracedScriptedLLM(LLMService):
     @traced_llm
     async def _process_context(self, context: LLMContext):
         cfg = self._cfg
+        instant("llm_request")
         await self.start_ttfb_metrics()
         await asyncio.sleep(cfg.llm_ttft_secs)
         await self.stop_ttfb_metrics()
+        instant("llm_first_token")
         await self.push_frame(LLMTextFrame(cfg.reply[0]))
         await asyncio.sleep(cfg.first_sentence_secs)
         for token in cfg.reply[1:]:
@@ -272,22 +279,26 @@ def latency_observer(path: str | None) -> UserBotLatencyObserver:
     return obs
 
 
+INSTANTS: str | None = None  # --instants: the bot's own instants, JSON lines {"kind", "mono"} (host monotonic clock)
+
+
+def instant(kind: str, mono: float | None = None) -> None:
+    """Log one of the bot's own instants (the truth a test holds vlh's placement against; see --instants)."""
+    if INSTANTS:
+        with open(INSTANTS, "a") as f:
+            f.write(json.dumps({"kind": kind, "mono": time.monotonic() if mono is None else mono}) + "\n")
+
+
 class VADStopRecorder(BaseObserver):
     """The instant pipecat's VAD decided the user stopped speaking, on this host's monotonic clock (the harness's
-    clock too: one machine), one JSON line per decision: the truth for vlh's endpointing stage, which vlh itself
+    clock too: one machine), as `instant("vad_stop")`: the truth for vlh's endpointing stage, which vlh itself
     only sees as an RTVI message's arrival. The frame carries its decision's wall time; the offset to the
     monotonic clock is taken when the frame is first pushed, microseconds later."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self._path = path
 
     async def on_push_frame(self, data: FramePushed):
         if isinstance(data.frame, VADUserStoppedSpeakingFrame) and data.first_push:
             mono, wall = time.monotonic(), time.time()
-            with open(self._path, "a") as f:
-                f.write(json.dumps({"vad_stop_mono": mono - (wall - data.frame.timestamp),
-                                    "stop_secs": data.frame.stop_secs}) + "\n")
+            instant("vad_stop", mono - (wall - data.frame.timestamp))
 
 
 def setup_otlp_tracing(endpoint: str) -> None:
@@ -340,7 +351,8 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=7861)
     p.add_argument("--breakdown", help="append pipecat's latency breakdown per turn (JSON lines) here")
     p.add_argument("--config", default="{}", help="BotConfig fields as JSON")
-    p.add_argument("--vad-stops", help="append each VAD stop decision (host monotonic clock) here, JSON lines")
+    p.add_argument("--instants", help="append the bot's own instants here (host monotonic clock, JSON lines): VAD "
+                                      "stop decisions, transcripts, LLM request / first text, TTS request / first audio")
     p.add_argument("--nice", type=int, default=-10,
                    help="run at this nice value, as vlh's reference agent does (ignored where not permitted): a bot "
                         "starved behind batch work sends its RTVI messages late against its own observer's stamps")
@@ -351,7 +363,9 @@ def main(argv=None) -> None:
     set_nice(a.nice)
     if a.otlp_endpoint:
         setup_otlp_tracing(a.otlp_endpoint)
-    extra = (lambda: [VADStopRecorder(a.vad_stops)]) if a.vad_stops else None
+    global INSTANTS
+    INSTANTS = a.instants
+    extra = (lambda: [VADStopRecorder()]) if a.instants else None
     asyncio.run(serve(BotConfig(**json.loads(a.config)), a.port, a.breakdown, enable_tracing=bool(a.otlp_endpoint),
                       extra_observers=extra))
 

@@ -36,11 +36,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from harness.measure.verify import sent_speech_end
-from bot_process import start_bot
+from bot_process import bot_instants, start_bot
 from hostload import disturbed, remeasured
 
 BOT = Path(__file__).with_name("pipecat_bot.py")
-VAD_STOPS = "pipecat-vad-stops.jsonl"  # the bot's VAD decisions on the host's monotonic clock
+INSTANTS = "pipecat-instants.jsonl"  # the bot's own instants (VAD decisions, …) on the host's monotonic clock
 TOL_MS = 10.0
 PAIRS = {  # pipecat key -> vlh stages summed
     "transcription": ("stt",),
@@ -62,7 +62,7 @@ def pipecat_split(b: dict, contrib: dict, stop_secs: float) -> dict[str, float]:
 def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
     breakdown = tmp_path / "pipecat-breakdown.jsonl"
     proc, port = start_bot(BOT, tmp_path, "--breakdown", str(breakdown), "--config", json.dumps(cfg),
-                           "--vad-stops", str(tmp_path / VAD_STOPS), ready_line="pipecat bot ready")
+                           "--instants", str(tmp_path / INSTANTS), ready_line="pipecat bot ready")
     try:
         out = tmp_path / "run"
         r = subprocess.run([sys.executable, "-m", "harness", "run", "--agent", f"http://127.0.0.1:{port}/api/offer",
@@ -75,9 +75,7 @@ def _measure(tmp_path: Path, cfg: dict, turns: int = 3):
         proc.wait(20)
     rows = pd.read_parquet(out / "turns.parquet").sort_values("turn")
     pc = [json.loads(line) for line in breakdown.read_text().splitlines() if line.strip()]
-    stops_file = tmp_path / VAD_STOPS
-    stops = [json.loads(line)["vad_stop_mono"] for line in stops_file.read_text().splitlines() if line.strip()] \
-        if stops_file.exists() else []
+    stops = [r["mono"] for r in bot_instants(tmp_path / INSTANTS) if r["kind"] == "vad_stop"]
     return rows, pc, stops
 
 
