@@ -29,7 +29,10 @@ from harness.measure.measure_call import MeasureOptions, TurnPlan, measure_call
 from harness.telemetry.otlp_calls import OtlpCallTelemetry
 
 # seconds: the agent's view of the end of speech comes `uplink` after the real end
-UPLINK, TRANSCRIPTION, EOU, TTFT, AGG, TTFB, OUT, TO_EAR = 0.030, 0.210, 0.055, 0.320, 0.040, 0.150, 0.012, 0.060
+# EOU: the end-of-utterance wait after the transcript (LiveKit's EOU model + endpointing delay) until the turn is
+# committed; DISPATCH: commit → LLM request
+UPLINK, TRANSCRIPTION, EOU, DISPATCH, TTFT, AGG, TTFB, OUT, TO_EAR = (0.030, 0.210, 0.055, 0.003, 0.320, 0.040, 0.150,
+                                                                     0.012, 0.060)
 
 
 class _Store:
@@ -53,14 +56,15 @@ def _scene(n_turns=3):
         user_end = t + 1.1
         seen_end = user_end + UPLINK
         stt_final = seen_end + TRANSCRIPTION
-        llm_request = stt_final + EOU
+        committed = stt_final + EOU
+        llm_request = committed + DISPATCH
         first_token = llm_request + TTFT
         tts_request = first_token + AGG
         first_audio = tts_request + TTFB
         sent = first_audio + OUT
         ear = sent + TO_EAR
         turns.append(dict(mic_start=t, user_end=user_end, seen_end=seen_end, stt_final=stt_final,
-                          llm_request=llm_request, first_token=first_token, tts_request=tts_request,
+                          committed=committed, llm_request=llm_request, first_token=first_token, tts_request=tts_request,
                           first_audio=first_audio, sent=sent, ear=ear, ear_end=ear + 1.2))
         t = ear + 2.0
     n = int((t - t0) * SAMPLE_RATE)
@@ -77,8 +81,10 @@ def _scene(n_turns=3):
     return cap, plans, turns
 
 
-def _emit_livekit(url: str, turns: list[dict], skew_s: float = 0.0) -> None:
-    """The spans a LiveKit agent session emits, on an agent wall clock `skew_s` ahead of the host's."""
+def _emit_livekit(url: str, turns: list[dict], skew_s: float = 0.0, eou_attribute: bool = True) -> None:
+    """The spans a LiveKit agent session emits, on an agent wall clock `skew_s` ahead of the host's (the `user_turn`
+    attributes as audio_recognition.py sets them at commit; without `lk.end_of_utterance_delay` when not
+    `eou_attribute`: older agents)."""
     wall_minus_mono = time.time_ns() - int(time.monotonic() * 1e9)
     ns = lambda t: int(round(t * 1e9)) + wall_minus_mono + int(round(skew_s * 1e9))  # noqa: E731
     provider = TracerProvider(resource=Resource.create({"service.name": "livekit-agent"}))
@@ -93,10 +99,10 @@ def _emit_livekit(url: str, turns: list[dict], skew_s: float = 0.0) -> None:
         eou = tracer.start_span("eou_detection", context=trace.set_span_in_context(ut),
                                 start_time=ns(tr["stt_final"]), attributes={"lk.eou.endpointing_delay": 0.5,
                                                                             "lk.eou.probability": 0.93})
-        eou.end(end_time=ns(tr["llm_request"]))
-        ut.set_attributes({"lk.transcription_delay": TRANSCRIPTION,
-                           "lk.end_of_turn_delay": TRANSCRIPTION + EOU, "lk.pii.user_transcript": "hello"})
-        ut.end(end_time=ns(tr["llm_request"]))
+        eou.end(end_time=ns(tr["stt_final"] + 0.004))  # the EOU model's inference; its delay is slept after it
+        ut.set_attributes({"lk.transcription_delay": TRANSCRIPTION, "lk.user_transcript": "hello",
+                           **({"lk.end_of_utterance_delay": TRANSCRIPTION + EOU} if eou_attribute else {})})
+        ut.end(end_time=ns(tr["committed"]))
         at = tracer.start_span("agent_turn", context=sctx, start_time=ns(tr["llm_request"]),
                                attributes={"lk.generation_id": f"gen-{tr['mic_start']:.0f}"})
         actx = trace.set_span_in_context(at)
@@ -122,12 +128,12 @@ def _emit_livekit(url: str, turns: list[dict], skew_s: float = 0.0) -> None:
     provider.shutdown()
 
 
-async def _measure(skew_s: float):
+async def _measure(skew_s: float, eou_attribute: bool = True):
     cap, plans, turns = _scene()
     intake = otlp_run.start("127.0.0.1:0", 1, 16)
     store = _Store()
     try:
-        _emit_livekit(intake.receiver.url, turns, skew_s)
+        _emit_livekit(intake.receiver.url, turns, skew_s, eou_attribute)
         tel = await otlp_run.attach(None, cap, plans, wait_s=3.0)
         assert isinstance(tel, OtlpCallTelemetry), "the LiveKit conversation was not matched to the call"
         rows, events = otlp_run.measure(
@@ -137,11 +143,15 @@ async def _measure(skew_s: float):
     return rows, turns, tel, store
 
 
-INTERNAL = {"stt": TRANSCRIPTION, "llm_dispatch": EOU, "llm_ttft": TTFT, "tts_ttfb": TTFB, "agent_output": OUT}
+INTERNAL = {"stt": TRANSCRIPTION, "turn_detection": EOU, "llm_dispatch": DISPATCH, "llm_ttft": TTFT, "tts_ttfb": TTFB,
+            "agent_output": OUT}
 
 
-async def test_livekit_spans_become_stages():
-    rows, turns, tel, store = await _measure(0.0)
+@pytest.mark.parametrize("eou_attribute", [True, False], ids=["end_of_utterance_delay", "user_turn-end"])
+async def test_livekit_spans_become_stages(eou_attribute):
+    """LiveKit's end-of-utterance wait is vlh's turn_detection (the transcript came first: STT on the critical path
+    before it), whether read from `lk.end_of_utterance_delay` or from the end of the committed `user_turn` span."""
+    rows, turns, tel, store = await _measure(0.0, eou_attribute)
     assert tel.summary()["frameworks"] == ["livekit"]
     assert store.meta["otlp"]["same_host"] is True
     assert store.telemetry_counts["otlp_rejected"] == 0 and store.telemetry_counts["otlp_spans"] > 0

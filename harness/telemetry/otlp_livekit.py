@@ -5,11 +5,14 @@ livekit-agents/livekit/agents/telemetry/trace_types.py). LiveKit stamps spans wi
 agent's wall clock. A LiveKit server cannot run on vlh's test machines: the adapter is tested with spans the
 OpenTelemetry SDK emits under these names and attributes (tests/test_otlp_livekit.py), not a live LiveKit agent.
 
-- `user_speaking` (voice/agent_session.py `_update_user_state`): ends at `last_speaking_time`, LiveKit's estimate
-  of when the user stopped speaking — vlh's `user_speech_end_detected` (as for pipecat: the instant the agent
-  believes speech ended; what it cannot see falls into `endpointing`).
-- `user_turn` (voice/audio_recognition.py): `lk.transcription_delay` runs from that end of speech to the final
-  transcript (`stt_final`); the span ends when the turn is committed (after the EOU model, `eou_detection`).
+- `user_speaking` (voice/agent_session.py `_update_user_state`): ends at `last_speaking_time`, LiveKit's VAD
+  estimate of when the user stopped speaking — vlh's `user_vad_end` (as for pipecat: the instant the agent believes
+  speech ended; what it cannot see falls into `endpointing`).
+- `user_turn` (voice/audio_recognition.py `_bounce_eou_task`): `lk.transcription_delay` runs from that end of speech
+  to the final transcript (`stt_final`); `lk.end_of_utterance_delay` from it to the moment the turn is committed
+  (after the EOU model, `eou_detection`, and its endpointing delay: `time.time()` at `on_end_of_turn`), which is
+  also when the span ends — vlh's `user_speech_end_detected`, the turn end. So LiveKit's end-of-utterance wait is
+  vlh's `turn_detection`, STT beside it on the critical path, as for pipecat's turn strategies.
 - `llm_node` (voice/generation.py `_llm_inference_task`): its start is the request; `lk.response.ttft` is measured
   from that start (time.perf_counter at the task's start) to the first generated token.
 - `tts_request` (tts/tts.py): its start is the text sent to the provider, which is the anchor of `tts_node`'s
@@ -27,8 +30,9 @@ from harness.telemetry.otlp_map import AgentInstant, TurnFact, seconds_ns
 
 FRAMEWORK = "livekit"
 TABLE = [
-    ("user_speaking", "end (last_speaking_time)", "user_speech_end_detected"),
+    ("user_speaking", "end (last_speaking_time)", "user_vad_end"),
     ("user_turn", "user_speaking end + lk.transcription_delay", "stt_final"),
+    ("user_turn", "user_speaking end + lk.end_of_utterance_delay (else the span's end)", "user_speech_end_detected"),
     ("llm_node", "start", "llm_request"),
     ("llm_node", "start + lk.response.ttft", "llm_first_token"),
     ("tts_request (else tts_node)", "start", "tts_request"),
@@ -54,13 +58,18 @@ def read(trace: list[OtlpSpan]) -> tuple[list[AgentInstant], list[TurnFact]]:
 
     speech_ends = []
     for s in by_name.get("user_speaking", []):
-        add("user_speech_end_detected", s.end_ns, s, "end")
+        add("user_vad_end", s.end_ns, s, "end")
         speech_ends.append(s.end_ns)
     for s in by_name.get("user_turn", []):
         delay = seconds_ns(s.number("lk.transcription_delay"))
         ends = [e for e in speech_ends if s.start_ns <= e <= s.end_ns]
         if delay is not None and ends:
             add("stt_final", ends[-1] + delay, s, "user_speaking end + lk.transcription_delay")
+        eou = seconds_ns(s.number("lk.end_of_utterance_delay"))
+        if eou is not None and ends:
+            add("user_speech_end_detected", ends[-1] + eou, s, "user_speaking end + lk.end_of_utterance_delay")
+        else:  # the span ends when the turn is committed
+            add("user_speech_end_detected", s.end_ns, s, "end (the turn committed)")
     for s in by_name.get("llm_node", []):
         add("llm_request", s.start_ns, s, "start")
         ttft = seconds_ns(s.number("lk.response.ttft"))
