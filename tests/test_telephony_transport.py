@@ -7,6 +7,7 @@
    which vlh counts.
 2. Bad input from the bot: each a named per-turn failure, the run goes on and writes its folder. Bots are tiny
    aiohttp servers here.
+3. The command line against an agent started apart (`vlh agent --ws-telephony`, then `vlh run --agent ws://…`).
 """
 
 import asyncio
@@ -273,3 +274,55 @@ def test_concurrent_calls_get_only_their_own_telemetry(tmp_path):
             assert worst <= 2.0, (stage, e[["call", "turn", f"{stage}_ms"]].to_dict("records"))
 
     remeasured(run, check, "phone-calls")
+
+
+def test_the_command_line_against_an_agent_started_apart(tmp_path):
+    """The issue's own command: `vlh agent --ws-telephony` started on its own, then `vlh run --transport
+    ws-telephony --agent ws://127.0.0.1:PORT/ws --turns 5 --telemetry-file …`; every turn's TTFA within ±2 ms of
+    that agent's truth log, its stages from the side-channel file within ±5 ms."""
+    import shutil
+    import subprocess
+    import sys
+    import time
+
+    from harness.measure.verify import errors
+
+    def run(name):
+        d = tmp_path / name
+        d.mkdir()
+        port_file, truth, tel = d / "port", d / "truth.jsonl", d / "telemetry.jsonl"
+        agent = subprocess.Popen([sys.executable, "-m", "harness", "agent", "--ws-telephony", "--port", "0",
+                                  "--port-file", str(port_file), "--truth-log", str(truth), "--telemetry-file",
+                                  str(tel), "--response", "Sure thing."],
+                                 stdout=subprocess.DEVNULL, stderr=open(d / "agent.log", "w"))
+        try:
+            deadline = time.monotonic() + 60
+            while not (port_file.exists() and port_file.read_text().strip()):
+                assert agent.poll() is None and time.monotonic() < deadline, (d / "agent.log").read_text()[-2000:]
+                time.sleep(0.1)
+            url = f"ws://127.0.0.1:{port_file.read_text().strip()}/ws"
+            out = d / "run"
+            p = subprocess.run([sys.executable, "-m", "harness", "run", "--transport", "ws-telephony", "--agent", url,
+                                "--turns", "5", "--telemetry-file", str(tel), "--out", str(out), "--no-report"],
+                               capture_output=True, text=True, timeout=300)
+            assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        finally:
+            agent.terminate()
+            agent.wait(20)
+        shutil.copy(truth, out / "agent-truth.jsonl")  # where verify looks for an agent's truth
+        return out
+
+    def check(out: Path):
+        df = pd.read_parquet(out / "turns.parquet")
+        rows = df.to_dict("records")
+        assert len(rows) == 5 and all(r["status"] == "ok" for r in rows), df[["turn", "status", "error"]]
+        truth, _ = load_truth(out / "agent-truth.jsonl")
+        errs = [_ttfa_error(r, _truth_for(r, rows, truth)) for r in rows]
+        assert max(abs(e) for e in errs) <= 2.0, errs
+        e = errors(out)
+        for stage in ("stt", "llm_ttft", "tts_ttfb"):
+            assert e[f"{stage}_ms"].abs().max() <= 5.0, (stage, e[f"{stage}_ms"].tolist())
+        run_meta = json.loads((out / "run.json").read_text())
+        assert run_meta["transport"] == "ws-telephony" and run_meta["agent_url"].startswith("ws://127.0.0.1:")
+
+    remeasured(run, check, "phone-cli")
