@@ -276,41 +276,48 @@ def test_concurrent_calls_get_only_their_own_telemetry(tmp_path):
     remeasured(run, check, "phone-calls")
 
 
-def test_the_command_line_against_an_agent_started_apart(tmp_path):
-    """The issue's own command: `vlh agent --ws-telephony` started on its own, then `vlh run --transport
-    ws-telephony --agent ws://127.0.0.1:PORT/ws --turns 5 --telemetry-file …`; every turn's TTFA within ±2 ms of
-    that agent's truth log, its stages from the side-channel file within ±5 ms."""
+def _run_against_agent_apart(d: Path, agent_args: list[str], turns: int) -> Path:
+    """`vlh agent --ws-telephony …` started on its own (truth, packet and telemetry files in `d`), then `vlh run
+    --transport ws-telephony --agent ws://127.0.0.1:PORT/ws`; the agent's truth and packet logs are copied into
+    the run folder (`agent-truth.jsonl`, `agent-packets.jsonl`)."""
     import shutil
     import subprocess
     import sys
     import time
 
+    d.mkdir()
+    port_file, truth, packets, tel = d / "port", d / "truth.jsonl", d / "packets.jsonl", d / "telemetry.jsonl"
+    agent = subprocess.Popen([sys.executable, "-m", "harness", "agent", "--ws-telephony", "--port", "0",
+                              "--port-file", str(port_file), "--truth-log", str(truth), "--packet-log", str(packets),
+                              "--telemetry-file", str(tel), *agent_args],
+                             stdout=subprocess.DEVNULL, stderr=open(d / "agent.log", "w"))
+    try:
+        deadline = time.monotonic() + 60
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert agent.poll() is None and time.monotonic() < deadline, (d / "agent.log").read_text()[-2000:]
+            time.sleep(0.1)
+        url = f"ws://127.0.0.1:{port_file.read_text().strip()}/ws"
+        out = d / "run"
+        p = subprocess.run([sys.executable, "-m", "harness", "run", "--transport", "ws-telephony", "--agent", url,
+                            "--turns", str(turns), "--telemetry-file", str(tel), "--out", str(out), "--no-report"],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    finally:
+        agent.terminate()
+        agent.wait(20)
+    shutil.copy(truth, out / "agent-truth.jsonl")  # where verify looks for an agent's truth
+    shutil.copy(packets, out / "agent-packets.jsonl")
+    return out
+
+
+def test_the_command_line_against_an_agent_started_apart(tmp_path):
+    """The issue's own command: `vlh agent --ws-telephony` started on its own, then `vlh run --transport
+    ws-telephony --agent ws://127.0.0.1:PORT/ws --turns 5 --telemetry-file …`; every turn's TTFA within ±2 ms of
+    that agent's truth log, its stages from the side-channel file within ±5 ms."""
     from harness.measure.verify import errors
 
     def run(name):
-        d = tmp_path / name
-        d.mkdir()
-        port_file, truth, tel = d / "port", d / "truth.jsonl", d / "telemetry.jsonl"
-        agent = subprocess.Popen([sys.executable, "-m", "harness", "agent", "--ws-telephony", "--port", "0",
-                                  "--port-file", str(port_file), "--truth-log", str(truth), "--telemetry-file",
-                                  str(tel), "--response", "Sure thing."],
-                                 stdout=subprocess.DEVNULL, stderr=open(d / "agent.log", "w"))
-        try:
-            deadline = time.monotonic() + 60
-            while not (port_file.exists() and port_file.read_text().strip()):
-                assert agent.poll() is None and time.monotonic() < deadline, (d / "agent.log").read_text()[-2000:]
-                time.sleep(0.1)
-            url = f"ws://127.0.0.1:{port_file.read_text().strip()}/ws"
-            out = d / "run"
-            p = subprocess.run([sys.executable, "-m", "harness", "run", "--transport", "ws-telephony", "--agent", url,
-                                "--turns", "5", "--telemetry-file", str(tel), "--out", str(out), "--no-report"],
-                               capture_output=True, text=True, timeout=300)
-            assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-        finally:
-            agent.terminate()
-            agent.wait(20)
-        shutil.copy(truth, out / "agent-truth.jsonl")  # where verify looks for an agent's truth
-        return out
+        return _run_against_agent_apart(tmp_path / name, ["--response", "Sure thing."], 5)
 
     def check(out: Path):
         df = pd.read_parquet(out / "turns.parquet")
@@ -326,3 +333,52 @@ def test_the_command_line_against_an_agent_started_apart(tmp_path):
         assert run_meta["transport"] == "ws-telephony" and run_meta["agent_url"].startswith("ws://127.0.0.1:")
 
     remeasured(run, check, "phone-cli")
+
+
+def _played_from_sends(sends: list[dict], first_seq: int, last_seq: int) -> tuple[dict, int]:
+    """The provider's playout of one reply computed from the agent's own send stamps (not vlh's arrivals): message
+    i plays from max(its send, the end of the one before), 20 ms each. Returns ({seq: (earliest, latest) play
+    start}, gaps: messages that came 2 ms or more after the queue ran dry)."""
+    out, end_lo, end_hi, gaps = {}, None, None, 0
+    for m in sends:
+        if not first_seq <= m["seq"] <= last_seq:
+            continue
+        lo = m["t_before"] if end_lo is None else max(m["t_before"], end_lo)
+        hi = m["t"] if end_hi is None else max(m["t"], end_hi)
+        if end_lo is not None and m["t_before"] - end_hi >= 0.002:
+            gaps += 1
+        out[m["seq"]] = (lo, hi)
+        end_lo, end_hi = lo + 0.02, hi + 0.02
+    return out, gaps
+
+
+def test_a_stalled_stream_is_heard_as_it_plays(tmp_path):
+    """`net_stall_ms` every `net_stall_every_ms` (TCP head-of-line blocking: held, then the backlog at once): the ear
+    plays the backlog out in order. Truth from the agent's own send stamps (its packet log) through the provider's
+    queue: each turn's TTFA within ±2 ms of when the first voiced sample really plays, and every stall that cut a
+    reply short is an underrun vlh counted."""
+    def run(name):
+        return _run_against_agent_apart(tmp_path / name, ["--response", "Sure thing, here is your answer.",
+                                                          "--net-stall-ms", "150", "--net-stall-every-ms", "450"], 3)
+
+    def check(out: Path):
+        df = pd.read_parquet(out / "turns.parquet")
+        rows = df.to_dict("records")
+        assert len(rows) == 3 and all(r["status"] == "ok" for r in rows), df[["turn", "status", "error"]]
+        truth, _ = load_truth(out / "agent-truth.jsonl")
+        sends = [json.loads(x) for x in (out / "agent-packets.jsonl").read_text().splitlines() if x.strip()]
+        sends = sorted((m for m in sends if m.get("kind") == "media_sent"), key=lambda m: m["seq"])
+        stalls = 0
+        for r in rows:
+            t = _truth_for(r, rows, truth)
+            played, gaps = _played_from_sends(sends, t["reply_start_seq"], t["reply_end_seq"])
+            lo, hi = played[t["audio_first_sent_seq"]]
+            voiced = t["first_voiced_offset_samples"] / 48000 - sent_speech_end(r)
+            err = off_span(r["ttfa_ms"] / 1e3, lo + voiced, hi + voiced) * 1e3
+            assert abs(err) <= 2.0, (r["turn"], err)
+            # a stall inside the reply: the queue ran dry, then the backlog came — an underrun at the ear
+            assert r["underruns"] >= gaps, (r["turn"], r["underruns"], gaps)
+            stalls += gaps
+        assert stalls >= 2, "the stalls must have hit the replies (each reply is longer than the stall period)"
+
+    remeasured(run, check, "phone-stall")

@@ -494,6 +494,9 @@ class Call(Pipeline):
         answer = await pc.createAnswer()
         await pc.setLocalDescription(answer)
         cfg = self.cfg
+        if cfg.net_stall_ms and cfg.net_stall_every_ms:
+            log.warning("call %s: net_stall_ms stalls a ws-telephony stream (TCP); over WebRTC use net_loss / "
+                        "net_jitter_ms", self.pc_id)
         out_spec = ImpairmentSpec(cfg.net_delay_ms, cfg.net_jitter_ms, cfg.net_jitter_dist, cfg.net_loss)
         in_spec = ImpairmentSpec(cfg.in_delay_ms, cfg.in_jitter_ms, cfg.net_jitter_dist, cfg.in_loss)
         self._later.append(wrap_outgoing(tr.sender.transport, Impairment(out_spec, [cfg.seed, self.index, 1]),

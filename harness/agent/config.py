@@ -92,6 +92,16 @@ class AgentConfig(BaseModel):
     )
     net_jitter_dist: Literal["uniform", "normal"] = Field("uniform", description="jitter distribution")
     net_loss: float = Field(0.0, ge=0, le=1, description="fraction (0…1) of outgoing RTP packets dropped")
+    net_stall_ms: float = Field(
+        0.0, ge=0, le=10000,
+        description="ws-telephony: ms the outgoing stream stalls (TCP head-of-line blocking: nothing leaves, then the "
+                    "backlog leaves at once, in order; 0 = off)",
+    )
+    net_stall_every_ms: float = Field(
+        0.0, ge=0, le=600000,
+        description="ws-telephony: ms from one stall's start to the next, the first one this long after the call "
+                    "starts (0 = off)",
+    )
     in_delay_ms: float = Field(0.0, ge=0, le=10000, description="ms of base delay added to incoming RTP")
     in_jitter_ms: float = Field(0.0, ge=0, le=10000, description="ms of jitter on incoming RTP")
     in_loss: float = Field(0.0, ge=0, le=1, description="fraction (0…1) of incoming RTP packets dropped")

@@ -193,7 +193,8 @@ async def serve_devices(cfg: AgentConfig, *, audio_in: str, audio_out: str, trut
     from harness.agent.truth import TruthLog
     from harness.agent.tts import Tts
 
-    knobs = [k for k in ("net_delay_ms", "net_jitter_ms", "net_loss", "in_delay_ms", "in_jitter_ms", "in_loss")
+    knobs = [k for k in ("net_delay_ms", "net_jitter_ms", "net_loss", "net_stall_ms", "in_delay_ms", "in_jitter_ms",
+                         "in_loss")
              if getattr(cfg, k)]
     if knobs:
         log.warning("on sound devices there is no network: %s do not apply", ", ".join(knobs))

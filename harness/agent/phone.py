@@ -12,7 +12,9 @@ as a WebRTC call (harness/agent/call.py `Pipeline`), its audio the 8 kHz media m
   holding the first voiced sample was handed to the socket + that sample's offset in it: where it plays at a caller
   whose playout queue is empty (the agent sends in real time, so it is).
 - Impairments on the socket (TCP: no loss, head-of-line blocking): `net_delay_ms` holds every message back,
-  `net_jitter_ms` adds a uniform extra delay per message (order kept: a late message delays the ones behind it).
+  `net_jitter_ms` adds a uniform extra delay per message (order kept: a late message delays the ones behind it),
+  `net_stall_ms` every `net_stall_every_ms` stalls the stream (what a lost segment's retransmission does to TCP):
+  every message due inside the stall leaves when it ends, at once and in order — `clear` and `mark` too.
   `net_loss` does not apply (TCP retransmits).
 - Telemetry: `vlh.event` cannot travel on the provider's socket, so it goes to a side channel, the telemetry file
   (`--telemetry-file FILE`, the format of harness/agent/device.py: JSON lines on the host clock), which the
@@ -128,6 +130,21 @@ class PhoneCall(Pipeline):
                 self._send_q.put_nowait((info, pcm if info.parts else None))
             n += 1
 
+    def stall_release(self, t: float) -> float:
+        """When a message due at `t` leaves: the end of the stall it falls in (stalls of `net_stall_ms` start every
+        `net_stall_every_ms` from the call's start, the first one period in), else `t`."""
+        length, every = self.cfg.net_stall_ms / 1e3, self.cfg.net_stall_every_ms / 1e3
+        if not (length and every):
+            return t
+        k = (t - self.t_start) // every
+        start = self.t_start + k * every
+        return start + length if k >= 1 and start <= t < start + length else t
+
+    async def _wait_stall(self) -> None:
+        d = self.stall_release(time.monotonic()) - time.monotonic()
+        if d > 0:
+            await asyncio.sleep(d)
+
     def _impair_delay(self) -> float:
         cfg = self.cfg
         d = cfg.net_delay_ms / 1000.0
@@ -150,7 +167,7 @@ class PhoneCall(Pipeline):
         `audio_first_wire_start` / `audio_first_wire` are when the send of the message to the socket began and
         returned (the message left in between)."""
         delay = self._impair_delay()
-        t_due = max(self._last_wire, info.produced + delay)
+        t_due = self.stall_release(max(self._last_wire, info.produced + delay))
         d = t_due - time.monotonic()
         if d > 0:
             await asyncio.sleep(d)
@@ -189,6 +206,7 @@ class PhoneCall(Pipeline):
         return json.dumps({"event": "media", self.key: self.stream, "media": {"payload": payload}})
 
     async def _send_json(self, obj: dict) -> None:
+        await self._wait_stall()  # nothing overtakes a stalled TCP stream
         try:
             await self.ws.send_str(json.dumps(obj))
         except Exception:
