@@ -92,11 +92,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "agent",
         help="run the reference voice agent (WebRTC, ground-truth log): the default target of `vlh run`; "
-             "--audio-in/--audio-out: the same agent on sound devices",
+             "--audio-in/--audio-out: the same agent on sound devices; --ws-telephony: on a phone media stream",
         description="The reference voice agent: real WebRTC (POST /api/offer, pipecat SmallWebRTC-compatible), "
-        "webrtcvad endpointing, simulated STT/LLM timing, real espeak-ng TTS audio, in-process network "
-        "impairment, vlh + RTVI telemetry on a skewable clock, and a JSONL ground-truth log — or, with --audio-in "
-        "and --audio-out, the same pipeline on sound devices (telemetry to --telemetry-file). Every value below "
+        "webrtcvad endpointing, simulated STT/LLM timing, real TTS audio (espeak-ng, flite, festival or recorded "
+        "WAV files: --tts-engine), in-process network impairment, vlh + RTVI telemetry on a skewable clock, and a "
+        "JSONL ground-truth log — or the same pipeline on sound devices (--audio-in and --audio-out) or on a phone "
+        "provider's media-stream WebSocket (--ws-telephony), with telemetry to --telemetry-file. Every value below "
         "overrides the profile; units are in each knob's name and help.",
         epilog=f"built-in profiles (--profile NAME, or a YAML file of knob: value):\n{profiles}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
