@@ -118,6 +118,7 @@ class Bot:
 
     def __init__(self, behave=None, status: int | None = None):
         self.behave, self.status = behave, status
+        self.seen: list[tuple[str, str]] = []  # (Authorization header, query string) of each upgrade request
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -130,6 +131,7 @@ class Bot:
 
     async def _start(self):
         async def handle(request):
+            self.seen.append((request.headers.get("Authorization", ""), request.query_string))
             if self.status:
                 return web.Response(status=self.status, text="no")
             ws = web.WebSocketResponse(max_msg_size=0)
@@ -215,6 +217,28 @@ def test_bad_bot_is_a_named_turn_failure(tmp_path, name, bot, status, why):
     assert len(df) == 2 and set(df["status"]) == {status}, df[["status", "error"]]
     assert all(why in e for e in df["error"]), list(df["error"])
     assert json.loads((out / "run.json").read_text())["state"] == "complete"
+
+
+def test_auth_header_and_url_token_reach_the_bot_and_nothing_else(tmp_path, capsys, monkeypatch):
+    """A phone bot behind a token: `--header 'Authorization: Bearer $ENV'` and `?token=` in the URL are sent on the
+    upgrade, and appear in no file of the run folder (report included), nor on the terminal."""
+    from harness.cli import main as vlh
+
+    secret = "s3cr3t-phone-token-9f8e7d"
+    monkeypatch.setenv("VLH_TEST_TOKEN", secret)
+    out = tmp_path / "r"
+    with Bot(behave=_silent) as b:
+        code = vlh(["run", "--transport", "ws-telephony", "--agent", f"{b.url}?token={secret}", "--header",
+                    "Authorization: Bearer $VLH_TEST_TOKEN", "--turns", "1", "--timeout", "0.5", "--out", str(out)])
+        seen = list(b.seen)
+    printed = capsys.readouterr()
+    assert code == 1  # the bot never answers: a completed run with a failed turn
+    assert seen and seen[0] == (f"Bearer {secret}", f"token={secret}")  # it was sent …
+    assert (out / "report.html").exists()
+    for f in out.rglob("*"):  # … and never written
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+    assert secret not in printed.out + printed.err
 
 
 # ---- the command line -------------------------------------------------------------------------------------------
