@@ -201,12 +201,13 @@ def test_agent_dying_mid_call_keeps_finished_turns(tmp_path):
     assert df["status"].str.startswith("error:disconnected").any(), df["status"].tolist()
 
 
-def test_ctrl_c_keeps_finished_turns_and_marks_partial(tmp_path):
+@pytest.mark.parametrize("transport", ["webrtc", "ws-telephony"])
+def test_ctrl_c_keeps_finished_turns_and_marks_partial(tmp_path, transport):
     out = tmp_path / "r"
     # SIGINT back to its default in the child: a test session started in the background (`make test &`) ignores
     # SIGINT, and an ignored signal is inherited — the run would never see the Ctrl-C
-    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--turns", "8", "--out", str(out),
-                            "--no-report", "--agent-set", "response=Okay."],
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--transport", transport, "--turns", "8",
+                            "--out", str(out), "--no-report", "--agent-set", "response=Okay."],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     truth = out / "agent-truth.jsonl"
