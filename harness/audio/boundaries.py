@@ -37,6 +37,7 @@ from functools import lru_cache
 import numpy as np
 import _webrtcvad
 import webrtcvad
+from scipy import fft as sp_fft
 from scipy import signal
 from scipy.ndimage import minimum_filter1d
 
@@ -739,25 +740,28 @@ def _multiband_bins(sr: int) -> tuple[np.ndarray, np.ndarray]:
     n = int(round(sr * MULTIBAND_FRAME_S))
     f = np.fft.rfftfreq(n, 1 / sr)
     edges = [e for e in MULTIBAND_EDGES if e <= 0.45 * sr]
-    win = np.hanning(n)
+    win = np.hanning(n).astype(np.float32)
     cols = [(f >= lo) & (f < hi) for lo, hi in zip(edges[:-1], edges[1:])]
     cols += [(f >= BAND[0]) & (f < BAND[1]), (f >= BAND[1]) & (f < min(HISS_TOP, 0.45 * sr))]
-    return win, np.stack(cols, axis=1).astype(np.float64) * (2.0 / (n * float(np.sum(win ** 2))))
+    norm = 2.0 / (n * float(np.sum(np.square(win, dtype=np.float64))))
+    return win, np.stack(cols, axis=1).astype(np.float64) * norm
 
 
-def _multiband_frames(x, sr, edge: int, n_frames: int, dc: float, *, start: bool):
-    """Band log-powers (dB) of the 10 ms frames outward from `edge`: frame i covers [edge + i·hop, … + frame)
-    (an end), or [edge − i·hop − frame, edge − i·hop) (a start); and the frames' mean square in 80–4000 Hz and in
-    4–11 kHz (Parseval, Hann-weighted: the band's RMS² over the frame)."""
+def _multiband_frames(x, sr, edge: int, n_frames: int, dc: float, *, start: bool, first: int = 0):
+    """Band log-powers (dB) of the 10 ms frames outward from `edge`, frames `first` … `first` + `n_frames` − 1:
+    frame i covers [edge + i·hop, … + frame) (an end), or [edge − i·hop − frame, edge − i·hop) (a start); and
+    the frames' mean square in 80–4000 Hz and in 4–11 kHz (Parseval, Hann-weighted: the band's RMS² over the
+    frame)."""
     win, m = _multiband_bins(sr)
     n, hop = len(win), int(round(sr * MULTIBAND_HOP_S))
     span = (n_frames - 1) * hop + n
-    seg = np.subtract(x[edge : edge + span] if not start else x[edge - span : edge], dc, dtype=np.float64)
+    e0 = edge - first * hop if start else edge + first * hop
+    seg = np.subtract(x[e0 : e0 + span] if not start else x[e0 - span : e0], np.float32(dc), dtype=np.float32)
     if start:
         seg = seg[::-1]  # outward; a frame's power spectrum is that of its time reverse
     fr = np.lib.stride_tricks.sliding_window_view(seg, n)[::hop][:n_frames]
-    s = np.fft.rfft(fr * win, axis=1)
-    bp = (s.real ** 2 + s.imag ** 2) @ m
+    s = sp_fft.rfft(fr * win, axis=1)  # float32 in, complex64 out: a level test, not a boundary
+    bp = (s.real ** 2 + s.imag ** 2).astype(np.float64) @ m
     return 10 * np.log10(np.maximum(bp[:, :-2], 1e-20)), bp[:, -2], bp[:, -1]
 
 
@@ -767,18 +771,29 @@ def _multiband_stat(lv: np.ndarray, ref: slice) -> tuple[np.ndarray, np.ndarray]
     [0, `MULTIBAND_Z_CAP`] and summed over the bands. Noise's bands fluctuate nearly independently; a burst or a
     fricative raises several adjacent bands at once. Also returns the per-band drift between the reference's two
     halves, in σ (a noise whose level wanders: babble)."""
-    r = lv[ref]
-    q16, med, q84 = np.percentile(r, [16, 50, 84], axis=0)
+    r = np.sort(lv[ref], axis=0)
+    q16, med, q84 = (_sorted_quantile(r, q) for q in (0.16, 0.5, 0.84))  # = np.percentile(·, 16/50/84, axis=0)
     sig = np.maximum((q84 - q16) / 2, 0.5)
     z = np.clip((lv - med) / sig, 0.0, MULTIBAND_Z_CAP)
     h = len(r) // 2
-    drift = np.abs(np.median(r[:h], axis=0) - np.median(r[h:], axis=0)) / sig
+    lr = lv[ref]
+    drift = np.abs(_sorted_quantile(np.sort(lr[:h], axis=0), 0.5)
+                   - _sorted_quantile(np.sort(lr[h:], axis=0), 0.5)) / sig
     return z.sum(axis=1), drift
+
+
+def _sorted_quantile(s: np.ndarray, q: float) -> np.ndarray:
+    """Quantile q of each column of `s` (sorted along axis 0), linear interpolation as `np.percentile`'s default."""
+    v = (len(s) - 1) * q
+    i = int(np.floor(v))
+    j = min(i + 1, len(s) - 1)
+    return s[i] + (s[j] - s[i]) * (v - i)
 
 
 MULTIBAND_HOLDS = (1, 2, 4, 9)  # a sound held over 1, 2, 4, 9 frames (10–50 ms): the mean evidence over them ...
 MULTIBAND_THRESHOLDS = (15.0, 12.2, 9.5, 7.9)  # ... at least this (summed clipped z): see `_multiband_edge`
 MULTIBAND_DRIFT = 1.0  # the noise reference is steady: no band's two halves' medians further apart (in σ) than this
+MULTIBAND_MIN_FRAME = 1  # the sound's outermost frame starts ≥ 5 ms beyond the edge (frame 0 holds the edge itself)
 MULTIBAND_CORR = 0.10  # ... and its bands fluctuate independently: mean correlation between bands at most this
 
 
@@ -805,10 +820,21 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     first_ref = -(-reach // hop)  # frames starting beyond it
     if n_frames - first_ref < 8:
         return edge
-    lv, p_low, p_hiss = _multiband_frames(x, sr, edge, n_frames, dc, start=start)
+    floor2 = (pk * 10 ** (ISOLATED_LEVEL_DB / 20)) ** 2
+    lv, p_low, p_hiss = _multiband_frames(x, sr, edge, n_reach, dc, start=start)
+    if max(float(p_low.max()), float(p_hiss.max())) < floor2:
+        return edge  # no frame of the reach is that loud, let alone that far over the noise: the level test fails
+    lv_r, p_low_r, p_hiss_r = _multiband_frames(x, sr, edge, n_frames - first_ref, dc, start=start, first=first_ref)
+    gap = first_ref - n_reach  # frames neither wholly inside the reach nor beyond it (none when hop divides it)
+    lv = np.concatenate([lv, np.full((gap, lv.shape[1]), np.nan), lv_r])
+    p_low = np.concatenate([p_low, np.zeros(gap), p_low_r])
+    p_hiss = np.concatenate([p_hiss, np.zeros(gap), p_hiss_r])
     ref = slice(first_ref, n_frames)
     S, drift = _multiband_stat(lv, ref)
     if drift.max() > MULTIBAND_DRIFT:
+        return edge
+    lo_db = 10 * np.log10(np.maximum(p_low[ref], 1e-20))  # and its 4 kHz band's 10 ms level spreads as
+    if _percentile(lo_db, 90) - _median(lo_db) > ISOLATED_SPREAD_DB:  # little as pink's (≤ 2.9 dB; babble 2.3–10)
         return edge
     r = lv[ref][::2]  # every other frame: frames that do not overlap
     with np.errstate(invalid="ignore", divide="ignore"):  # a band of digital silence has no correlation: nan
@@ -817,7 +843,6 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     if not np.all(np.isfinite(c)) or (c.sum() - nb) / (nb * nb - nb) > MULTIBAND_CORR:
         return edge
     guard = int(round(sr * ISOLATED_GUARD_S))
-    floor2 = (pk * 10 ** (ISOLATED_LEVEL_DB / 20)) ** 2
     # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
     # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
     loud = np.maximum(p_low - np.median(p_low[ref]), p_hiss - np.median(p_hiss[ref]))[:n_reach] >= floor2
@@ -835,6 +860,8 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
         if len(js) == 0:
             continue
         j = int(js[-1])
+        if j < MULTIBAND_MIN_FRAME:
+            continue  # the sound touches the edge: a continuation (the other refiners' question), not an isolated one
         if j * hop + n > reach - guard:
             return edge  # the sound goes on to the reach's end: not isolated
         best = max(best, j)
@@ -849,7 +876,8 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     w = max(8, int(round(sr * 0.005)))
     r0, r1 = (edge - avail, edge - first_ref * hop) if start else (edge + first_ref * hop, edge + avail)
     for hiss, pw in refs:
-        thr_b = max(float(_win_rms_step(_band(x, sr, r0, r1, dc, hiss), w, max(1, w // 4)).max()), np.sqrt(floor2))
+        rr = _win_rms_step(_band(x, sr, r0, r1, dc, hiss), w, max(1, w // 4))
+        thr_b = max(float(rr.max()), np.sqrt(floor2))
         if start:
             e = _refine_edge(x, sr, edge - q - n - n // 2, edge - q + n // 2, thr_b, eps, lo, edge, start=True,
                              dc=dc, hiss=hiss)
