@@ -806,9 +806,12 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     mean evidence over a hold (`MULTIBAND_HOLDS`) reaches that hold's threshold (`MULTIBAND_THRESHOLDS`), within
     `ISOLATED_LEVEL_DB` of the run's peak, followed by `ISOLATED_GUARD_S` of noise alone inside the reach. The
     thresholds are set by a stated false-alarm rate: on noise alone (white and pink, whose statistic is the same
-    after the z-scores), a sound is found in ≤ 1 % of the reaches (bench/multiband_false_alarm.py). The rule
-    assumes the bands of the noise fluctuate independently and its level does not wander; where the reference
-    says otherwise (babble: another talker's syllables raise every band together) nothing is attached."""
+    after the z-scores), a sound is found in 0 of 4 800 reaches (< 0.1 % per edge side;
+    bench/multiband_false_alarm.py, docs/boundaries-on-other-voices.md cause 11). A sound whose outermost frame
+    is the one holding the edge (`MULTIBAND_MIN_FRAME`) is a continuation, not isolated: left to the other
+    refiners. The rule assumes the bands of the noise fluctuate independently and its level neither wanders nor
+    swings; where the reference says otherwise (babble: another talker's syllables raise every band together)
+    nothing is attached."""
     n, hop = int(round(sr * MULTIBAND_FRAME_S)), int(round(sr * MULTIBAND_HOP_S))
     reach, ref_s = int(round(sr * ISOLATED_REACH_S)), int(round(sr * ISOLATED_REF_S))
     avail = (edge - lo) if start else (hi - edge)
