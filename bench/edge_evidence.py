@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import voice_corpus as vc  # noqa: E402
 
-from harness.audio.boundaries import _band, _win_rms, speech_regions  # noqa: E402
+from harness.audio.boundaries import _band, _win_rms  # noqa: E402
 
 SR = vc.SR
 W = int(SR * 0.005)
@@ -79,24 +79,14 @@ def excess_db(noisy: np.ndarray, noise: np.ndarray, edge: int, start: bool) -> t
 
 def failing_edges(family: str, kind: str, snr: float, seeds: int, limit_ms: float = 5.0) -> list[dict]:
     rows = []
-    for seed in range(seeds * len(vc.FAMILIES[family])):
-        c = vc.conversation(family, seed, noise_kind=kind, snr_db=snr)
-        clean = vc.conversation(family, seed).audio
-        for ch, truth in ((0, c.user), (1, c.agent)):
-            regs = speech_regions(c.audio[:, ch], SR)
-            noise = c.audio[:, ch] - clean[:, ch]
-            for j, r in vc.match(truth, regs, join=ch == 1)["pairs"]:
-                for start, det, tru in ((True, r.start, truth[j][0]), (False, r.end, truth[j][1])):
-                    err = (det - tru) / SR * 1e3
-                    if abs(err) <= limit_ms:
-                        continue
-                    ex, how, ex_max = excess_db(c.audio[:, ch], noise, tru, start)
-                    inside = (det > tru) if start else (det < tru)  # the detected edge cuts speech off
-                    rows.append({"family": family, "noise": f"{kind} {snr:.0f} dB", "seed": seed,
-                                 "channel": "user" if ch == 0 else "agent", "turn": j,
-                                 "edge": "start" if start else "end", "error_ms": round(err, 1),
-                                 "cuts_speech": inside, "excess_db": round(ex, 1), "best": how,
-                                 "excess_over_noise_max_db": round(ex_max, 1)})
+    for seed, ch, j, start, det, tru, err, x, noise in vc.failing_edges(family, kind, snr, seeds, limit_ms):
+        ex, how, ex_max = excess_db(x, noise, tru, start)
+        inside = (det > tru) if start else (det < tru)  # the detected edge cuts speech off
+        rows.append({"family": family, "noise": f"{kind} {snr:.0f} dB", "seed": seed,
+                     "channel": "user" if ch == 0 else "agent", "turn": j,
+                     "edge": "start" if start else "end", "error_ms": round(err, 1),
+                     "cuts_speech": inside, "excess_db": round(ex, 1), "best": how,
+                     "excess_over_noise_max_db": round(ex_max, 1)})
     return rows
 
 

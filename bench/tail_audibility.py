@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import voice_corpus as vc  # noqa: E402
 
-from harness.audio.boundaries import _band, _win_rms, speech_regions  # noqa: E402
+from harness.audio.boundaries import _band, _win_rms  # noqa: E402
 
 SR = vc.SR
 W = int(SR * 0.005)
@@ -54,20 +54,10 @@ def audible_edge(clean: np.ndarray, noise: np.ndarray, true_edge: int, start: bo
 
 def failing_edges(family: str, kind: str, snr: float, seeds: int, margin_db: float, limit_ms: float = 5.0):
     rows = []
-    for seed in range(seeds * len(vc.FAMILIES[family])):
-        c = vc.conversation(family, seed, noise_kind=kind, snr_db=snr)
-        clean = vc.conversation(family, seed).audio
-        for ch, truth in ((0, c.user), (1, c.agent)):
-            regs = speech_regions(c.audio[:, ch], SR)
-            for j, r in vc.match(truth, regs, join=ch == 1)["pairs"]:
-                for start, det, tru in ((True, r.start, truth[j][0]), (False, r.end, truth[j][1])):
-                    err = (det - tru) / SR * 1e3
-                    if abs(err) <= limit_ms:
-                        continue
-                    n = c.audio[:, ch] - clean[:, ch]
-                    aud = audible_edge(clean[:, ch], n, tru, start, margin_db)
-                    rows.append({"seed": seed, "ch": ch, "j": j, "start": start, "error_ms": err,
-                                 "under_noise_ms": abs(aud - tru) / SR * 1e3, "vs_audible_ms": (det - aud) / SR * 1e3})
+    for seed, ch, j, start, det, tru, err, x, n in vc.failing_edges(family, kind, snr, seeds, limit_ms):
+        aud = audible_edge(x - n, n, tru, start, margin_db)
+        rows.append({"seed": seed, "ch": ch, "j": j, "start": start, "error_ms": err,
+                     "under_noise_ms": abs(aud - tru) / SR * 1e3, "vs_audible_ms": (det - aud) / SR * 1e3})
     return rows
 
 

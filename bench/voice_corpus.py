@@ -335,3 +335,22 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
             "missed": mu["missed"] + ma["missed"], "merged": mu["merged"] + ma["merged"],
             "split": mu["split"], "utterance_parts": parts, "reply_parts": ma["split"], "extra": mu["extra"] + ma["extra"],
             "errors_ms": np.array(errs, float) * ms, "key_ms": np.array(key, float) * ms}
+
+
+def failing_edges(family: str, kind: str, snr: float, seeds: int, limit_ms: float = 5.0):
+    """Every detected edge more than `limit_ms` off, in `seeds` × voices conversations of `family` with `kind`
+    noise at `snr`: (seed, channel, turn j, start?, detected, true, error ms, noisy channel, noise alone) — speech
+    and noise taken apart (the corpus adds the noise last), for bench/edge_evidence.py and tail_audibility.py."""
+    from harness.audio.boundaries import speech_regions
+
+    for seed in range(seeds * len(FAMILIES[family])):
+        c = conversation(family, seed, noise_kind=kind, snr_db=snr)
+        clean = conversation(family, seed).audio
+        for ch, truth in ((0, c.user), (1, c.agent)):
+            regs = speech_regions(c.audio[:, ch], SR)
+            noise = c.audio[:, ch] - clean[:, ch]
+            for j, r in match(truth, regs, join=ch == 1)["pairs"]:
+                for start, det, tru in ((True, r.start, truth[j][0]), (False, r.end, truth[j][1])):
+                    err = (det - tru) / SR * 1e3
+                    if abs(err) > limit_ms:
+                        yield seed, ch, j, start, det, tru, err, c.audio[:, ch], noise

@@ -66,10 +66,13 @@ def test_espeak_boundaries_within_3ms(conversation, noise_db, threshold_db):
 
 
 def test_cut_below_the_noise_is_not_claimed_exact(conversation):
-    """The test above can fail: cut at -20 dB of the envelope, under white noise 18 dB under the peak, the first
-    10 ms of three phrases' onsets stand −1 … +2 dB over the noise's mean in the 4 kHz band (measured on the
-    speech and the noise apart), and the detector (rightly) finds the speech only where it rises above it."""
-    x, truth = conversation(list(zip(USER, AGENT)), gaps_s=GAPS, noise_db=18.0, threshold_db=-20.0, seed=3)
+    """The test above can fail: cut at -20 dB of the envelope, under white noise 15 dB under the peak, onsets are
+    found up to 27 ms late (the detector finds the speech only where it rises above the noise). At 18 dB the
+    first 10 ms of three onsets stand −1 … +2 dB over the noise's mean in the 4 kHz band (measured on the speech
+    and the noise apart) and were found more than 3 ms late; judged across bands (`_multiband_edge`: white noise
+    is weak in the low bands, where a voiced onset is not) they are now found within 1.6 ms, so this control
+    moved to 15 dB."""
+    x, truth = conversation(list(zip(USER, AGENT)), gaps_s=GAPS, noise_db=15.0, threshold_db=-20.0, seed=3)
     user = speech_regions(x[:, 0], SR)
     starts = [min(abs(r.start - t["user_start"]) for r in user) / SR * 1e3 for t in truth]
     assert max(starts) > 3.0
