@@ -4,7 +4,7 @@ callback streams), measured through the loopback transport and checked against t
 Truth (harness.measure.verify.errors): the agent's first voiced sample handed to the ear device (its truth log, on its output
 stream's clock) minus the end of the user's speech as the harness wrote it (its own output stream's clock).
 Tolerances (issue 6): ear TTFA ±3 ms, stage attribution ±5 ms; WebRTC and loopback agree on the agent-internal stages
-within 5 ms. A run the host visibly disturbed (load, device discontinuities) is measured once more with the same
+within 5 ms (each run's error against its own agent's truth: the agent is not bit-for-bit the same twice). A run the host visibly disturbed (load, device discontinuities) is measured once more with the same
 tolerances; an undisturbed run that misses fails at once.
 """
 
@@ -95,11 +95,18 @@ def test_webrtc_and_loopback_agree_on_the_agent_stages(tmp_path, loopback, loopb
     def check(wr):
         a, b = pd.read_parquet(wr / "turns.parquet"), pd.read_parquet(lb / "turns.parquet")
         assert list(a["text"]) == list(b["text"])  # the same scenario
-        diffs = pd.DataFrame({c: b[c] - a[c] for c in AGENT_INTERNAL})
-        print(f"load {os.getloadavg()[0]:.1f}; loopback − webrtc, ms:\n{diffs.round(2).to_string()}")
+        # what each run measured, less what its agent really did (its truth): a starved agent really takes longer
+        # in one run than in the other (seen: a TTS 7.45 ms slower on loopback, in its truth and in vlh alike),
+        # and that is the agent, not the transport; vlh must see the same on both transports
+        ea, eb = errors(wr).set_index("turn"), errors(lb).set_index("turn")
+        assert list(ea.index) == list(eb.index) == list(a["turn"]), (list(ea.index), list(eb.index))
+        diffs = pd.DataFrame({c: eb[c] - ea[c] for c in AGENT_INTERNAL})
+        really = pd.DataFrame({c: (b[c] - a[c]).values for c in AGENT_INTERNAL}, index=diffs.index) - diffs
+        print(f"load {os.getloadavg()[0]:.1f}; loopback − webrtc, vlh's error, ms:\n{diffs.round(2).to_string()}\n"
+              f"the agent itself, loopback − webrtc, ms:\n{really.round(2).to_string()}")
         for c in AGENT_INTERNAL:
             worst = diffs[c].abs().max()
-            assert worst <= AGREE_TOL, f"{c}: loopback and WebRTC differ by up to {worst:.2f} ms"
+            assert worst <= AGREE_TOL, f"{c}: loopback and WebRTC measure differently, by up to {worst:.2f} ms"
         return wr
 
     wr = measured(tmp_path, "webrtc", "webrtc", check)
