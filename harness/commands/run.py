@@ -13,10 +13,12 @@ from harness.errors import EXIT_INTERRUPTED, VlhError, exit_codes_epilog
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "run", help="measure an agent over WebRTC (or through sound devices: --transport loopback) and write a run "
+        "run", help="measure an agent over WebRTC (through sound devices: --transport loopback; as the phone provider: "
+                   "--transport ws-telephony) and write a run "
                "folder",
         description="Speak scripted turns to a voice agent over WebRTC (or through sound devices: --transport "
-                    "loopback), record both directions on one clock, find the end of user speech and the first agent "
+                    "loopback; or as its phone provider on a media-stream WebSocket: --transport ws-telephony), record "
+                    "both directions on one clock, find the end of user speech and the first agent "
                     "audio in the sound, and attribute the time between them stage by stage. With no --agent, vlh "
                     "starts its reference agent and measures it.",
         epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
