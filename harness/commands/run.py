@@ -23,8 +23,9 @@ def register(sub) -> None:
                     "starts its reference agent and measures it.",
         epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", metavar="URL", help="the agent's WebRTC offer URL (pipecat SmallWebRTC: "
-                   "http://host:port/api/offer; a bare http://host:port gets /api/offer). Default: start the "
-                   "reference agent on a free local port")
+                   "http://host:port/api/offer; a bare http://host:port gets /api/offer); with --transport "
+                   "ws-telephony its media-stream WebSocket, ws://host:port/path. Default: start the reference agent "
+                   "on a free local port")
     p.add_argument("--profile", default="typical", help="reference-agent profile when no --agent is given "
                    "(fast, typical, reasoning, bad-network, skewed-clock, or a YAML file) [typical]")
     p.add_argument("--agent-set", action="append", default=[], metavar="KEY=VALUE",
