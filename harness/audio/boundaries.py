@@ -833,6 +833,12 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     p_low = np.concatenate([p_low, np.zeros(gap), p_low_r])
     p_hiss = np.concatenate([p_hiss, np.zeros(gap), p_hiss_r])
     ref = slice(first_ref, n_frames)
+    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
+    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
+    loud = np.maximum(p_low - np.median(p_low[ref]), p_hiss - np.median(p_hiss[ref]))[:n_reach] >= floor2
+    if not loud[MULTIBAND_MIN_FRAME:].any():
+        return edge  # a sound's outermost frame must be loud and not the edge's own: none can be (the tests below
+        #   all return `edge` too; this is the common case, decided before the band statistics)
     S, drift = _multiband_stat(lv, ref)
     if drift.max() > MULTIBAND_DRIFT:
         return edge
@@ -846,9 +852,6 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     if not np.all(np.isfinite(c)) or (c.sum() - nb) / (nb * nb - nb) > MULTIBAND_CORR:
         return edge
     guard = int(round(sr * ISOLATED_GUARD_S))
-    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
-    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
-    loud = np.maximum(p_low - np.median(p_low[ref]), p_hiss - np.median(p_hiss[ref]))[:n_reach] >= floor2
     cs = np.concatenate([[0.0], np.cumsum(S[:n_reach] * loud)])
     best = -1
     for k, thr in zip(MULTIBAND_HOLDS, MULTIBAND_THRESHOLDS):
