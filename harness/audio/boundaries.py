@@ -656,23 +656,27 @@ class _HeldMin:
         return np.minimum(t[: n - k + 1], t[k - d : n - d + 1])
 
 
-def _band_rms_reach(sr, a: int, b: int, hiss: bool, w: int, st: int, n_win: int, memo: dict | None, *,
-                    start: bool) -> np.ndarray | None:
-    """`_band_rms_out(...)[:n_win]` (the same numbers) when `memo` holds the stretch beside the edge it takes them
-    from and it covers those windows; else None (they would come from a filter over the whole of x[a:b])."""
+def _band_rms_reach(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, st: int, n_win: int,
+                    memo: dict | None, *, start: bool) -> np.ndarray:
+    """`_band_rms_out(...)[:n_win]`, the same numbers, from the least filtering: from what `memo` holds beside the
+    edge when it covers those windows, else from the band of the reach alone. (`_band_rms_out` sums the squares
+    outward from the edge, so its first windows never depend on samples beyond them; each filtered sample is the
+    same dot product of the same 35 samples, whatever stretch it is filtered in.)"""
     span = int(round(sr * HISS_FLOOR_S))
-    if memo is None or b - a <= span:
-        return None
-    near = memo.get(((b - span, b) if start else (a, a + span)) + (hiss, w))
-    if near is None or (n_win - 1) * st >= len(near):
-        return None
-    return near[::-1][::st][:n_win] if start else near[::st][:n_win]
+    if memo is not None and b - a > span:
+        near = memo.get(((b - span, b) if start else (a, a + span)) + (hiss, w))
+        if near is not None and (n_win - 1) * st < len(near):
+            return near[::-1][::st][:n_win] if start else near[::st][:n_win]
+    n = (n_win - 1) * st + w  # the samples the first n_win windows cover
+    if start:
+        return _win_rms_step(_band(x, sr, b - n, b, dc, hiss)[::-1], w, st)
+    return _win_rms_step(_band(x, sr, a, a + n, dc, hiss), w, st)
 
 
-def _isolated_quiet(r_reach: np.ndarray | None, k: int, floor: float) -> bool:
+def _isolated_quiet(r_reach: np.ndarray, k: int, floor: float) -> bool:
     """True when no `k` consecutive windows of `r_reach` all reach `floor` (a bound: `_isolated_edge`'s thresholds
-    are at least `floor`, and its longer holds' minima are at most this one's); False when unknown (None)."""
-    if r_reach is None or len(r_reach) < k:
+    are at least `floor`, and its longer holds' minima are at most this one's)."""
+    if len(r_reach) < k:
         return False
     return bool(_HeldMin(r_reach).min(k).max() < floor)
 
@@ -710,8 +714,8 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     fits = all(n_r >= n_win + k and max(0, n_r - k + 1 - reach // st) >= int(round(sr * ISOLATED_REF_MIN_S)) // st - k
                for k in ks)  # no hold's length test below returns `edge`
     for hiss in (False, True):
-        if fits and _isolated_quiet(_band_rms_reach(sr, a, b, hiss, w, st, n_win, memo, start=start), ks[0],
-                                    floor_pk):
+        if fits and _isolated_quiet(_band_rms_reach(x, sr, a, b, dc, hiss, w, st, n_win, memo, start=start),
+                                    ks[0], floor_pk):
             continue  # no window held as loud as the level floor in this band's reach: no hold finds a sound
         r = _band_rms_out(x, sr, a, b, dc, hiss, w, st, memo, start=start)  # r[i]: the window i·st samples out
         held = _HeldMin(r)
