@@ -860,17 +860,17 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     if max(float(p_low.max()), float(p_hiss.max())) < floor2:
         return edge  # no frame of the reach is that loud, let alone that far over the noise: the level test fails
     lv_r, p_low_r, p_hiss_r = _multiband_frames(x, sr, edge, n_frames - first_ref, dc, start=start, first=first_ref)
+    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
+    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
+    loud = np.maximum(p_low - np.median(p_low_r), p_hiss - np.median(p_hiss_r))[:n_reach] >= floor2
+    if not loud[MULTIBAND_MIN_FRAME:].any():
+        return edge  # a sound's outermost frame must be loud and not the edge's own: none can be (the tests below
+        #   all return `edge` too; this is the common case, decided before the band statistics)
     gap = first_ref - n_reach  # frames neither wholly inside the reach nor beyond it (none when hop divides it)
     lv = np.concatenate([lv, np.full((gap, lv.shape[1]), np.nan), lv_r])
     p_low = np.concatenate([p_low, np.zeros(gap), p_low_r])
     p_hiss = np.concatenate([p_hiss, np.zeros(gap), p_hiss_r])
     ref = slice(first_ref, n_frames)
-    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
-    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
-    loud = np.maximum(p_low - np.median(p_low[ref]), p_hiss - np.median(p_hiss[ref]))[:n_reach] >= floor2
-    if not loud[MULTIBAND_MIN_FRAME:].any():
-        return edge  # a sound's outermost frame must be loud and not the edge's own: none can be (the tests below
-        #   all return `edge` too; this is the common case, decided before the band statistics)
     S, drift = _multiband_stat(lv, ref)
     if drift.max() > MULTIBAND_DRIFT:
         return edge
