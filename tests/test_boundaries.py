@@ -263,3 +263,44 @@ def test_win_rms_and_band_are_the_plain_computation():
         lo, hi = max(0, a - len(h) // 2), min(len(x), b + len(h) // 2)
         plain = np.convolve(x[lo:hi].astype(np.float64) - 0.01, h, mode="same")[a - lo : a - lo + (b - a)]
         assert np.array_equal(_band(x, SR, a, b, 0.01, hiss=bool(t % 2)), plain)
+
+
+@pytest.mark.parametrize("sr", [48000, 44100])
+def test_band_rms_reach_is_the_first_windows_of_band_rms_out(conversation, sr):
+    """`_isolated_edge` tests a band's reach before filtering its reference: the reach's windows must be the very
+    numbers `_band_rms_out` gives there, from what `_hiss_edge`/`_release_edge` kept or from the reach alone
+    (espeak speech in white noise 25 dB under its peak; both bands, both sides, many edges)."""
+    from harness.audio.boundaries import (HISS_FLOOR_S, ISOLATED_REACH_S, ISOLATED_REF_S, _band_rms,
+                                          _band_rms_out, _band_rms_reach)
+    from harness.audio.resample import resample
+    x, _ = conversation(list(zip(USER, AGENT))[:3], gaps_s=GAPS[:3], noise_db=25.0, comfort_noise_db=45.0, seed=3)
+    x = np.ascontiguousarray(x[:, 0]) if sr == SR else resample(np.ascontiguousarray(x[:, 0]), SR, sr)
+    w = int(round(sr * 0.005))
+    st = w // 4
+    reach, full, span = (int(round(sr * s)) for s in (ISOLATED_REACH_S, ISOLATED_REACH_S + ISOLATED_REF_S,
+                                                      HISS_FLOOR_S))
+    n_win = (reach - w) // st + 1
+    rng = np.random.default_rng(1)
+    for t in range(120):
+        edge = int(rng.integers(full + 100, len(x) - full - 100))
+        start, hiss, kept = bool(t % 2), bool(t // 2 % 2), bool(t // 4 % 2)
+        a, b = (edge - full, edge) if start else (edge, edge + full)
+        memo: dict = {}
+        if kept:  # what `_hiss_edge` / `_release_edge` keep beside the edge
+            _band_rms(x, sr, *((edge - span, edge) if start else (edge, edge + span)), 0.001, hiss, w, memo)
+        want = _band_rms_out(x, sr, a, b, 0.001, hiss, w, st, memo, start=start)[:n_win]
+        got = _band_rms_reach(x, sr, a, b, 0.001, hiss, w, st, n_win, memo, start=start)
+        assert np.array_equal(got, want), (t, edge, start, hiss, kept)
+
+
+def test_skipping_quiet_reaches_moves_no_edge(conversation, monkeypatch):
+    """The regions are the same, to the sample, when `_isolated_edge` filters every band's reference instead of
+    skipping the bands whose reach holds nothing at the level floor (white and quieter noise, comfort noise)."""
+    import harness.audio.boundaries as bd
+    for noise_db in (40.0, 25.0, 18.0):
+        x, _ = conversation(list(zip(USER, AGENT)), gaps_s=GAPS, noise_db=noise_db, comfort_noise_db=45.0, seed=5)
+        fast = [[(r.start, r.end) for r in speech_regions(x[:, ch], SR)] for ch in (0, 1)]
+        with monkeypatch.context() as m:
+            m.setattr(bd, "_isolated_quiet", lambda *a: False)
+            full = [[(r.start, r.end) for r in speech_regions(x[:, ch], SR)] for ch in (0, 1)]
+        assert fast == full

@@ -656,6 +656,31 @@ class _HeldMin:
         return np.minimum(t[: n - k + 1], t[k - d : n - d + 1])
 
 
+def _band_rms_reach(x, sr, a: int, b: int, dc: float, hiss: bool, w: int, st: int, n_win: int,
+                    memo: dict | None, *, start: bool) -> np.ndarray:
+    """`_band_rms_out(...)[:n_win]`, the same numbers, from the least filtering: from what `memo` holds beside the
+    edge when it covers those windows, else from the band of the reach alone. (`_band_rms_out` sums the squares
+    outward from the edge, so its first windows never depend on samples beyond them; each filtered sample is the
+    same dot product of the same 35 samples, whatever stretch it is filtered in.)"""
+    span = int(round(sr * HISS_FLOOR_S))
+    if memo is not None and b - a > span:
+        near = memo.get(((b - span, b) if start else (a, a + span)) + (hiss, w))
+        if near is not None and (n_win - 1) * st < len(near):
+            return near[::-1][::st][:n_win] if start else near[::st][:n_win]
+    n = (n_win - 1) * st + w  # the samples the first n_win windows cover
+    if start:
+        return _win_rms_step(_band(x, sr, b - n, b, dc, hiss)[::-1], w, st)
+    return _win_rms_step(_band(x, sr, a, a + n, dc, hiss), w, st)
+
+
+def _isolated_quiet(r_reach: np.ndarray, k: int, floor: float) -> bool:
+    """True when no `k` consecutive windows of `r_reach` all reach `floor` (a bound: `_isolated_edge`'s thresholds
+    are at least `floor`, and its longer holds' minima are at most this one's)."""
+    if len(r_reach) < k:
+        return False
+    return bool(_HeldMin(r_reach).min(k).max() < floor)
+
+
 def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *, start: bool,
                    dc: float = 0.0, memo: dict | None = None) -> int:
     """`edge` moved out to an isolated sound beyond it: a final burst or hiss after a closure or dip that lies
@@ -684,7 +709,14 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     guard = int(round(sr * ISOLATED_GUARD_S)) // st
     floor_pk = pk * 10 ** (ISOLATED_LEVEL_DB / 20)
     best = None  # (outward index of the sound's outermost window, band, threshold)
+    ks = [max(1, (int(round(sr * hold)) - w) // st + 1) for hold in ISOLATED_HOLDS_S]
+    n_r = -(-(b - a - w + 1) // st)  # len(r) below
+    fits = all(n_r >= n_win + k and max(0, n_r - k + 1 - reach // st) >= int(round(sr * ISOLATED_REF_MIN_S)) // st - k
+               for k in ks)  # no hold's length test below returns `edge`
     for hiss in (False, True):
+        if fits and _isolated_quiet(_band_rms_reach(x, sr, a, b, dc, hiss, w, st, n_win, memo, start=start),
+                                    ks[0], floor_pk):
+            continue  # no window held as loud as the level floor in this band's reach: no hold finds a sound
         r = _band_rms_out(x, sr, a, b, dc, hiss, w, st, memo, start=start)  # r[i]: the window i·st samples out
         held = _HeldMin(r)
         for hold in ISOLATED_HOLDS_S:
@@ -828,6 +860,12 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     if max(float(p_low.max()), float(p_hiss.max())) < floor2:
         return edge  # no frame of the reach is that loud, let alone that far over the noise: the level test fails
     lv_r, p_low_r, p_hiss_r = _multiband_frames(x, sr, edge, n_frames - first_ref, dc, start=start, first=first_ref)
+    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
+    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
+    loud = np.maximum(p_low - np.median(p_low_r), p_hiss - np.median(p_hiss_r))[:n_reach] >= floor2
+    if not loud[MULTIBAND_MIN_FRAME:].any():
+        return edge  # a sound's outermost frame must be loud and not the edge's own: none can be (the tests below
+        #   all return `edge` too; this is the common case, decided before the band statistics)
     gap = first_ref - n_reach  # frames neither wholly inside the reach nor beyond it (none when hop divides it)
     lv = np.concatenate([lv, np.full((gap, lv.shape[1]), np.nan), lv_r])
     p_low = np.concatenate([p_low, np.zeros(gap), p_low_r])
@@ -846,9 +884,6 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     if not np.all(np.isfinite(c)) or (c.sum() - nb) / (nb * nb - nb) > MULTIBAND_CORR:
         return edge
     guard = int(round(sr * ISOLATED_GUARD_S))
-    # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
-    # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
-    loud = np.maximum(p_low - np.median(p_low[ref]), p_hiss - np.median(p_hiss[ref]))[:n_reach] >= floor2
     cs = np.concatenate([[0.0], np.cumsum(S[:n_reach] * loud)])
     best = -1
     for k, thr in zip(MULTIBAND_HOLDS, MULTIBAND_THRESHOLDS):
