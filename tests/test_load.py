@@ -119,6 +119,26 @@ def test_load_over_the_phone_transport(tmp_path):
     remeasured(run, check, "phone-load", why=lambda result: disturbed(result[0]))
 
 
+def test_exit_codes_of_a_load_run(tmp_path):
+    """As `vlh run` (issue 16): 3 when no call reached the agent — with --allow-failures too — with one line saying
+    why; 1 when turns went unanswered or an SLO broke, 0 with --allow-failures (the same rule as `vlh run`'s)."""
+    from harness.commands.load import exit_code
+
+    shape = ("--workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", "3s")
+    out, p = _load(tmp_path, "nobody", "--agent", "http://127.0.0.1:9/api/offer", "--allow-failures", shape=shape)
+    assert p.returncode == 3, p.stderr[-2000:]
+    assert "vlh: no call reached the agent" in p.stderr and "Traceback" not in p.stderr
+    meta = json.loads((out / "run.json").read_text())
+    assert set(meta["summary"]["status_counts"]) == {"error:connect"}
+    # the rule on the other outcomes (a pure function of run.json's summary)
+    unanswered = {"summary": {"turns": 4, "status_counts": {"ok": 2, "no_response": 2}}}
+    assert exit_code(unanswered)[0] == 1 and "2 of 4 turns not answered" in exit_code(unanswered)[1]
+    assert exit_code(unanswered, allow_failures=True)[0] == 0
+    some_connected = {"summary": {"turns": 4, "status_counts": {"ok": 2, "error:connect": 2}}}
+    assert exit_code(some_connected)[0] == 1
+    assert exit_code({"summary": {"turns": 2, "status_counts": {"ok": 2}}}) == (0, None)
+
+
 def test_loopback_cannot_be_loaded(tmp_path, capsys):
     from harness.cli import main as vlh
 

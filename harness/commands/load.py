@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from harness.errors import VlhError
+from harness.errors import VlhError, exit_codes_epilog
 
 
 def register(sub) -> None:
@@ -15,7 +16,8 @@ def register(sub) -> None:
         description="Run Locust users that each make vlh calls (one call per task, its turns fired as Locust "
                     "requests: response time = TTFA at the ear) against the agent; Locust prints its stats, and the "
                     "exact turns of every worker are gathered into one run folder that `vlh report` reads. With no "
-                    "--agent, vlh starts its reference agent. See docs/load.md.")
+                    "--agent, vlh starts its reference agent. See docs/load.md.",
+        epilog=exit_codes_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--scenario", metavar="FILE", help="scenario YAML (the turns of each call) [5 built-in questions]")
     p.add_argument("--turns", type=int, metavar="N", help="turns per call (cycles through the scenario's list)")
     p.add_argument("--users", type=int, default=1, metavar="N", help="concurrent callers (Locust users) [1]")
@@ -46,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="HTTP header for signalling; '$VAR' is read from each worker's environment")
     p.add_argument("--timeout", type=float, metavar="S", help="seconds to wait for a reply [scenario's, else 10]")
+    p.add_argument("--allow-failures", action="store_true",
+                   help="exit 0 even when turns were not answered or an SLO broke (default: exit 1; an agent no call "
+                        "reached still exits 3)")
     p.add_argument("--jitter-buffer", default="adaptive", metavar="MODE", help="playout emulator [adaptive]")
     p.add_argument("--stop-timeout", type=float, metavar="S",
                    help="at the end, seconds a call under way may take to finish [the longest call can take]")
@@ -129,8 +134,27 @@ def build_config(args):
                       stream_params=_kv(args.stream_param, "--stream-param"), pstn_ms=args.pstn_ms)
 
 
+def exit_code(meta: dict, allow_failures: bool = False) -> tuple[int, str | None]:
+    """(exit code, one line saying why not 0), as `vlh run`: 3 when no call reached the agent (every turn an
+    `error:connect`), else 0 when every turn was answered and every SLO met, 1 when not (0 with
+    `allow_failures`); a capacity search: 1 when no level met the SLOs."""
+    from harness.commands.checks import run_exit_code
+    from harness.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
+
+    counts = meta.get("summary", {}).get("status_counts", {})
+    if counts and set(counts) == {"error:connect"}:
+        return EXIT_UNREACHABLE, (f"no call reached the agent ({counts['error:connect']} turns error:connect; their "
+                                  "reasons are in the run folder's turns.csv, column `error`)")
+    cap = meta.get("capacity")
+    if cap is not None:
+        if cap.get("capacity") or allow_failures:
+            return EXIT_OK, None
+        return EXIT_FAILED, "no level of concurrent calls met the SLOs (exit 1; --allow-failures exits 0)"
+    return run_exit_code(meta, allow_failures)
+
+
 def main(args) -> int:
-    from harness.load.session import exit_code, run_load, run_worker
+    from harness.load.session import run_load, run_worker
 
     from harness.load.session import check_transport
 
@@ -166,4 +190,7 @@ def main(args) -> int:
         print_summary(meta, Path(out))
         for s in meta.get("slo") or []:
             print(("SLO met:   " if s["passed"] else "SLO BROKE: ") + s["detail"], file=sys.stderr)
-    return exit_code(meta)  # 0 all answered + SLO met, 1 turns failed / SLO broke (the meaning `vlh run` uses)
+    code, why = exit_code(meta, args.allow_failures)  # the meaning `vlh run` gives them
+    if why:
+        print(f"vlh: {why}", file=sys.stderr)
+    return code

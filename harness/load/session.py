@@ -222,17 +222,6 @@ def finish(store, cfg: LoadConfig, extra: dict | None = None) -> dict:
     return meta
 
 
-def exit_code(meta: dict) -> int:
-    """0: every turn answered and every SLO met; 1: a turn failed or an SLO broke (as `vlh run`)."""
-    counts = meta.get("summary", {}).get("status_counts", {})
-    failed = sum(v for k, v in counts.items() if k != "ok")
-    broke = any(not s.get("passed") for s in meta.get("slo", []) or [])
-    cap = meta.get("capacity")
-    if cap is not None:
-        return 0 if cap.get("capacity") else 1
-    return 1 if failed or broke or not counts else 0
-
-
 def start_agent(cfg: LoadConfig, store, out: Path):
     """The agent under load, set up by the transport as `vlh run` does: `--agent` as given (its URL redacted in
     run.json), or the reference agent started on a free local port with its truth log (and, on ws-telephony, its
