@@ -46,6 +46,12 @@ def last_read(fd: int) -> float | None:
         sec, nsec = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMPNS, _ZERO))
     except (OSError, ValueError):
         return None
+    return to_monotonic(sec, nsec)
+
+
+def to_monotonic(sec: int, nsec: int) -> float | None:
+    """A kernel receive stamp (CLOCK_REALTIME) as a `time.monotonic()` value, with the offset read now; None if it
+    cannot be the data just read (in the future, or older than `MAX_AGE`)."""
     now_mono = time.monotonic()
     age = time.time() - (sec + nsec * 1e-9)
     if not -1e-4 <= age <= MAX_AGE:

@@ -15,32 +15,28 @@ that aiohttp answers itself (ping, pong) skipped.
 
 Only for `ws://`: under TLS the socket carries TLS records, not frames (`wss://` keeps the loop's stamps; say so).
 A segment the kernel did not stamp, or a stamp that cannot be the data just read (in the future, or older than
-`MAX_AGE`), reads as None: the caller keeps its own stamp.
+`kstamp.MAX_AGE`), reads as None: the caller keeps its own stamp.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
-import time
 from collections import deque
+
+from harness.devices import kstamp
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # linux/asm-generic/socket.h; SCM_TIMESTAMPNS is the same
 _CMSG = socket.CMSG_SPACE(16)  # one struct timespec
-MAX_AGE = 2.0  # s
 CONTROL = {8, 9, 10}  # close, ping, pong (RFC 6455 §5.5)
 CLOSE = 8
 
 
 def _mono(ancdata) -> float | None:
-    """The kernel stamp in recvmsg's ancillary data, as a `time.monotonic()` value."""
+    """The kernel stamp in recvmsg's ancillary data, as a `time.monotonic()` value (`kstamp.to_monotonic`)."""
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = struct.unpack("qq", data[:16])
-            now_mono = time.monotonic()
-            age = time.time() - (sec + nsec * 1e-9)
-            if -1e-4 <= age <= MAX_AGE:
-                return now_mono - age
+            return kstamp.to_monotonic(*struct.unpack("qq", data[:16]))
     return None
 
 
