@@ -172,6 +172,20 @@ def test_noise_peaks_are_not_isolated_sounds(family, kind, snr, seed, ch, j):
     assert abs(s) <= 5 and abs(e) <= 5, (s, e)
 
 
+@pytest.mark.parametrize("family, seed, ch, j, before", [
+    ("flite", 3, 1, 3, "reply start 164 ms early"),
+    ("human", 5, 0, 0, "utterance start 462 ms early"),
+])
+def test_the_babbles_own_hiss_is_not_a_fricative(family, seed, ch, j, before):
+    """Babble at 25 dB SNR: `_hiss_edge` followed windows over its band's 10th percentile + 10 dB out from the
+    onset and ended on a hissy one — a syllable of the babble (`before`). Babble's 5 ms windows spread 15+ dB, so
+    the hiss an edge moves to must now also stand 6 dB over the noise's own hiss (the 90th percentile of the span's
+    far half). (The human onset is still 8.4 ms late: its first 8 ms are at the babble's level; its end, a
+    release after a closure under the babble, is a separate case.)"""
+    s, _ = _edge_ms(vc.conversation(family, seed, noise_kind="babble", snr_db=25.0), ch, j)
+    assert abs(s) <= 10, (before, s)
+
+
 def _false_alarms(thresholds=None):
     """`_multiband_edge`'s false alarms on controls: 400 edges in pink noise alone, and the true edges (outward)
     of real utterances in pink noise at 25 dB where the clean signal is silent over the reach and reference."""

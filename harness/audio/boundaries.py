@@ -60,6 +60,8 @@ HISS_LEVEL_DB = -40.0  # hiss this far under the run's (4 kHz band) peak, and 10
 HISS_TILT_DB = 8.0  # the hiss band's window RMS over the 4 kHz band's, at least
 HISS_REACH_S = 0.060  # a fricative or release within this of the voiced edge (a stop's closure in between)
 HISS_FLOOR_S = 0.6  # the hiss band's local floor: 10th percentile of 5 ms windows over this span outside the edge
+HISS_UPPER_DB = 6.0  # ... the hiss it ends in this far over the noise's own hiss (90th pct of the span's far half)
+HISS_UPPER_MIN_S = 0.15  # ... measured where that half is at least this long
 SOFT_LEVEL_DB = -40.0  # a soft onset or tail (murmur, aspiration, breath) is followed down to this under the run's peak
 SOFT_SPAN_S = 0.120  # ... while it stands 10 dB out of the median level of this span beyond the edge (its local bed)
 SOFT_MARGIN = 10 ** (10 / 20)  # over the channel's noise level and the local bed
@@ -947,6 +949,15 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
     r = _band_rms(x, sr, a, b, dc, True, w, memo)  # r[j]: samples a + j … a + j + w
     floor = max(_percentile(r[:: max(1, w // 4)], 10), ABS_FLOOR)
     thr = max(floor * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
+    # the hiss the edge moves to must also stand out of the noise's own hiss. Babble holds /s/ and bursts 10 dB
+    # over its 10th percentile all the time (its 5 ms windows spread 15+ dB), and a chain walked through it ended
+    # on one of them, 150–460 ms off. Its upper level: the 90th percentile of the span's far half (300–600 ms out,
+    # past a fricative), `HISS_UPPER_DB` over it; white and pink noise spread 2–3 dB, so there the floor's 10 dB
+    # decides as before
+    half = len(r) // 2
+    far = r[:half] if start else r[len(r) - half:]
+    upper = _percentile(far[:: max(1, w // 4)], 90) if half >= sr * HISS_UPPER_MIN_S else 0.0
+    thr_hiss = max(thr, upper * 10 ** (HISS_UPPER_DB / 20))
     if np.count_nonzero(r >= thr) < 2:
         return edge  # no two windows of hiss at that level: nothing to follow (the test below needs two)
     # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
@@ -956,7 +967,7 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
     r_low = _band_rms(x, sr, a, b, dc, False, w, memo)
     floor_low = max(_percentile(r_low[:: max(1, w // 4)], 10), ABS_FLOOR)
     thr_low = max(floor_low * 10 ** (10 / 20), pk * 10 ** (HISS_LEVEL_DB / 20))
-    over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
+    over, hissy = (r >= thr) | (r_low >= thr_low), (r >= thr_hiss) & (r >= r_low * 10 ** (HISS_TILT_DB / 20))
     if start:
         over, hissy = over[::-1], hissy[::-1]  # walk outward from the edge
     idx = np.flatnonzero(over)
