@@ -90,30 +90,36 @@ def voices_table(seeds_per_voice: int = 2, families=None, conditions=None) -> tu
 
     lines = ["| voices | noise | turns found | \\|error\\| p50 / p99 / max, all edges (ms) | "
              "max, user end + agent start (ms) | missed | merged | utterances split (turns) | utterances in parts "
-             "(regions) | replies in parts | extra regions |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "(regions) | replies in parts | extra regions | edges over target: voiced cut / natural cut |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = []
     for fam in families or vc.FAMILIES:
         for kind, snr in conditions or CONDITIONS:
             tot = {"turns": 0, "found": 0, "missed": 0, "merged": 0, "split": 0, "utterance_parts": 0, "reply_parts": 0,
                    "extra": 0}
-            errs, keys = [], []
+            errs, keys, cuts = [], [], []
             for seed in range(seeds_per_voice * len(vc.FAMILIES[fam])):
                 c = vc.conversation(fam, seed, noise_kind=kind, snr_db=snr)
                 sc = vc.score(c, speech_regions(c.audio[:, 0], SR), speech_regions(c.audio[:, 1], SR))
                 for k in tot:
                     tot[k] += sc[k]
                 errs.append(sc["errors_ms"])
+                cuts.append(sc["errors_cut"])
                 keys.append(sc["key_ms"])
             e, k = np.abs(np.concatenate(errs)), np.abs(np.concatenate(keys))
+            cut = np.concatenate(cuts) if cuts else np.array([], dtype=object)
+            over = e > (3.0 if kind is None else 5.0)  # the edge target (±3 ms clean, ±5 ms in noise)
+            by_cut = {c: (int(np.sum(over & (cut == c))), int(np.sum(cut == c))) for c in ("voiced", "natural")}
             row = {"family": fam, "noise": "clean" if kind is None else f"{kind} {snr:.0f} dB", **tot,
                    "p50": float(np.median(e)) if len(e) else None, "p99": float(np.percentile(e, 99)) if len(e) else None,
-                   "max": float(e.max()) if len(e) else None, "key_max": float(k.max()) if len(k) else None}
+                   "max": float(e.max()) if len(e) else None, "key_max": float(k.max()) if len(k) else None,
+                   "over_voiced": by_cut["voiced"], "over_natural": by_cut["natural"]}
             rows.append(row)
             f = (lambda v: "–" if v is None else f"{v:.2f}")  # noqa: E731
             lines.append(f"| {fam} | {row['noise']} | {tot['found']}/{tot['turns']} | {f(row['p50'])} / "
                          f"{f(row['p99'])} / {f(row['max'])} | {f(row['key_max'])} | {tot['missed']} | "
-                         f"{tot['merged']} | {tot['split']} | {tot['utterance_parts']} | {tot['reply_parts']} | {tot['extra']} |")
+                         f"{tot['merged']} | {tot['split']} | {tot['utterance_parts']} | {tot['reply_parts']} | {tot['extra']} | "
+                         f"{by_cut['voiced'][0]}/{by_cut['voiced'][1]} / {by_cut['natural'][0]}/{by_cut['natural'][1]} |")
             print(lines[-1], flush=True)
     return "\n".join(lines), rows
 
@@ -170,6 +176,7 @@ def voices_main(args) -> int:
         clean = [r for r in rows if r["noise"] == "clean" or r["noise"].endswith(("35 dB", "25 dB"))]
         bad = [r for r in clean if r["found"] < r["turns"] or r["missed"] or r["merged"]]
         edge_ok = [r for r in clean if r["max"] is not None and r["max"] <= (3.0 if r["noise"] == "clean" else 5.0)]
+        voiced_ok = [r for r in clean if r["over_voiced"][0] == 0]
         update_section("voices", f"""## Boundaries on voices vlh was not tuned on — `bench/boundary_accuracy.py --voices`
 
 Date: {today()}. Machine: {machine()} (load {load_avg()}). Command: `.venv/bin/python bench/boundary_accuracy.py
@@ -182,11 +189,14 @@ speech RMS over noise RMS, full band, both channels). Causes and method: `docs/b
 
 "utterances split (turns)": utterances the turns cut in two (`harness.audio.turns.pair_turns` joins user regions
 with no reply between them and a pause under 0.5 s); "utterances in parts (regions)": utterances the detector found
-as several regions. Edge errors of the user side are those of the turns' utterances.
+as several regions. Edge errors of the user side are those of the turns' utterances. "edges over target": edges
+beyond ±3 ms (clean) / ±5 ms (noise), of the edges of utterances cut inside voiced sound / at their natural onset
+and release (`bench/voice_corpus.py` `cut`; what each kind is: `docs/boundaries-on-other-voices.md`).
 
 Clean and ≥ 25 dB SNR rows with a missed reply/utterance, a merged region or a turn not found: {len(bad)} of {len(clean)}.
 Rows meeting the edge target (every edge within ±3 ms clean, ±5 ms at 35/25 dB SNR): {len(edge_ok)} of {len(clean)}
 ({", ".join(r["family"] + " " + r["noise"] for r in edge_ok)}).
+Rows whose voiced-cut edges all meet it: {len(voiced_ok)} of {len(clean)} (not: {", ".join(r["family"] + " " + r["noise"] for r in clean if r not in voiced_ok) or "none"}).
 """)
     return 0
 

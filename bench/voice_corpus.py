@@ -218,6 +218,7 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
     uv = (av + 1) % len(voices)
     level = {0: rng.uniform(-30, -3), 1: rng.uniform(-30, -3)}
     sides: list[tuple[np.ndarray, np.ndarray, float]] = []
+    cuts: tuple[list[str], list[str]] = ([], [])  # each utterance's cut, per channel
     ut = rng.permutation(len(USER_TEXTS))
     at = rng.permutation(len(AGENT_TEXTS))
     for i in range(n):
@@ -230,7 +231,9 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
             if family == "human":  # "Front ... Center": each word is an utterance (vlh splits at 300 ms pauses)
                 words = pieces(src)
                 src = words[int(rng.integers(len(words)))]
-            a = cut(src, "natural" if rng.random() < 0.5 else "voiced")
+            kind = "natural" if rng.random() < 0.5 else "voiced"
+            cuts[ch].append(kind)
+            a = cut(src, kind)
             pk = min(-1.0, level[ch] + rng.uniform(-3, 3))
             pair.append((a * (10 ** (pk / 20) / np.abs(a).max())).astype(np.float32))
         gap = float(np.exp(rng.uniform(np.log(0.06), np.log(3.0))))
@@ -251,7 +254,8 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
         if comfort_db is not None:
             x[as_ - cn : as_, 1] += rng.standard_normal(cn).astype(np.float32) * np.abs(a).max() * 10 ** (-comfort_db / 20)
     info = {"family": family, "agent_voice": voices[av][1], "user_voice": voices[uv][1], "noise": noise_kind,
-            "snr_db": snr_db, "seed": seed, "levels_dbfs": [round(level[0], 1), round(level[1], 1)]}
+            "snr_db": snr_db, "seed": seed, "levels_dbfs": [round(level[0], 1), round(level[1], 1)],
+            "cuts": [list(cuts[0]), list(cuts[1])]}
     if noise_kind is not None:
         for ch, regs in ((0, user), (1, agent)):
             sp = np.concatenate([x[a:b, ch] for a, b in regs]).astype(np.float64)
@@ -307,7 +311,8 @@ def match(truth: list[tuple[int, int]], found: list, join: bool = False) -> dict
 
 def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
     """Per-conversation score: edge errors (ms, detected − true) of the one-to-one matches (user side: the turns'
-    utterances, `pair_turns`; `utterance_parts`: utterances the detector found in several regions), `key` errors
+    utterances, `pair_turns`; `utterance_parts`: utterances the detector found in several regions) and the cut
+    of the utterance each edge belongs to (`errors_cut`: "voiced" or "natural", see `cut`), `key` errors
     (user end, agent start: what ttfa is made of), and turns found: exchanges whose utterance and reply are both
     matched one to one with no extra region in between (so pairing turns gives the right reply)."""
     from harness.audio.turns import pair_turns
@@ -317,12 +322,13 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
     utts = [Span(t.user_start, t.user_end) for t in turns]
     mu, ma = match(conv.user, utts), match(conv.agent, agent_regions, join=True)
     parts = match(conv.user, user_regions)["split"]
-    errs, key = [], []
+    errs, key, cut_of = [], [], []
     pu, pa = dict(mu["pairs"]), dict(ma["pairs"])
-    for j, r in pu.items():
-        errs += [r.start - conv.user[j][0], r.end - conv.user[j][1]]
-    for j, r in pa.items():
-        errs += [r.start - conv.agent[j][0], r.end - conv.agent[j][1]]
+    cuts = conv.info.get("cuts", [[], []])
+    for ch, (pairs, truth) in enumerate(((pu, conv.user), (pa, conv.agent))):
+        for j, r in pairs.items():
+            errs += [r.start - truth[j][0], r.end - truth[j][1]]
+            cut_of += [cuts[ch][j] if j < len(cuts[ch]) else "?"] * 2
     reply_of = {t.user_start: t.agent_start for t in turns}
     reply_end = {t.user_start: t.agent_end for t in turns}
     found = 0
@@ -334,7 +340,8 @@ def score(conv: Conversation, user_regions: list, agent_regions: list) -> dict:
     return {"turns": len(conv.user), "found": found,
             "missed": mu["missed"] + ma["missed"], "merged": mu["merged"] + ma["merged"],
             "split": mu["split"], "utterance_parts": parts, "reply_parts": ma["split"], "extra": mu["extra"] + ma["extra"],
-            "errors_ms": np.array(errs, float) * ms, "key_ms": np.array(key, float) * ms}
+            "errors_ms": np.array(errs, float) * ms, "errors_cut": np.array(cut_of, dtype=object),
+            "key_ms": np.array(key, float) * ms}
 
 
 def failing_edges(family: str, kind: str, snr: float, seeds: int, limit_ms: float = 5.0):

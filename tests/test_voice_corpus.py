@@ -82,3 +82,19 @@ def test_match_counts_missed_merged_split_extra():
     assert (m["missed"], m["merged"], m["split"], m["extra"]) == (1, 1, 1, 1) and m["pairs"] == []
     j = vc.match(truth, found, join=True)
     assert [(k, (r.start, r.end)) for k, r in j["pairs"]] == [(2, (510, 600))]
+
+
+def test_each_edge_is_scored_with_its_utterances_cut():
+    """The table's "voiced cut / natural cut" columns: `score` names, for each edge error, the cut of the utterance
+    it belongs to, in the order of `errors_ms`; the cuts are those `conversation` made (both kinds occur)."""
+    c = vc.conversation("flite", 1)
+    assert [len(k) for k in c.info["cuts"]] == [6, 6]
+    assert set(c.info["cuts"][0] + c.info["cuts"][1]) == {"voiced", "natural"}
+    # regions one sample off each true edge, so each error says which utterance it is
+    user = [R(a + 1, b + 1) for a, b in c.user]
+    agent = [R(a - 1, b - 1) for a, b in c.agent]
+    sc = vc.score(c, user, agent)
+    assert len(sc["errors_cut"]) == len(sc["errors_ms"]) == 24
+    want = [k for k in c.info["cuts"][0] for _ in (0, 1)] + [k for k in c.info["cuts"][1] for _ in (0, 1)]
+    assert list(sc["errors_cut"]) == want
+    assert np.allclose(sc["errors_ms"], [1e3 / SR] * 12 + [-1e3 / SR] * 12)
