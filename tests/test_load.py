@@ -78,7 +78,7 @@ def _check(result):
 
 
 def test_load_two_workers_against_the_reference_agent(tmp_path):
-    out = remeasured(lambda n: _load(tmp_path, n), _check, "load")
+    out = remeasured(lambda n: _load(tmp_path, n), _check, "load", why=lambda result: disturbed(result[0]))
     # `vlh report` renders a load run like any run
     p = subprocess.run([sys.executable, "-m", "harness", "report", str(out), "--out", str(out / "report.html")],
                        capture_output=True, text=True, timeout=300)
