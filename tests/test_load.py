@@ -10,6 +10,7 @@ import math
 import re
 import subprocess
 import sys
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -36,6 +37,30 @@ def _load(tmp_path, name, *extra, shape=TWO_WORKERS):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
     return out, p
+
+
+QUIT_LAG_S = 5.0  # a worker's end after the master's, on one host's clock (it used to be ~55 s: Locust's 60 s
+#                   master-heartbeat timeout, counted from the stop)
+SHUTDOWN = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \S+/INFO/locust\.main: Shutting down", re.M)
+
+
+def _shutdown_at(log: str) -> datetime:
+    """When a Locust process logged its shutdown (the worker's: after its call engine exited)."""
+    stamps = SHUTDOWN.findall(log)
+    assert len(stamps) == 1, log[-3000:]
+    return datetime.strptime(stamps[0], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def _worker_lags_s(out, text: str, workers: int) -> list[float]:
+    """Seconds from the master's shutdown to each local worker's, from their log stamps; each worker must have
+    quit on the master's quit message, its call engine exited cleanly."""
+    master_end = _shutdown_at(text)
+    lags = []
+    for k in range(workers):
+        log = (out / f"locust-worker-{k}.log").read_text()
+        assert "Got quit message from master" in log and "the call engine exited (code 0)" in log, log[-3000:]
+        lags.append((_shutdown_at(log) - master_end).total_seconds())
+    return lags
 
 
 def _check(result):
@@ -74,6 +99,7 @@ def _check(result):
         assert worst <= STAGE_TOL, f"{col}: worst error {worst:.2f} ms"
     meta = json.loads((out / "run.json").read_text())
     assert meta["load"]["workers"] == 2 and meta["summary"]["turns"] == len(df)
+    assert max(_worker_lags_s(out, text, 2)) <= QUIT_LAG_S
     return out
 
 
@@ -84,6 +110,28 @@ def test_load_two_workers_against_the_reference_agent(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert (out / "report.html").stat().st_size > 10000
+
+
+def test_workers_quit_with_the_master_after_their_calls(tmp_path):
+    """At the end of the load the calls under way finish (a 2-turn call outlasts the 4 s of load), every turn is
+    kept — in the run folder and in Locust's stats — and each worker quits on the master's quit message within
+    QUIT_LAG_S of the master (it used to linger ~55 s: Locust's "stop" handler kept the worker's message loop
+    asleep for --stop-timeout and the master no longer counted it among the workers to send "quit" to)."""
+    out, p = _load(tmp_path, "quit", shape=("--workers", "2", "--users", "2", "--spawn-rate", "2", "--run-time", "4s"))
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-3000:]
+    df = pd.read_parquet(out / "turns.parquet")
+    n = df["call"].nunique()
+    assert n >= 2 and set(df["load_worker"]) == {0, 1} and (df["status"] == "ok").all()
+    assert (df.groupby("call")["turn"].apply(sorted).apply(list) == [[1, 2]] * n).all()
+    truth = [json.loads(line) for line in (out / "agent-truth.jsonl").read_text().splitlines() if line.strip()]
+    assert {t["call"] for t in truth if t.get("kind") == "call" and t.get("event") == "start"} == set(
+        df["agent_call_id"])
+    agg = pd.read_csv(out / "locust_stats.csv").set_index("Name").loc["Aggregated"]
+    assert agg["Request Count"] == len(df) and agg["Failure Count"] == 0
+    lags = _worker_lags_s(out, text, 2)
+    assert max(lags) <= QUIT_LAG_S, f"the workers ended {lags} s after the master"
+    assert "had not quit" not in text  # session.py's fallback for a hung worker
 
 
 def test_load_over_the_phone_transport(tmp_path):
