@@ -169,15 +169,25 @@ def test_load_over_the_phone_transport(tmp_path):
 
 def test_exit_codes_of_a_load_run(tmp_path):
     """As `vlh run` (issue 16): 3 when no call reached the agent — with --allow-failures too — with one line saying
-    why; 1 when turns went unanswered or an SLO broke, 0 with --allow-failures (the same rule as `vlh run`'s)."""
+    why; 1 when turns went unanswered or an SLO broke, 0 with --allow-failures (the same rule as `vlh run`'s).
+    The caller backs off after each failed connect (0.25 s, doubling, ≤ 2 s), instead of ~100 calls a second."""
     from harness.commands.load import exit_code
 
-    shape = ("--workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", "3s")
+    def backoff_s(k):  # as docs/load.md documents it (the locustfile is not imported here: Locust patches gevent in)
+        return min(2.0, 0.25 * 2 ** (k - 1))
+
+    run_s = 5.0
+    shape = ("--workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", f"{run_s:.0f}s")
     out, p = _load(tmp_path, "nobody", "--agent", "http://127.0.0.1:9/api/offer", "--allow-failures", shape=shape)
     assert p.returncode == 3, p.stderr[-2000:]
     assert "vlh: no call reached the agent" in p.stderr and "Traceback" not in p.stderr
     meta = json.loads((out / "run.json").read_text())
     assert set(meta["summary"]["status_counts"]) == {"error:connect"}
+    # the back-off: call k+1 starts at least backoff_s(k) after call k failed; with 2 s to spare for the master's
+    # timer, no more calls fit into the run than these pauses allow (without them: hundreds)
+    most = max(n for n in range(1, 100) if sum(backoff_s(k) for k in range(1, n)) <= run_s + 2.0)
+    calls = pd.read_parquet(out / "turns.parquet")["call"].nunique()
+    assert 2 <= calls <= most, f"{calls} calls in {run_s} s; the back-off allows at most {most}"
     # the rule on the other outcomes (a pure function of run.json's summary)
     unanswered = {"summary": {"turns": 4, "status_counts": {"ok": 2, "no_response": 2}}}
     assert exit_code(unanswered)[0] == 1 and "2 of 4 turns not answered" in exit_code(unanswered)[1]

@@ -34,7 +34,7 @@ import time
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
-from locust import User, constant, events, task
+from locust import User, events, task
 from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 from harness.load.engine import PREFIX
@@ -133,10 +133,33 @@ def fire_turns(environment, transport: str, scenario: str, msg: dict) -> None:
                                         response_time=rt, response_length=0, exception=exc, context={})
 
 
-class VlhCaller(User):
-    """One caller: calls the agent, says the scenario's turns, hangs up, calls again."""
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.25, 2.0
 
-    wait_time = constant(0)
+
+def backoff_s(failed_in_a_row: int) -> float:
+    """A caller's pause before its next call after `failed_in_a_row` calls in a row that got nothing from the agent:
+    0.25 s, doubling, at most 2 s; none after a call the agent answered (a failed connect takes milliseconds, and
+    without a pause each caller would dial ~100 times a second)."""
+    if failed_in_a_row <= 0:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failed_in_a_row - 1))
+
+
+def call_failed(msg: dict) -> bool:
+    """The call got nothing from the agent: no turns (the engine failed it), or every turn an error:* (connect,
+    disconnected…). Unanswered turns (no_response) do not count: the caller sat through their reply timeouts."""
+    turns = msg.get("turns")
+    return not turns or all(str(t.get("status") or "").startswith("error:") for t in turns)
+
+
+class VlhCaller(User):
+    """One caller: calls the agent, says the scenario's turns, hangs up, calls again (at once; after a failed call,
+    after a short back-off: backoff_s)."""
+
+    failed_in_a_row = 0
+
+    def wait_time(self) -> float:
+        return backoff_s(self.failed_in_a_row)
 
     @task
     def one_call(self):
@@ -145,6 +168,7 @@ class VlhCaller(User):
         idx = getattr(env.runner, "worker_index", 0) if isinstance(env.runner, WorkerRunner) else 0
         n = (idx + 1) * CALLS_PER_WORKER + next(_numbers)
         msg = eng.call(n)
+        self.failed_in_a_row = self.failed_in_a_row + 1 if call_failed(msg) else 0
         cfg = json.loads(env.parsed_options.vlh_config)
         if "turns" not in msg:
             env.events.request.fire(request_type=cfg.get("transport", "webrtc"), name=f"{cfg['scenario_name']} call",
