@@ -10,6 +10,7 @@ import math
 import re
 import subprocess
 import sys
+from datetime import datetime
 
 import pandas as pd
 import pytest
@@ -36,6 +37,30 @@ def _load(tmp_path, name, *extra, shape=TWO_WORKERS):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     (tmp_path / f"{name}.log").write_text(p.stdout + p.stderr)
     return out, p
+
+
+QUIT_LAG_S = 5.0  # a worker's end after the master's, on one host's clock (it used to be ~55 s: Locust's 60 s
+#                   master-heartbeat timeout, counted from the stop)
+SHUTDOWN = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] \S+/INFO/locust\.main: Shutting down", re.M)
+
+
+def _shutdown_at(log: str) -> datetime:
+    """When a Locust process logged its shutdown (the worker's: after its call engine exited)."""
+    stamps = SHUTDOWN.findall(log)
+    assert len(stamps) == 1, log[-3000:]
+    return datetime.strptime(stamps[0], "%Y-%m-%d %H:%M:%S,%f")
+
+
+def _worker_lags_s(out, text: str, workers: int) -> list[float]:
+    """Seconds from the master's shutdown to each local worker's, from their log stamps; each worker must have
+    quit on the master's quit message, its call engine exited cleanly."""
+    master_end = _shutdown_at(text)
+    lags = []
+    for k in range(workers):
+        log = (out / f"locust-worker-{k}.log").read_text()
+        assert "Got quit message from master" in log and "the call engine exited (code 0)" in log, log[-3000:]
+        lags.append((_shutdown_at(log) - master_end).total_seconds())
+    return lags
 
 
 def _check(result):
@@ -74,16 +99,39 @@ def _check(result):
         assert worst <= STAGE_TOL, f"{col}: worst error {worst:.2f} ms"
     meta = json.loads((out / "run.json").read_text())
     assert meta["load"]["workers"] == 2 and meta["summary"]["turns"] == len(df)
+    assert max(_worker_lags_s(out, text, 2)) <= QUIT_LAG_S
     return out
 
 
 def test_load_two_workers_against_the_reference_agent(tmp_path):
-    out = remeasured(lambda n: _load(tmp_path, n), _check, "load")
+    out = remeasured(lambda n: _load(tmp_path, n), _check, "load", why=lambda result: disturbed(result[0]))
     # `vlh report` renders a load run like any run
     p = subprocess.run([sys.executable, "-m", "harness", "report", str(out), "--out", str(out / "report.html")],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert (out / "report.html").stat().st_size > 10000
+
+
+def test_workers_quit_with_the_master_after_their_calls(tmp_path):
+    """At the end of the load the calls under way finish (a 2-turn call outlasts the 4 s of load), every turn is
+    kept — in the run folder and in Locust's stats — and each worker quits on the master's quit message within
+    QUIT_LAG_S of the master (it used to linger ~55 s: Locust's "stop" handler kept the worker's message loop
+    asleep for --stop-timeout and the master no longer counted it among the workers to send "quit" to)."""
+    out, p = _load(tmp_path, "quit", shape=("--workers", "2", "--users", "2", "--spawn-rate", "2", "--run-time", "4s"))
+    text = p.stdout + p.stderr
+    assert p.returncode == 0, text[-3000:]
+    df = pd.read_parquet(out / "turns.parquet")
+    n = df["call"].nunique()
+    assert n >= 2 and set(df["load_worker"]) == {0, 1} and (df["status"] == "ok").all()
+    assert (df.groupby("call")["turn"].apply(sorted).apply(list) == [[1, 2]] * n).all()
+    truth = [json.loads(line) for line in (out / "agent-truth.jsonl").read_text().splitlines() if line.strip()]
+    assert {t["call"] for t in truth if t.get("kind") == "call" and t.get("event") == "start"} == set(
+        df["agent_call_id"])
+    agg = pd.read_csv(out / "locust_stats.csv").set_index("Name").loc["Aggregated"]
+    assert agg["Request Count"] == len(df) and agg["Failure Count"] == 0
+    lags = _worker_lags_s(out, text, 2)
+    assert max(lags) <= QUIT_LAG_S, f"the workers ended {lags} s after the master"
+    assert "had not quit" not in text  # session.py's fallback for a hung worker
 
 
 def test_load_over_the_phone_transport(tmp_path):
@@ -121,15 +169,25 @@ def test_load_over_the_phone_transport(tmp_path):
 
 def test_exit_codes_of_a_load_run(tmp_path):
     """As `vlh run` (issue 16): 3 when no call reached the agent — with --allow-failures too — with one line saying
-    why; 1 when turns went unanswered or an SLO broke, 0 with --allow-failures (the same rule as `vlh run`'s)."""
+    why; 1 when turns went unanswered or an SLO broke, 0 with --allow-failures (the same rule as `vlh run`'s).
+    The caller backs off after each failed connect (0.25 s, doubling, ≤ 2 s), instead of ~100 calls a second."""
     from harness.commands.load import exit_code
 
-    shape = ("--workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", "3s")
+    def backoff_s(k):  # as docs/load.md documents it (the locustfile is not imported here: Locust patches gevent in)
+        return min(2.0, 0.25 * 2 ** (k - 1))
+
+    run_s = 5.0
+    shape = ("--workers", "1", "--users", "1", "--spawn-rate", "1", "--run-time", f"{run_s:.0f}s")
     out, p = _load(tmp_path, "nobody", "--agent", "http://127.0.0.1:9/api/offer", "--allow-failures", shape=shape)
     assert p.returncode == 3, p.stderr[-2000:]
     assert "vlh: no call reached the agent" in p.stderr and "Traceback" not in p.stderr
     meta = json.loads((out / "run.json").read_text())
     assert set(meta["summary"]["status_counts"]) == {"error:connect"}
+    # the back-off: call k+1 starts at least backoff_s(k) after call k failed; with 2 s to spare for the master's
+    # timer, no more calls fit into the run than these pauses allow (without them: hundreds)
+    most = max(n for n in range(1, 100) if sum(backoff_s(k) for k in range(1, n)) <= run_s + 2.0)
+    calls = pd.read_parquet(out / "turns.parquet")["call"].nunique()
+    assert 2 <= calls <= most, f"{calls} calls in {run_s} s; the back-off allows at most {most}"
     # the rule on the other outcomes (a pure function of run.json's summary)
     unanswered = {"summary": {"turns": 4, "status_counts": {"ok": 2, "no_response": 2}}}
     assert exit_code(unanswered)[0] == 1 and "2 of 4 turns not answered" in exit_code(unanswered)[1]

@@ -11,22 +11,31 @@ A turn without an answer (no_response, error:*) is a Locust failure whose respon
 caller sat through. Locust's buckets round response times; the exact turns are in the run folder.
 
 `--vlh-run-time S` (master): after S seconds of load, stop the users and let every call under way finish (up to
-Locust's --stop-timeout), give workers one stats interval to report, then quit — Locust's own --run-time quits at
-once and would cut calls mid-turn.
+Locust's --stop-timeout), then quit — Locust's own --run-time quits at once and would cut calls mid-turn.
+
+The end of a run does not use Locust's master→worker "stop" message. A worker handles every message from the master
+in one greenlet, and its "stop" handler blocks that greenlet while the users finish their calls and then sleeps
+another --stop-timeout before the worker reports ready again (locust/runners.py, WorkerRunner.handle_message); the
+master meanwhile forgets the worker ("client_stopped" removes it from its clients), so its "quit" is sent to nobody,
+and the worker, deaf to the master's heartbeats, quits only when it has heard none for 60 s. So the master sends
+"vlh_stop", which each worker handles in a greenlet of its own: its users finish their calls while the worker keeps
+answering heartbeats, it reports its last turns (and 0 users), and the master's "quit" then reaches it at once.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import logging
 import subprocess
 import sys
+import time
 
 import gevent
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
-from locust import User, constant, events, task
-from locust.runners import MasterRunner, WorkerRunner
+from locust import User, events, task
+from locust.runners import STATE_INIT, MasterRunner, WorkerRunner
 
 from harness.load.engine import PREFIX
 
@@ -76,16 +85,17 @@ class EngineClient:
         self.proc.stdin.flush()
         return res.get()
 
-    def close(self, timeout: float = 60.0) -> None:
-        """EOF: the engine finishes the calls under way, then exits."""
+    def close(self, timeout: float = 60.0) -> int:
+        """EOF: the engine finishes the calls under way, then exits; returns its exit code (killed: negative)."""
         try:
             self.proc.stdin.close()
         except OSError:
             pass
         try:
-            self.proc.wait(timeout)
+            return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            return self.proc.wait()
 
 
 _engine: EngineClient | None = None
@@ -107,7 +117,10 @@ def engine(environment) -> EngineClient:
 @events.quitting.add_listener
 def _close_engine(environment, **_kw):
     if _engine is not None:
-        _engine.close()
+        t0 = time.monotonic()
+        code = _engine.close()
+        logging.getLogger(__name__).info("vlh: the call engine exited (code %d) %.2f s after its input closed", code,
+                                         time.monotonic() - t0)
 
 
 def fire_turns(environment, transport: str, scenario: str, msg: dict) -> None:
@@ -120,10 +133,33 @@ def fire_turns(environment, transport: str, scenario: str, msg: dict) -> None:
                                         response_time=rt, response_length=0, exception=exc, context={})
 
 
-class VlhCaller(User):
-    """One caller: calls the agent, says the scenario's turns, hangs up, calls again."""
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.25, 2.0
 
-    wait_time = constant(0)
+
+def backoff_s(failed_in_a_row: int) -> float:
+    """A caller's pause before its next call after `failed_in_a_row` calls in a row that got nothing from the agent:
+    0.25 s, doubling, at most 2 s; none after a call the agent answered (a failed connect takes milliseconds, and
+    without a pause each caller would dial ~100 times a second)."""
+    if failed_in_a_row <= 0:
+        return 0.0
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (failed_in_a_row - 1))
+
+
+def call_failed(msg: dict) -> bool:
+    """The call got nothing from the agent: no turns (the engine failed it), or every turn an error:* (connect,
+    disconnected…). Unanswered turns (no_response) do not count: the caller sat through their reply timeouts."""
+    turns = msg.get("turns")
+    return not turns or all(str(t.get("status") or "").startswith("error:") for t in turns)
+
+
+class VlhCaller(User):
+    """One caller: calls the agent, says the scenario's turns, hangs up, calls again (at once; after a failed call,
+    after a short back-off: backoff_s)."""
+
+    failed_in_a_row = 0
+
+    def wait_time(self) -> float:
+        return backoff_s(self.failed_in_a_row)
 
     @task
     def one_call(self):
@@ -132,6 +168,7 @@ class VlhCaller(User):
         idx = getattr(env.runner, "worker_index", 0) if isinstance(env.runner, WorkerRunner) else 0
         n = (idx + 1) * CALLS_PER_WORKER + next(_numbers)
         msg = eng.call(n)
+        self.failed_in_a_row = self.failed_in_a_row + 1 if call_failed(msg) else 0
         cfg = json.loads(env.parsed_options.vlh_config)
         if "turns" not in msg:
             env.events.request.fire(request_type=cfg.get("transport", "webrtc"), name=f"{cfg['scenario_name']} call",
@@ -141,12 +178,41 @@ class VlhCaller(User):
         fire_turns(env, cfg.get("transport", "webrtc"), cfg["scenario_name"], msg)
 
 
+STOP_MESSAGE = "vlh_stop"
+
+
+@events.init.add_listener
+def _on_init(environment, runner=None, **_kw):
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(STOP_MESSAGE, _finish_calls, concurrent=True)
+
+
+def _finish_calls(environment, msg=None, **_kw) -> None:
+    """Worker, on the master's "vlh_stop" (in a greenlet of its own, so the worker keeps handling the master's
+    messages): stop the users, each after its call under way (up to --stop-timeout), then report at once — the
+    report carries the last turns and 0 users, which the master waits for — and show the master the worker ready."""
+    runner = environment.runner
+    runner.stop()
+    runner._send_stats()
+    runner.worker_state = STATE_INIT
+
+
 def _stop_after(environment, seconds: float) -> None:
     gevent.sleep(seconds)
     runner = environment.runner
-    runner.stop()  # workers stop their users; each user's call under way finishes first (--stop-timeout)
-    gevent.sleep(4.0)  # one worker stats report (every 3 s) after the last calls
-    runner.quit()
+    if isinstance(runner, MasterRunner):
+        runner.stop(send_stop_to_client=False)  # no new users anywhere (a worker joining late gets none)
+        runner.send_message(STOP_MESSAGE)  # to every worker: finish the calls under way, then report
+        wait_s = (environment.stop_timeout or 0) + 60  # as long as Locust's master waits for its workers to stop
+        end = time.monotonic() + wait_s
+        while runner.user_count and time.monotonic() < end:  # 0 once every worker reported after its last call
+            gevent.sleep(0.2)
+        if runner.user_count:
+            logging.getLogger(__name__).error("vlh: workers still had %d users %.0f s after the stop; quitting",
+                                              runner.user_count, wait_s)
+    else:
+        runner.stop()  # each user's call under way finishes first (--stop-timeout)
+    runner.quit()  # the master's "quit" reaches every worker (still its clients); each reports once more, exits
     if getattr(environment, "web_ui", None) is not None:  # --web: the UI is Locust's main greenlet; the run is over
         environment.web_ui.stop()
 

@@ -178,10 +178,12 @@ def run_locust(cfg: LoadConfig, url: str, scenario_name: str, out: Path, call_s:
             master.wait(limit)
         except subprocess.TimeoutExpired:
             raise VlhError(f"the Locust master did not finish within {limit:.0f} s; see {out}/locust-*.log")
-        for w in workers:  # a worker quits when the master does; its engine finishes the calls under way
+        for k, w in enumerate(workers):  # a worker quits with the master (its calls finished before the master quit)
             try:
                 w.wait(stop_timeout + 30)
-            except subprocess.TimeoutExpired:
+            except subprocess.TimeoutExpired:  # a hung worker: its engine's finished calls are already on disk
+                print(f"vlh load: Locust worker {k} had not quit {stop_timeout + 30:.0f} s after the master; "
+                      f"terminated (see {out}/locust-worker-{k}{tag}.log)", file=sys.stderr)
                 w.terminate()
     finally:
         for p in [master, *workers]:
