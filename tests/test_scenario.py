@@ -175,8 +175,8 @@ def test_voice_or_rate_on_a_wav_turn_is_refused(tmp_path):
     assert ":3: turns[0]:" in msg and "say: turns only" in msg
 
 
-@pytest.mark.skipif(not known_profiles(), reason="the reference agent's profiles are not installed")
 def test_unknown_profile_lists_the_profiles(tmp_path):
+    assert known_profiles(), "the reference agent's profiles were not found (PROFILES_DIR)"
     msg = error_of(write(tmp_path, "name: a\nturns:\n  - say: hi\nagent:\n  profile: fsat\n"))
     assert ":5: agent.profile:" in msg and "did you mean fast" in msg
     for name in known_profiles():

@@ -27,7 +27,7 @@ from harness.errors import VlhError
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 NOISE_TYPES = ("white", "pink")
 #: where the reference agent keeps its profiles (read as data files, never imported)
-PROFILES_DIR = Path(__file__).resolve().parent / "agent" / "profiles"
+PROFILES_DIR = Path(__file__).resolve().parents[1] / "agent" / "profiles"  # read, never imported
 PROFILE_SUFFIXES = (".yaml", ".yml")
 
 
