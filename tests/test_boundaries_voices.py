@@ -144,6 +144,8 @@ def test_a_pink_noise_swing_is_not_a_release():
     ("festival", "pink", 3, 0, 2, "end 306 ms early"),
     ("human", "white", 8, 0, 3, "end 214 ms early"),
     ("flite", "pink", 4, 0, 2, "end 284 ms early"),
+    # a 230 ms /s/ ending 4 ms before the reach's end, noise alone after it (past the reach)
+    ("flite", "white", 3, 0, 2, "end 346 ms early"),
     # no single band, several at once (pink): `_multiband_edge`; with `_isolated_edge` alone these were `before`
     ("human", "pink", 1, 1, 5, "end 180 ms early"),
     ("human", "pink", 7, 0, 2, "end 180 ms early"),
@@ -243,3 +245,22 @@ def test_multiband_does_not_reach_into_noise(family, kind, seed, ch, j, side, be
         assert e <= 0.0, (before, e)
     else:
         assert s >= -1.0, (before, s)
+
+
+def test_isolated_edge_attaches_nothing_in_noise_alone():
+    """`_isolated_edge`'s own control: "edges" at random positions in white and pink noise alone (the corpus's
+    generators, seeds not used elsewhere), a speech peak 25 dB over the noise so the level floor is no obstacle.
+    Any moved edge is noise attached as speech (0 of 3 200 in bench runs at seeds 100–107, white, pink, babble)."""
+    from harness.audio import boundaries as B
+
+    span = int(SR * (B.ISOLATED_REACH_S + B.ISOLATED_REF_S))
+    moved = []
+    for kind in ("white", "pink"):
+        nz = vc.noise(kind, SR * 30, 400) * np.float32(0.01)
+        pk = 0.01 * 10 ** (25 / 20) * 2
+        for pos in np.random.default_rng(400).integers(span + 1, len(nz) - span - 1, 150):
+            start = bool(pos % 2)
+            e = B._isolated_edge(nz, SR, int(pos), pk, (pk * 10 ** -4.5) ** 2, 0, len(nz), start=start)
+            if e != pos:
+                moved.append((kind, int(pos), start, (e - int(pos)) / SR * 1e3))
+    assert moved == []

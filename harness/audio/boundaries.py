@@ -74,7 +74,7 @@ ISOLATED_REF_S = 0.4  # ... when it stands out of the distribution of the noise 
 ISOLATED_REF_MIN_S = 0.2  # ... (at least this much of it before the next region, or nothing is attached)
 ISOLATED_HOLDS_S = (0.010, 0.025, 0.050)  # ... held this long (every 5 ms window in it over the threshold for
 #   that hold: the longer the hold, the lower the noise's own held level, and the threshold with it)
-ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone inside the reach
+ISOLATED_GUARD_S = 0.030  # ... and followed by this much of noise alone (past the reach if it ends near it)
 ISOLATED_Z = 4.0  # ... threshold: the noise's median + Z × (p90 − median) in dB (Gaussian in dB: 5.1 σ, 1.5e-7)
 ISOLATED_MARGIN_DB = 3.0  # ... plus this
 ISOLATED_LEVEL_DB = -35.0  # ... and within this of the run's peak (comfort noise before a reply: 38+ dB under it)
@@ -691,10 +691,11 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     low-pass, 4–11 kHz): the level its 5 ms windows hold for a while (the minimum over that span), in dB,
     its median and 90th percentile. A sound within the reach that holds median + `ISOLATED_Z` × (p90 − median)
     + `ISOLATED_MARGIN_DB` (and within `ISOLATED_LEVEL_DB` of the run's peak) for as long, with noise alone for
-    `ISOLATED_GUARD_S` after it inside the reach, is part of the utterance; the edge is refined on the samples of
-    its band. Holds of 10, 25 and 50 ms (`ISOLATED_HOLDS_S`) each have their threshold from the noise's own
-    held level: the longer the hold, the lower. In steady noise (white) the threshold is a few dB over the noise;
-    in fluctuating noise (pink in the 4 kHz band) the spread lifts it; where the noise fluctuates more
+    `ISOLATED_GUARD_S` after it (inside the reach, or past it for a sound ending near its end), is part of the
+    utterance; the edge is refined on the samples of its band. Holds of 10, 25 and 50 ms (`ISOLATED_HOLDS_S`)
+    each have their threshold from the noise's own held level: the longer the hold, the lower. In steady noise
+    (white) the threshold is a few dB over the noise; in fluctuating noise (pink in the 4 kHz band) the spread
+    lifts it; where the noise fluctuates more
     (`ISOLATED_SPREAD_DB`) nothing is attached, and the longer holds need a noise as steady as white or pink
     (`ISOLATED_STEADY_DB`) whose level does not drift over the reference (`ISOLATED_DRIFT_DB`: babble's does), so
     the noise's own peaks are not attached."""
@@ -744,8 +745,10 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
             if len(on) == 0 or over.all():
                 continue
             last = int(on[-1]) + k - 1
-            if last > n_win - 1 - guard:
-                return edge  # the sound goes on to the reach's end: not isolated (or the reach is too short)
+            if last > n_win - 1 - guard:  # the sound ends in the reach's last `guard`: isolated only if noise
+                after = s[int(on[-1]) + 1 : int(on[-1]) + 1 + guard]  # alone follows it (past the reach)
+                if len(after) < guard or bool(np.any(after >= thr)):
+                    return edge  # the sound goes on past the reach: not isolated (or the span is too short)
             if best is None or last > best[0]:
                 best = (last, hiss, thr)
     if best is None:
