@@ -310,33 +310,41 @@ def _wait_port(port: int, proc, timeout: float = 90.0) -> bool:
 
 def test_master_and_worker_as_separate_processes(tmp_path):
     """`vlh load --master` here and `vlh load --worker --master-host 127.0.0.1` as another process (as on two
-    hosts sharing the run folder's path): the worker's calls land in the master's run folder."""
+    hosts sharing the run folder's path): the worker's calls land in the master's run folder. A run the host
+    visibly disturbed is measured once more (`remeasured`), with the same tolerance."""
     from harness.load.session import free_port
 
-    out, port = tmp_path / "mw", free_port()
-    common = ["--master-port", str(port)]
-    master = subprocess.Popen([sys.executable, "-m", "harness", "load", "--master", "--expect-workers", "1",
-                               "--users", "2", "--spawn-rate", "2", "--run-time", "8s", "--turns", "1",
-                               "--agent-set", "response=Sure thing.", "--no-report", "--out", str(out), *common],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    worker = None
-    try:
-        assert _wait_port(port, master), "the master did not open its port"
-        worker = subprocess.Popen([sys.executable, "-m", "harness", "load", "--worker", "--master-host",
-                                   "127.0.0.1", *common], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True)
-        text = master.communicate(timeout=300)[0]
-        assert master.returncode == 0, text[-3000:]
-        worker.wait(60)
-    finally:
-        for p in (master, worker):
-            _stop(p)
-    assert "Aggregated" in text
-    df = pd.read_parquet(out / "turns.parquet")
-    assert len(df) >= 2 and (df["status"] == "ok").all() and set(df["load_worker"]) == {0}
-    err = errors(out)
-    assert len(err) == len(df) and err[EAR].abs().max().max() <= EAR_TOL
-    assert json.loads((out / "run.json").read_text())["load"]["role"] == "master"
+    def run(name):
+        out, port = tmp_path / name, free_port()
+        common = ["--master-port", str(port)]
+        master = subprocess.Popen([sys.executable, "-m", "harness", "load", "--master", "--expect-workers", "1",
+                                   "--users", "2", "--spawn-rate", "2", "--run-time", "8s", "--turns", "1",
+                                   "--agent-set", "response=Sure thing.", "--no-report", "--out", str(out), *common],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        worker = None
+        try:
+            assert _wait_port(port, master), "the master did not open its port"
+            worker = subprocess.Popen([sys.executable, "-m", "harness", "load", "--worker", "--master-host",
+                                       "127.0.0.1", *common], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True)
+            text = master.communicate(timeout=300)[0]
+            assert master.returncode == 0, text[-3000:]
+            worker.wait(60)
+        finally:
+            for p in (master, worker):
+                _stop(p)
+        return out, text
+
+    def check(result):
+        out, text = result
+        assert "Aggregated" in text
+        df = pd.read_parquet(out / "turns.parquet")
+        assert len(df) >= 2 and (df["status"] == "ok").all() and set(df["load_worker"]) == {0}
+        err = errors(out)
+        assert len(err) == len(df) and err[EAR].abs().max().max() <= EAR_TOL, err[EAR].round(2).to_dict("list")
+        assert json.loads((out / "run.json").read_text())["load"]["role"] == "master"
+
+    remeasured(run, check, "mw", why=lambda result: disturbed(result[0]))
 
 
 def test_web_ui_serves_while_the_load_runs(tmp_path):
