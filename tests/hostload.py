@@ -2,6 +2,7 @@
 
 import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 
@@ -9,7 +10,7 @@ import pandas as pd
 def disturbed(out) -> str:
     """Why a run's timing cannot be trusted to the millisecond because the host was busy, or ''. The run itself
     reports its event-loop stalls and late mic frames; the load average catches a starved agent process."""
-    df = pd.read_parquet(out / "turns.parquet")
+    df = pd.read_parquet(Path(out) / "turns.parquet")  # a run folder as a Path or a str (a suite verdict's run_dir)
     load = os.getloadavg()[0]
     why = []
     if df["harness_stall_ms"].fillna(0).max() > 3:

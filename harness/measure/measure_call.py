@@ -52,6 +52,7 @@ def _regions(x: np.ndarray, sr: int, opts: MeasureOptions, floor: float, min_pau
                               min_speech_ms=opts.min_speech_ms, floor=floor)
 
 
+EDGE_CONTEXT_S = bnd.ISOLATED_REACH_S + bnd.ISOLATED_REF_S  # what the edge rules look at beyond an edge (0.75 s)
 FLOOR_CHUNK_S = 60  # the whole-channel noise floor is computed a minute at a time (a long capture is on disk)
 
 
@@ -112,7 +113,16 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         lo = max(0, capture.sample_of(plan.mic_start) - int(0.05 * sr))
         hi = min(n, capture.sample_of(plan.mic_end) + int(0.1 * sr))
         win_end = min(n, capture.sample_of(plan.next_start)) if plan.next_start else n
-        regions = _regions(capture.mic[lo:hi], sr, opts, mic_floor) if hi > lo else []
+        # the utterance's regions are found with the noise around it in view: the edge rules judge a final release
+        # or hiss against the noise up to 0.75 s beyond the edge (`_isolated_edge`), and a slice ending 100 ms
+        # after the utterance cut a real /t/ release off (user end 49 ms early in pink noise). The context stops at
+        # the previous utterance's end and the next one's start; only regions overlapping the planned span count
+        ctx = int(round(EDGE_CONTEXT_S * sr))
+        prev_end = min(n, capture.sample_of(plans[k - 1].mic_end) + int(0.1 * sr)) if k else 0
+        c_lo, c_hi = max(prev_end, lo - ctx), max(hi, min(win_end, hi + ctx))
+        regions = [bnd.Region(c_lo + g.start - lo, c_lo + g.end - lo, sr)
+                   for g in (_regions(capture.mic[c_lo:c_hi], sr, opts, mic_floor) if hi > lo else [])
+                   if c_lo + g.end > lo and c_lo + g.start < hi]
         if not regions:
             row["status"] = row["status"] if row["status"] != "ok" else "error:no_user_speech"
             row["error"] = row["error"] or "no speech found on the mic channel for this turn"
