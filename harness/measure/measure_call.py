@@ -108,6 +108,7 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
     rows, event_rows = [], []
     n = len(capture)
     mic_floor, ear_floor = channel_floor(capture.mic, sr), channel_floor(capture.ear, sr)
+    ctx = int(round(EDGE_CONTEXT_S * sr))  # noise in view around each utterance (below)
     for k, plan in enumerate(plans):
         row = _base_row(plan, call, fit, capture)
         lo = max(0, capture.sample_of(plan.mic_start) - int(0.05 * sr))
@@ -117,18 +118,16 @@ def measure_call(capture: Capture, plans: list[TurnPlan], telemetry: TelemetryLo
         # or hiss against the noise up to 0.75 s beyond the edge (`_isolated_edge`), and a slice ending 100 ms
         # after the utterance cut a real /t/ release off (user end 49 ms early in pink noise). The context stops at
         # the previous utterance's end and the next one's start; only regions overlapping the planned span count
-        ctx = int(round(EDGE_CONTEXT_S * sr))
         prev_end = min(n, capture.sample_of(plans[k - 1].mic_end) + int(0.1 * sr)) if k else 0
-        c_lo, c_hi = max(prev_end, lo - ctx), max(hi, min(win_end, hi + ctx))
-        regions = [bnd.Region(c_lo + g.start - lo, c_lo + g.end - lo, sr)
-                   for g in (_regions(capture.mic[c_lo:c_hi], sr, opts, mic_floor) if hi > lo else [])
-                   if c_lo + g.end > lo and c_lo + g.start < hi]
+        c_lo, c_hi = min(lo, max(prev_end, lo - ctx)), max(hi, min(win_end, hi + ctx))
+        regions = [g for g in (_regions(capture.mic[c_lo:c_hi], sr, opts, mic_floor) if hi > lo else [])
+                   if c_lo + g.end > lo and c_lo + g.start < hi]  # sample positions from c_lo
         if not regions:
             row["status"] = row["status"] if row["status"] != "ok" else "error:no_user_speech"
             row["error"] = row["error"] or "no speech found on the mic channel for this turn"
             rows.append(row)
             continue
-        u_start, u_end = lo + regions[0].start, lo + regions[-1].end
+        u_start, u_end = c_lo + regions[0].start, c_lo + regions[-1].end
         # the capture holds each mic frame where it really left (its nominal place + its lateness): one time base
         t_user_end = capture.time_of(u_end)
         f_end = _mic_frame_of(u_end - 1, mic_lateness, sr)
