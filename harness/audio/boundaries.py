@@ -695,10 +695,9 @@ def _isolated_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *,
     utterance; the edge is refined on the samples of its band. Holds of 10, 25 and 50 ms (`ISOLATED_HOLDS_S`)
     each have their threshold from the noise's own held level: the longer the hold, the lower. In steady noise
     (white) the threshold is a few dB over the noise; in fluctuating noise (pink in the 4 kHz band) the spread
-    lifts it; where the noise fluctuates more
-    (`ISOLATED_SPREAD_DB`) nothing is attached, and the longer holds need a noise as steady as white or pink
-    (`ISOLATED_STEADY_DB`) whose level does not drift over the reference (`ISOLATED_DRIFT_DB`: babble's does), so
-    the noise's own peaks are not attached."""
+    lifts it; where the noise fluctuates more (`ISOLATED_SPREAD_DB`) nothing is attached, and the longer holds
+    need a noise as steady as white or pink (`ISOLATED_STEADY_DB`) whose level does not drift over the reference
+    (`ISOLATED_DRIFT_DB`: babble's does), so the noise's own peaks are not attached."""
     w = max(8, int(round(sr * 0.005)))
     st = max(1, w // 4)
     reach = int(round(sr * ISOLATED_REACH_S))
@@ -957,12 +956,12 @@ def _hiss_edge(x, sr, edge: int, pk: float, lo: int, hi: int, *, start: bool, dc
     # on one of them, 150–460 ms off. Its upper level: the 90th percentile of the span's far half (300–600 ms out,
     # past a fricative), `HISS_UPPER_DB` over it; white and pink noise spread 2–3 dB, so there the floor's 10 dB
     # decides as before
+    if np.count_nonzero(r >= thr) < 2:
+        return edge  # no two windows of hiss at that level: nothing to follow (the test below needs two)
     half = len(r) // 2
     far = r[:half] if start else r[len(r) - half:]
     upper = _percentile(far[:: max(1, w // 4)], 90) if half >= sr * HISS_UPPER_MIN_S else 0.0
     thr_hiss = max(thr, upper * 10 ** (HISS_UPPER_DB / 20))
-    if np.count_nonzero(r >= thr) < 2:
-        return edge  # no two windows of hiss at that level: nothing to follow (the test below needs two)
     # hiss, not broadband noise: comfort noise or a noise bed is about as loud under 4 kHz (white: 2.4 dB less
     # per band here); an /s/, /sh/ or a release's burst is far louder above 4 kHz than under it
     # the sound is followed outward over windows at that level (a release or a stop's closure may lie between
