@@ -218,7 +218,7 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
     uv = (av + 1) % len(voices)
     level = {0: rng.uniform(-30, -3), 1: rng.uniform(-30, -3)}
     sides: list[tuple[np.ndarray, np.ndarray, float]] = []
-    cuts: tuple[list[str], list[str]] = ([], [])  # each utterance's cut, per channel
+    cuts: list[list[str]] = [[], []]  # each utterance's cut, per channel
     ut = rng.permutation(len(USER_TEXTS))
     at = rng.permutation(len(AGENT_TEXTS))
     for i in range(n):
@@ -255,7 +255,7 @@ def conversation(family: str, seed: int, *, noise_kind: str | None = None, snr_d
             x[as_ - cn : as_, 1] += rng.standard_normal(cn).astype(np.float32) * np.abs(a).max() * 10 ** (-comfort_db / 20)
     info = {"family": family, "agent_voice": voices[av][1], "user_voice": voices[uv][1], "noise": noise_kind,
             "snr_db": snr_db, "seed": seed, "levels_dbfs": [round(level[0], 1), round(level[1], 1)],
-            "cuts": [list(cuts[0]), list(cuts[1])]}
+            "cuts": cuts}
     if noise_kind is not None:
         for ch, regs in ((0, user), (1, agent)):
             sp = np.concatenate([x[a:b, ch] for a, b in regs]).astype(np.float64)
