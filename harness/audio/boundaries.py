@@ -911,7 +911,8 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
         return edge
     j = best
     # refined on the samples of the band where the frame stands out more, over the most the noise's 5 ms windows
-    # reach in that band over the reference
+    # reach in that band over the reference (not also over the level test's floor: that decided the frame is a
+    # sound; an onset's hiss can be 35+ dB under the run's 4 kHz peak and still over the noise's most there)
     refs = [(False, p_low), (True, p_hiss)]
     refs.sort(key=lambda t: -(t[1][j] / max(float(np.median(t[1][ref])), 1e-20)))
     q = j * hop  # outward offset of the frame [q, q + n)
@@ -919,7 +920,7 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     r0, r1 = (edge - avail, edge - first_ref * hop) if start else (edge + first_ref * hop, edge + avail)
     for hiss, pw in refs:
         rr = _win_rms_step(_band(x, sr, r0, r1, dc, hiss), w, max(1, w // 4))
-        thr_b = max(float(rr.max()), np.sqrt(floor2))
+        thr_b = float(rr.max())
         if start:
             e = _refine_edge(x, sr, edge - q - n - n // 2, edge - q + n // 2, thr_b, eps, lo, edge, start=True,
                              dc=dc, hiss=hiss)
