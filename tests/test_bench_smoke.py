@@ -90,3 +90,25 @@ def test_soak_quick(tmp_path):
         ok, planned, _matched, _agent = r[1].split(" / ")
         assert planned == "4" and ok == "4", r  # no turn lost (matching to truth is the script's verdict)
     assert "long: no turn lost" in out and "short: no turn lost" in out
+
+
+def test_edge_reachability_tells_a_tone_from_the_noise():
+    """`bench/edge_reachability.py`'s measure can fail both ways: a stretch of pink noise alone is held by the noise
+    at a large share of positions, the same stretch with a tone 10 dB over the noise at none; and the script prints
+    its table for one row."""
+    sys.path.insert(0, str(BENCH))
+    import edge_reachability as er
+    import numpy as np
+
+    from harness.audio.noise import colored
+
+    sr, n = er.SR, er.SR
+    noise = colored("pink", n, 5).astype(np.float64) * 0.01
+    tone = np.zeros(n)
+    true = n // 2  # a start: the speech begins here; the detector said 15 ms later
+    tone[true:] = np.sin(2 * np.pi * 700 * np.arange(n - true) / sr) * 0.01 * 10 ** (10 / 20) * np.sqrt(2)
+    det = true + int(sr * 0.015)
+    assert er.stretch_p(noise, noise, "pink", det, true, start=True) > 0.05
+    assert er.stretch_p(noise + tone, noise, "pink", det, true, start=True) < er.REACHABLE_P
+    out = _run("edge_reachability.py", "--snr", "35", "--noise", "pink", "--family", "festival")
+    assert _table_rows(out, "reach into the noise") == [["festival", "pink 35 dB", "1", "1", "0", "0", "0"]]
