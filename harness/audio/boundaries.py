@@ -24,7 +24,8 @@ Method (docs/analyze.md, "How boundaries are found"):
    sound beyond a dip under the noise (a final release or hiss after a closure, an onset before one) is attached
    when it holds, for 10–50 ms, a level the noise alone beyond it practically never holds (`_isolated_edge`).
    Then across 11 bands and 10–50 ms at once, against the noise alone, at a measured false-alarm rate
-   (`_multiband_edge`).
+   (`_multiband_edge`): such a sound, or a weak onset or tail right at the edge that the other refiners' levels
+   leave out.
 6. Refined regions closer than `min_pause_ms` merge; regions shorter than `min_speech_ms` are dropped.
 Content above 4 kHz (the hiss of an /s/) is not speech to this detector, as it is not to webrtcvad.
 """
@@ -829,7 +830,6 @@ def _sorted_quantile(s: np.ndarray, q: float) -> np.ndarray:
 MULTIBAND_HOLDS = (1, 2, 4, 9)  # a sound held over 1, 2, 4, 9 frames (10–50 ms): the mean evidence over them ...
 MULTIBAND_THRESHOLDS = (15.0, 12.2, 9.5, 7.9)  # ... at least this (summed clipped z): see `_multiband_edge`
 MULTIBAND_DRIFT = 1.0  # the noise reference is steady: no band's two halves' medians further apart (in σ) than this
-MULTIBAND_MIN_FRAME = 1  # the sound's outermost frame starts ≥ 5 ms beyond the edge (frame 0 holds the edge itself)
 MULTIBAND_CORR = 0.10  # ... and its bands fluctuate independently: mean correlation between bands at most this
 
 
@@ -844,10 +844,11 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     thresholds are set by a stated false-alarm rate: on noise alone (white and pink, whose statistic is the same
     after the z-scores), a sound is found in 0 of 4 800 reaches (< 0.1 % per edge side;
     bench/multiband_false_alarm.py, docs/boundaries-on-other-voices.md cause 11). A sound whose outermost frame
-    is the one holding the edge (`MULTIBAND_MIN_FRAME`) is a continuation, not isolated: left to the other
-    refiners. The rule assumes the bands of the noise fluctuate independently and its level neither wanders nor
-    swings; where the reference says otherwise (babble: another talker's syllables raise every band together)
-    nothing is attached."""
+    is the one holding the edge (frame 0: a weak onset or tail continuing the sound found, under the other
+    refiners' thresholds) is attached too; its refinement must stay within that frame (one that lands beyond it
+    followed the noise, and is redone within the frame). The rule assumes the bands of the noise fluctuate
+    independently and its level neither wanders nor swings; where the reference says otherwise (babble: another
+    talker's syllables raise every band together) nothing is attached."""
     n, hop = int(round(sr * MULTIBAND_FRAME_S)), int(round(sr * MULTIBAND_HOP_S))
     reach, ref_s = int(round(sr * ISOLATED_REACH_S)), int(round(sr * ISOLATED_REF_S))
     avail = (edge - lo) if start else (hi - edge)
@@ -867,9 +868,9 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     # what stands over the noise (power over its median) within ISOLATED_LEVEL_DB of the run's peak: not the comfort
     # noise before a reply (45+ dB under it), though it too stands out of a pink bed in the upper bands
     loud = np.maximum(p_low - np.median(p_low_r), p_hiss - np.median(p_hiss_r))[:n_reach] >= floor2
-    if not loud[MULTIBAND_MIN_FRAME:].any():
-        return edge  # a sound's outermost frame must be loud and not the edge's own: none can be (the tests below
-        #   all return `edge` too; this is the common case, decided before the band statistics)
+    if not loud.any():
+        return edge  # a sound's outermost frame must be loud: none is (the tests below all return `edge` too; this
+        #   is the common case, decided before the band statistics)
     gap = first_ref - n_reach  # frames neither wholly inside the reach nor beyond it (none when hop divides it)
     lv = np.concatenate([lv, np.full((gap, lv.shape[1]), np.nan), lv_r])
     p_low = np.concatenate([p_low, np.zeros(gap), p_low_r])
@@ -902,8 +903,6 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
         if len(js) == 0:
             continue
         j = int(js[-1])
-        if j < MULTIBAND_MIN_FRAME:
-            continue  # the sound touches the edge: a continuation (the other refiners' question), not an isolated one
         if j * hop + n > reach - guard:
             return edge  # the sound goes on to the reach's end: not isolated
         best = max(best, j)
@@ -911,8 +910,9 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
         return edge
     j = best
     # refined on the samples of the band where the frame stands out more, over the most the noise's 5 ms windows
-    # reach in that band over the reference (not also over the level test's floor: that decided the frame is a
-    # sound; an onset's hiss can be 35+ dB under the run's 4 kHz peak and still over the noise's most there)
+    # reach in that band over the reference and, for an isolated sound, over the level test's floor too (without
+    # it the refinement followed the white comfort noise before a reply out to its onset step, 50–100 ms early);
+    # a continuation (frame 0) is refined without that floor, within its frame
     refs = [(False, p_low), (True, p_hiss)]
     refs.sort(key=lambda t: -(t[1][j] / max(float(np.median(t[1][ref])), 1e-20)))
     q = j * hop  # outward offset of the frame [q, q + n)
@@ -920,15 +920,21 @@ def _multiband_edge(x, sr, edge: int, pk: float, eps: float, lo: int, hi: int, *
     r0, r1 = (edge - avail, edge - first_ref * hop) if start else (edge + first_ref * hop, edge + avail)
     for hiss, pw in refs:
         rr = _win_rms_step(_band(x, sr, r0, r1, dc, hiss), w, max(1, w // 4))
-        thr_b = float(rr.max())
+        thr_b = float(rr.max()) if j == 0 else max(float(rr.max()), np.sqrt(floor2))
         if start:
             e = _refine_edge(x, sr, edge - q - n - n // 2, edge - q + n // 2, thr_b, eps, lo, edge, start=True,
                              dc=dc, hiss=hiss)
+            if e is not None and j == 0 and e < edge - n:  # a continuation refined beyond the frame that holds it
+                e = _refine_edge(x, sr, edge - n, edge, thr_b, eps, max(lo, edge - n), edge, start=True, dc=dc,
+                                 hiss=hiss)  # followed the noise: again, within the frame only
             if e is not None:
                 return min(edge, e)
         else:
             e = _refine_edge(x, sr, edge + q - n // 2, edge + q + n + n // 2, thr_b, eps, edge, hi, start=False,
                              dc=dc, hiss=hiss)
+            if e is not None and j == 0 and e > edge + n:
+                e = _refine_edge(x, sr, edge, edge + n, thr_b, eps, edge, min(hi, edge + n), start=False, dc=dc,
+                                 hiss=hiss)
             if e is not None:
                 return max(edge, e)
     return edge  # no 5 ms window of it over the noise's most: not placed to the sample, not attached
