@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -112,7 +113,7 @@ def synth(engine: str, voice: str, text: str) -> np.ndarray:
     if not np.any(np.abs(a) > 1e-3):
         raise VoiceUnavailable(f"{engine}/{voice} produced silence for {text!r}")
     CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_suffix(".tmp.npy")
+    tmp = f.with_suffix(f".{os.getpid()}.tmp.npy")  # one per process: two benches may synthesise it at once
     np.save(tmp, a.astype(np.float32))
     tmp.replace(f)
     return a.astype(np.float32)
