@@ -117,7 +117,12 @@ def test_jitter_and_loss_go_to_the_jitter_buffer(tmp_path):
     def check(out):
         _check_errors(out, 4)
         df = _turns(out)
-        assert np.median(df["jitter_buffer_ms"]) > 25  # grown from the 20 ms floor to absorb ±15 ms
+        assert (df["jitter_buffer_ms"] > 0).all()
+        # grown from the 20 ms floor to absorb ±15 ms: judged on every packet played in the call. A turn's
+        # jitter_buffer_ms is its first reply packet's own wait, which that packet's jitter draw moves by up to
+        # 30 ms (seen: 18–53 ms in one call), so the median of four turns fell under 25 ms at random (19.9 once).
+        play = pd.read_parquet(out / "recordings" / "call-1.playout.parquet").query("kind == 'play'")
+        assert np.median(play["t_mono"] - play["arrival_mono"]) * 1e3 > 25
         assert (df["playout_stall_ms"] <= 100).all()  # loss is concealed, never a stall
         meta = json.loads((out / "recordings" / "call-1.wav.json").read_text())["meta"]["playout"]
         assert meta["conceal"] > 0
